@@ -1,0 +1,3 @@
+from alys_fast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""One running actor: its mailbox (which outlives restarts), its instance and its task.
+
+``ActorRef`` is the only handle others hold: it points at the cell, not at an instance, so
+it stays valid across restarts. ``tell`` is the compiled mailbox's own method, so a tell
+costs one C call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+from alys_fast._cext import require
+from alys_fast.actors.errors import ActorStopped, AskTimeout, CircuitOpen, StartFailed
+
+if TYPE_CHECKING:
+    from alys_fast.actors.actor import Actor
+    from alys_fast.actors.supervisor import ChildSpec, Supervisor
+
+_mailbox = require("mailbox")
+Mailbox = _mailbox.Mailbox
+Ask = _mailbox.Ask
+monotonic = _mailbox.monotonic
+EMPTY, BUDGET, SYSTEM, AWAIT, FAILED = (
+    _mailbox.EMPTY, _mailbox.BUDGET, _mailbox.SYSTEM, _mailbox.AWAIT, _mailbox.FAILED,
+)
+
+log = logging.getLogger("alys.actors")
+
+#: User messages handled per wake-up before yielding to other tasks.
+BATCH = 256
+
+
+class Stop:
+    """System message: finish the current message, then stop normally."""
+
+    __slots__ = ()
+
+
+def _expire(future: asyncio.Future, path: str, message: Any, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(AskTimeout(path, message, timeout))
+
+
+class ActorRef:
+    """Handle to an actor: ``tell``, ``send`` (with backpressure), ``ask``, ``stop``."""
+
+    __slots__ = ("_cell", "_mailbox", "path", "tell")
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+        self._mailbox = cell.mailbox
+        self.path = cell.path
+        #: Enqueue without waiting; raises MailboxFull, CircuitOpen or ActorStopped.
+        self.tell = cell.mailbox.tell
+
+    async def send(self, message: Any) -> None:
+        """Enqueue, waiting while the mailbox is full (backpressure instead of MailboxFull)."""
+        mailbox = self._mailbox
+        while (room := mailbox.wait_space()) is not None:
+            await room
+        mailbox.tell(message)
+
+    async def ask(self, message: Any, timeout: float = 5.0) -> Any:
+        """Send and wait for the reply; raises AskTimeout, or the handler's own error."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._mailbox.ask(message, future)
+        timer = loop.call_later(timeout, _expire, future, self.path, message, timeout)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def stop(self) -> None:
+        """Ask the actor to stop normally after its current message."""
+        self._mailbox.put_system(Stop())
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.path!r})"
+
+
+class ActorCell:
+    """Runtime of one local actor, driven by its supervisor (start / shutdown / exits)."""
+
+    kind = "actor"
+
+    def __init__(self, spec: ChildSpec, path: str, parent: Supervisor) -> None:
+        self.spec = spec
+        self.path = path
+        self.parent = parent
+        self.mailbox = Mailbox(path, spec.mailbox)
+        self.ref = ActorRef(self)
+        self.instance: Actor | None = None
+        self.task: asyncio.Task | None = None
+        self.state = "new"           # new | running | restarting | open | down | stopped
+        self.generation = 0
+        self.up_since = 0.0
+        self._probe_mark = -1        # handled count when a half-open probe started
+
+    # -- supervisor side -------------------------------------------------------------
+    async def start(self) -> None:
+        """Build a fresh instance and run it; StartFailed if the constructor raises."""
+        try:
+            instance = self.spec.actor(*self.spec.args, **dict(self.spec.kwargs))
+        except Exception as exc:
+            raise StartFailed(self.path, exc) from exc
+        instance.ref = self.ref
+        self.instance = instance
+        self.generation += 1
+        self.up_since = monotonic()
+        self.state = "running"
+        self.mailbox.accept()
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(instance, self.generation), name=self.path
+        )
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Three steps: ask to stop (priority lane), wait ``shutdown`` s, then cancel."""
+        task = self.task
+        if task is None or task.done():
+            return
+        self.generation += 1     # whatever this task reports now is stale
+        if not self.mailbox.refusing:
+            self.mailbox.put_system(Stop())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout or self.spec.shutdown)
+        except TimeoutError:
+            log.warning("actor %s did not stop within %.1fs: killed", self.path,
+                        timeout or self.spec.shutdown)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.call_hook("stopped")
+        self.state = "stopped"
+
+    def open_circuit(self, retry_at: float) -> None:
+        self.state = "open"
+        path = self.path
+        self.mailbox.refuse(lambda: CircuitOpen(path, max(0.0, retry_at - monotonic())))
+
+    def start_probe(self) -> None:
+        self._probe_mark = self.mailbox.handled
+
+    def close_for_good(self, state: str) -> list:
+        """No restart is coming: refuse messages; return what waited (for dead letters)."""
+        self.state = state
+        return self.mailbox.close()
+
+    def call_hook(self, name: str, *args: Any) -> None:
+        instance = self.instance
+        if instance is None:
+            return
+        try:
+            getattr(instance, name)(*args)
+        except Exception:
+            log.exception("actor %s: %s() raised (ignored)", self.path, name)
+        if name == "stopped":
+            self.instance = None
+
+    # -- the actor's own task ----------------------------------------------------------
+    async def _run(self, instance: Actor, generation: int) -> None:
+        mailbox = self.mailbox
+        handler = instance.receive
+        crashed: BaseException | None = None
+        message: Any = None
+        try:
+            ready = instance.started()
+            if inspect.isawaitable(ready):
+                await ready
+            while True:
+                outcome = mailbox.process(handler, BATCH)
+                if self._probe_mark >= 0 and mailbox.handled > self._probe_mark:
+                    self._probe_mark = -1
+                    self.parent.probe_succeeded(self)
+                if outcome == EMPTY:
+                    waiter = mailbox.wait()
+                    if waiter is not None:
+                        await waiter
+                elif outcome == BUDGET:
+                    await asyncio.sleep(0)
+                elif outcome == SYSTEM:
+                    if isinstance(mailbox.take_system(), Stop):
+                        break
+                elif outcome == AWAIT:
+                    try:
+                        result = await mailbox.pending[2]
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - a handler crash of any kind
+                        mailbox.settle(error=exc)
+                        message, crashed = mailbox.clear_failure()
+                        break
+                    mailbox.settle(result)
+                else:  # FAILED
+                    message, crashed = mailbox.clear_failure()
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # started() raised
+            crashed = exc
+        if generation == self.generation:
+            self.parent.child_exited(self, crashed, message)
+
+    # -- inspection ----------------------------------------------------------------------
+    def health(self, now: float) -> dict:
+        busy = self.mailbox.busy_since
+        busy_for = now - busy if busy else 0.0
+        return {
+            "name": self.path.rsplit("/", 1)[-1],
+            "path": self.path,
+            "kind": self.kind,
+            "state": self.state,
+            "restarts": self.parent.restart_count(self),
+            "mailbox": len(self.mailbox),
+            "handled": self.mailbox.handled,
+            "busy_for": round(busy_for, 6),
+            "stuck": busy_for > self.spec.stuck_after,
+        }
