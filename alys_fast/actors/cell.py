@@ -95,7 +95,8 @@ class ActorCell:
         self.ref = ActorRef(self)
         self.instance: Actor | None = None
         self.task: asyncio.Task | None = None
-        self.state = "new"           # new | running | restarting | open | down | stopped
+        # new | running | crashed | exited | restarting | open | down | stopped
+        self.state = "new"
         self.generation = 0
         self.up_since = 0.0
         self._probe_mark = -1        # handled count when a half-open probe started
@@ -121,6 +122,7 @@ class ActorCell:
         """Three steps: ask to stop (priority lane), wait ``shutdown`` s, then cancel."""
         task = self.task
         if task is None or task.done():
+            self.call_hook("stopped")   # a crashed instance no restart will replace
             return
         self.generation += 1     # whatever this task reports now is stale
         if not self.mailbox.refusing:
@@ -201,6 +203,7 @@ class ActorCell:
         except Exception as exc:  # started() raised
             crashed = exc
         if generation == self.generation:
+            self.state = "crashed" if crashed is not None else "exited"
             self.parent.child_exited(self, crashed, message)
 
     # -- inspection ----------------------------------------------------------------------

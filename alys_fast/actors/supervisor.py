@@ -240,6 +240,8 @@ class Supervisor:
             child.call_hook("stopped")
             self._dead_letter_leftovers(child, child.close_for_good("down"))
             return
+        if decision.verdict is Verdict.RESTART:
+            self._count_restart(child, repr(error) if crashed else "normal exit")
         if crashed:
             child.call_hook("pre_restart", error)
         else:
@@ -249,7 +251,6 @@ class Supervisor:
             child.open_circuit(self.system.clock() + decision.delay)
             self._later(decision.delay, _HalfOpen(child, self.generation))
             return
-        self._count_restart(child, repr(error) if crashed else "normal exit")
         targets = self._targets(child)
         for sibling in reversed(targets):
             if sibling is not child:

@@ -1,0 +1,113 @@
+"""The supervision tree of the node, declared once, as a table.
+
+``AlysSystem`` (ONE_FOR_ALL) supervises one supervisor per subsystem; each row below names a
+child actor, its restart policy and the class that implements it. A row whose class is still
+``None`` is an actor a later issue builds: it is shown by ``alys-fast system tree`` but not
+started, so nothing runs that does not exist yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+
+from alys_fast.actors import (
+    ChildSpec,
+    CircuitBreaker,
+    ExponentialBackoff,
+    Immediate,
+    Never,
+    Strategy,
+    SupervisorSpec,
+)
+from alys_fast.actors.policies import Policy
+
+ROOT = "alys"
+ROOT_STRATEGY = Strategy.ONE_FOR_ALL
+
+SUPERVISORS: dict[str, Strategy] = {
+    "chain": Strategy.ONE_FOR_ONE,
+    "network": Strategy.REST_FOR_ONE,
+    "bridge": Strategy.ONE_FOR_ONE,
+    "storage": Strategy.ONE_FOR_ONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    supervisor: str
+    name: str
+    policy: Policy
+    actor: str | None      # "module:Class", or None until the issue that builds it lands
+    built_by: str
+
+
+# supervisor  child         restart policy          actor class    built by
+TREE: tuple[Row, ...] = (
+    Row("chain", "chain", ExponentialBackoff(), None, "issue 5 (single-node chain)"),
+    Row("chain", "engine", CircuitBreaker(), None, "issue 5 (single-node chain)"),
+    Row("chain", "auxpow", Immediate(), None, "roadmap 3 (AuxPoW)"),
+    Row("network", "network", CircuitBreaker(), None, "roadmap 2 (gossip)"),
+    Row("network", "sync", ExponentialBackoff(), None, "roadmap 2 (range sync)"),
+    Row("network", "stream", Immediate(), None, "roadmap 5 (governance stream)"),
+    Row("bridge", "bridge", CircuitBreaker(), None, "roadmap 4 (peg)"),
+    Row("bridge", "federation", ExponentialBackoff(), None, "roadmap 4 (peg)"),
+    Row("storage", "storage", Immediate(), None, "issue 5 (single-node chain)"),
+    Row("storage", "metrics", Never(), None, "issue 5 (single-node chain)"),
+)
+
+
+def _load(target: str) -> type:
+    module, _, name = target.partition(":")
+    return getattr(import_module(module), name)
+
+
+def build_spec(extra: tuple[SupervisorSpec | ChildSpec, ...] = ()) -> SupervisorSpec:
+    """The root spec with every built actor of :data:`TREE` (and ``extra`` children)."""
+    supervisors = []
+    for sup, strategy in SUPERVISORS.items():
+        children = tuple(
+            ChildSpec(row.name, _load(row.actor), policy=row.policy)
+            for row in TREE
+            if row.supervisor == sup and row.actor is not None
+        )
+        supervisors.append(SupervisorSpec(sup, strategy, children))
+    return SupervisorSpec(ROOT, ROOT_STRATEGY, (*supervisors, *extra))
+
+
+def policy_name(policy: Policy) -> str:
+    return type(policy).__name__
+
+
+def render_table() -> str:
+    """The declared tree as text: supervisors with their strategy, children with policy."""
+    lines = [f"{ROOT} ({ROOT_STRATEGY.name})"]
+    sups = list(SUPERVISORS.items())
+    for i, (sup, strategy) in enumerate(sups):
+        last_sup = i == len(sups) - 1
+        lines.append(f"{'└──' if last_sup else '├──'} {sup} ({strategy.name})")
+        rows = [row for row in TREE if row.supervisor == sup]
+        for j, row in enumerate(rows):
+            stem = "    " if last_sup else "│   "
+            branch = "└──" if j == len(rows) - 1 else "├──"
+            status = row.actor if row.actor else f"not built yet: {row.built_by}"
+            lines.append(
+                f"{stem}{branch} {row.name:<11} {policy_name(row.policy):<19} {status}"
+            )
+    return "\n".join(lines)
+
+
+def render_health(node: dict, prefix: str = "") -> list[str]:
+    """A live health tree (from ``ActorSystem.health()``) as indented text lines."""
+    if node["kind"] == "supervisor":
+        head = f"{node['name']} ({node['strategy']}) {node['state']}"
+    else:
+        head = (
+            f"{node['name']} {node['state']} restarts={node['restarts']} "
+            f"mailbox={node['mailbox']} handled={node['handled']}"
+            + (" STUCK" if node["stuck"] else "")
+        )
+    lines = [prefix + head]
+    for child in node.get("children", ()):
+        lines.extend(render_health(child, prefix + "  "))
+    return lines
