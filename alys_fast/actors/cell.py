@@ -137,6 +137,10 @@ class ActorCell:
         self.call_hook("stopped")
         self.state = "stopped"
 
+    @property
+    def alive(self) -> bool:
+        return self.task is not None and not self.task.done()
+
     def open_circuit(self, retry_at: float) -> None:
         self.state = "open"
         path = self.path

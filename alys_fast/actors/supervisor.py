@@ -85,6 +85,7 @@ class SupervisorSpec:
 class _Exit:
     child: Any
     error: BaseException | None
+    generation: int          # the child's incarnation that exited
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,10 @@ class Supervisor:
         self.state = state
         return []
 
+    @property
+    def alive(self) -> bool:
+        return self.state == "running"
+
     def call_hook(self, name: str, *args: Any) -> None:
         """Supervisors have no user hooks; present so parents treat all children alike."""
 
@@ -192,7 +197,7 @@ class Supervisor:
         """Called from the child's task (or a watcher) when it ends; handled by our task."""
         if error is not None and message is not None:
             self.system.dead_letters.add(child.path, message, f"crashed: {error!r}")
-        self._events.put_nowait(_Exit(child, error))
+        self._events.put_nowait(_Exit(child, error, child.generation))
 
     def probe_succeeded(self, child: ActorCell | Supervisor) -> None:
         self._policy[child.path].on_success()
@@ -210,6 +215,11 @@ class Supervisor:
             except Escalation as escalation:
                 await self._give_up(escalation)
                 return
+            except Exception as exc:  # a fault of the supervisor itself: escalate it
+                log.exception("supervisor %s failed handling %r", self.path, event)
+                await self._give_up(Escalation(self.path, self.spec.max_restarts,
+                                               self.spec.period, f"supervisor fault: {exc!r}"))
+                return
 
     async def _handle(self, event: _Exit | _StartAgain | _HalfOpen) -> None:
         if isinstance(event, _StartAgain):
@@ -223,7 +233,8 @@ class Supervisor:
                 if await self._start_children((event.child,)):
                     event.child.start_probe()
             return
-        await self._handle_exit(event.child, event.error)
+        if event.generation == event.child.generation:   # not restarted since
+            await self._handle_exit(event.child, event.error)
 
     async def _handle_exit(self, child: ActorCell | Supervisor, error: BaseException | None) -> None:
         crashed = error is not None
@@ -279,11 +290,13 @@ class Supervisor:
     async def _start_children(self, children: tuple | list) -> bool:
         """Start in order; a start failure counts as that child's crash (and may escalate)."""
         for child in children:
+            if child.alive:      # already brought back by a group restart in the meantime
+                continue
             try:
                 await child.start()
             except StartFailed as exc:
                 log.error("%s", exc)
-                self._events.put_nowait(_Exit(child, exc.error))
+                self._events.put_nowait(_Exit(child, exc.error, child.generation))
                 return False
         return True
 
