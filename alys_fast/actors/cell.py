@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from alys_fast._cext import require
-from alys_fast.actors.errors import ActorStopped, AskTimeout, CircuitOpen, StartFailed
+from alys_fast.actors.errors import AskTimeout, CircuitOpen, StartFailed
 
 if TYPE_CHECKING:
     from alys_fast.actors.actor import Actor
@@ -194,7 +194,7 @@ class ActorCell:
                         result = await mailbox.pending[2]
                     except asyncio.CancelledError:
                         raise
-                    except BaseException as exc:  # noqa: BLE001 - a handler crash of any kind
+                    except BaseException as exc:
                         mailbox.settle(error=exc)
                         message, crashed = mailbox.clear_failure()
                         break

@@ -76,6 +76,7 @@ class Never:
 
 
 Policy = Immediate | ExponentialBackoff | CircuitBreaker | Never
+IMMEDIATE = Immediate()
 
 
 class Verdict(enum.Enum):

@@ -30,7 +30,7 @@ from alys_fast.actors.actor import Actor
 from alys_fast.actors.cell import ActorCell, Ask
 from alys_fast.actors.errors import ActorStopped, Escalation, StartFailed
 from alys_fast.actors.policies import (
-    Immediate,
+    IMMEDIATE,
     Policy,
     PolicyState,
     Restart,
@@ -60,7 +60,7 @@ class ChildSpec:
     args: tuple = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     restart: Restart = Restart.PERMANENT
-    policy: Policy = Immediate()
+    policy: Policy = IMMEDIATE
     shutdown: float = 5.0            # seconds a graceful stop may take before a kill
     mailbox: int = 10_000            # capacity of the user lane
     stuck_after: float = 10.0        # a handler running longer is reported stuck
@@ -77,7 +77,7 @@ class SupervisorSpec:
     max_restarts: int = 3
     period: float = 5.0
     restart: Restart = Restart.PERMANENT
-    policy: Policy = Immediate()
+    policy: Policy = IMMEDIATE
     shutdown: float = 30.0
 
 
@@ -236,7 +236,9 @@ class Supervisor:
         if event.generation == event.child.generation:   # not restarted since
             await self._handle_exit(event.child, event.error)
 
-    async def _handle_exit(self, child: ActorCell | Supervisor, error: BaseException | None) -> None:
+    async def _handle_exit(
+        self, child: ActorCell | Supervisor, error: BaseException | None
+    ) -> None:
         crashed = error is not None
         if crashed:
             log.warning("%s crashed: %r", child.path, error)

@@ -11,9 +11,9 @@ from alys_fast.actors import (
     ChildSpec,
     CircuitBreaker,
     CircuitOpen,
-    MailboxFull,
     ExponentialBackoff,
     Immediate,
+    MailboxFull,
     Strategy,
     SupervisorSpec,
 )

@@ -248,7 +248,7 @@ def test_ask_timeout_and_backpressure():
         ref.tell("block")                 # taken by the handler, which never finishes
         await asyncio.sleep(0.01)
         ref.tell(1)
-        with pytest.raises(AskTimeout, match="ask str to 'root/s' got no reply within 0.05s"):
+        with pytest.raises(AskTimeout, match=r"ask str to 'root/s' got no reply within 0\.05s"):
             await ref.ask("x", timeout=0.05)
         with pytest.raises(MailboxFull):  # 1 and the timed-out ask still wait
             ref.tell(3)
