@@ -212,7 +212,7 @@ cdef class Mailbox:
     def process(self, object handler, Py_ssize_t budget):
         """Hand up to ``budget`` user messages to ``handler``; returns one of the outcomes."""
         cdef object item, result, message, future
-        cdef double started
+        cdef double started = _now(), finished
         cdef Py_ssize_t done = 0
         cdef int outcome = EMPTY
         try:
@@ -234,7 +234,7 @@ cdef class Mailbox:
                 else:
                     message = item
                     future = None
-                started = _now()
+                # One clock read per message: this message ends where the next one starts.
                 self.busy_since = started
                 try:
                     result = handler(message)
@@ -251,8 +251,10 @@ cdef class Mailbox:
                     self.pending = (message, future, result, started)
                     outcome = AWAIT
                     break
+                finished = _now()
                 self.busy_since = 0
-                self.latency.record(_now() - started)
+                self.latency.record(finished - started)
+                started = finished
                 self.handled += 1
                 if future is not None and not future.done():
                     future.set_result(result)

@@ -30,7 +30,7 @@ EMPTY, BUDGET, SYSTEM, AWAIT, FAILED = (
 log = logging.getLogger("alys.actors")
 
 #: User messages handled per wake-up before yielding to other tasks.
-BATCH = 256
+BATCH = 1024
 
 
 class Stop:
