@@ -1,0 +1,198 @@
+"""The chain spec: everything two nodes must agree on before block 0.
+
+A spec is a frozen msgspec Struct, read from TOML or JSON (:func:`load_spec`) or taken built-in
+(:func:`dev_spec`). Loading validates every field and reports the first problem with its path
+(``alloc.0x…balance: Expected int >= 0``) as a :class:`SpecError`, so a typo in a genesis file
+fails at start, not at block 1.
+
+Field meanings:
+
+- ``chain_id``: the EIP-155 chain id signed into every transaction (dev: 121212, as Alys's dev
+  spec).
+- ``slot_ms``: Aura slot length; ``slot = unix_ms // slot_ms`` and the slot's author is
+  ``authorities[slot % len(authorities)]``.
+- ``authorities``: compressed secp256k1 public keys (33 bytes, hex) of the block authors, in
+  rotation order.
+- ``gas_limit``: the per-block gas limit (constant; no voting).
+- ``fees``: EIP-1559 parameters: genesis base fee, elasticity multiplier and max change
+  denominator (London's defaults: 1 gwei, 2, 8).
+- ``fee_recipient``: where priority fees go (base fees are burned).
+- ``alloc``: prefunded accounts, address -> balance (wei) and nonce.
+
+Addresses and keys are ``0x`` hex strings in files and in the Struct; :meth:`ChainSpec.alloc_bytes`
+and :meth:`ChainSpec.authority_keys` give the 20/33-byte forms the engine works with.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import coincurve
+import msgspec
+from msgspec import Meta
+
+from alys_fast.validation.transactions import MAX_CHAIN_ID
+
+Address = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
+PublicKey = Annotated[str, Meta(pattern=r"^0x0[23][0-9a-fA-F]{64}$")]
+# msgspec bounds must fit in an int64, so upper limits beyond that are checked in __post_init__.
+U64 = Annotated[int, Meta(ge=0)]
+U256 = Annotated[int, Meta(ge=0)]
+Positive = Annotated[int, Meta(ge=1)]
+
+
+def _check_width(name: str, value: int, bits: int) -> None:
+    if value >= 1 << bits:
+        raise ValueError(f"{name} must be < 2**{bits}, got {value}")
+
+ZERO_ADDRESS = "0x" + "00" * 20
+ETHER = 10**18
+
+
+class SpecError(ValueError):
+    """A chain spec that cannot be read or breaks a rule; the message names the field."""
+
+
+class GenesisAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A prefunded account: its balance in wei and its starting nonce."""
+
+    balance: U256
+    nonce: U64 = 0
+
+    def __post_init__(self) -> None:
+        _check_width("balance", self.balance, 256)
+        _check_width("nonce", self.nonce, 64)
+
+
+class FeeRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """EIP-1559 base fee parameters (London's values by default)."""
+
+    initial_base_fee: U256 = 1_000_000_000
+    elasticity_multiplier: Positive = 2
+    max_change_denominator: Positive = 8
+
+    def __post_init__(self) -> None:
+        _check_width("initial_base_fee", self.initial_base_fee, 256)
+        _check_width("elasticity_multiplier", self.elasticity_multiplier, 64)
+        _check_width("max_change_denominator", self.max_change_denominator, 64)
+
+
+class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A chain's genesis and consensus parameters (see the module docstring for each field)."""
+
+    name: str
+    chain_id: Annotated[int, Meta(ge=1, le=MAX_CHAIN_ID)]
+    slot_ms: Positive
+    authorities: Annotated[tuple[PublicKey, ...], Meta(min_length=1)]
+    gas_limit: Annotated[int, Meta(ge=21_000, le=2**63 - 1)]
+    fees: FeeRules = FeeRules()
+    fee_recipient: Address = ZERO_ADDRESS
+    genesis_timestamp: U64 = 0
+    alloc: dict[Address, GenesisAccount] = {}
+
+    def __post_init__(self) -> None:
+        _check_width("slot_ms", self.slot_ms, 64)
+        _check_width("genesis_timestamp", self.genesis_timestamp, 64)
+        # Hex case must not let one account appear twice (0xAB… and 0xab… are one address).
+        seen: set[str] = set()
+        for address in self.alloc:
+            low = address.lower()
+            if low in seen:
+                raise ValueError(f"alloc lists address {address} twice (hex case differs)")
+            seen.add(low)
+        for key in self.authorities:
+            try:
+                coincurve.PublicKey(bytes.fromhex(key[2:]))
+            except ValueError:
+                raise ValueError(f"authority {key} is not a point on secp256k1") from None
+        if len(set(self.authorities)) != len(self.authorities):
+            raise ValueError("authorities lists a key twice")
+
+    def alloc_bytes(self) -> dict[bytes, GenesisAccount]:
+        """The alloc keyed by 20-byte addresses, as the engine and storage key accounts."""
+        return {bytes.fromhex(a[2:]): acct for a, acct in self.alloc.items()}
+
+    def authority_keys(self) -> tuple[bytes, ...]:
+        """The authorities as 33-byte compressed public keys, in rotation order."""
+        return tuple(bytes.fromhex(k[2:]) for k in self.authorities)
+
+    def fee_recipient_bytes(self) -> bytes:
+        """The 20-byte fee recipient."""
+        return bytes.fromhex(self.fee_recipient[2:])
+
+
+def spec_from_dict(data: object, *, source: str = "spec") -> ChainSpec:
+    """Validate already-parsed TOML/JSON data as a ChainSpec; SpecError names the bad field."""
+    try:
+        return msgspec.convert(data, ChainSpec, strict=True)
+    except msgspec.ValidationError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def load_spec(path: str | Path) -> ChainSpec:
+    """Read a spec from a ``.toml`` or ``.json`` file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the chain spec: {exc.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data: object = tomllib.loads(raw.decode())
+        elif path.suffix == ".json":
+            data = msgspec.json.decode(raw)
+        else:
+            raise SpecError(f"{path}: a chain spec must be a .toml or .json file")
+    except (tomllib.TOMLDecodeError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+    return spec_from_dict(data, source=str(path))
+
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+# The accounts m/44'/60'/0'/0/0..9 of DEV_MNEMONIC (anvil's and hardhat's), as (address, key).
+# Constants rather than derived at run time so the node needs no HD-wallet library;
+# tests/chain/test_spec.py re-derives them.
+DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
+    ("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
+    ("0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"),
+    ("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"),
+    ("0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"),
+    ("0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+     "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a"),
+    ("0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
+     "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"),
+    ("0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+     "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e"),
+    ("0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+     "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356"),
+    ("0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
+     "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97"),
+    ("0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
+     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"),
+)
+
+# The dev authority's secret is keccak256(b"alys-fast dev authority"): public, dev use only.
+DEV_AUTHORITY_KEY = "0xe1d0fcbf91fbba9a6257d0f10dc2b496f448bb52977e04c088bd63fd5d33d317"
+DEV_AUTHORITY_PUBKEY = "0x021a98d7ef36347dcbcda36b26be6e1ee3c46294a20b69b5f7ef47abe99c7d712b"
+DEV_CHAIN_ID = 121212
+
+
+def dev_spec(*, slot_ms: int = 1000) -> ChainSpec:
+    """The built-in ``dev`` spec: one authority, 30M gas, the 10 dev accounts with 10,000 ETH."""
+    if not 1 <= slot_ms < 2**63:
+        raise SpecError(f"dev spec: slot_ms must be >= 1, got {slot_ms}")
+    return ChainSpec(
+        name="dev",
+        chain_id=DEV_CHAIN_ID,
+        slot_ms=slot_ms,
+        authorities=(DEV_AUTHORITY_PUBKEY,),
+        gas_limit=30_000_000,
+        alloc={address: GenesisAccount(balance=10_000 * ETHER) for address, _ in DEV_ACCOUNTS},
+    )

@@ -1,0 +1,135 @@
+"""Chain spec: the dev spec's constants, loading TOML/JSON, and the errors bad files get."""
+
+from __future__ import annotations
+
+import json
+
+import coincurve
+import msgspec
+import pytest
+from eth_account import Account
+
+from alys_fast.chain.spec import (
+    DEV_ACCOUNTS,
+    DEV_AUTHORITY_KEY,
+    DEV_AUTHORITY_PUBKEY,
+    DEV_MNEMONIC,
+    ETHER,
+    ChainSpec,
+    SpecError,
+    dev_spec,
+    load_spec,
+    spec_from_dict,
+)
+
+
+def test_dev_accounts_are_the_mnemonic_accounts() -> None:
+    Account.enable_unaudited_hdwallet_features()
+    for i, (address, key) in enumerate(DEV_ACCOUNTS):
+        derived = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        assert derived.address == address
+        assert derived.key.hex().removeprefix("0x") == key.removeprefix("0x")
+
+
+def test_dev_authority_pubkey_matches_key() -> None:
+    pub = coincurve.PrivateKey(bytes.fromhex(DEV_AUTHORITY_KEY[2:])).public_key.format(True)
+    assert "0x" + pub.hex() == DEV_AUTHORITY_PUBKEY
+
+
+def test_dev_spec_values() -> None:
+    spec = dev_spec()
+    assert spec.chain_id == 121212
+    assert spec.slot_ms == 1000
+    assert spec.gas_limit == 30_000_000
+    assert len(spec.authorities) == 1
+    assert spec.fees.elasticity_multiplier == 2
+    assert spec.fees.max_change_denominator == 8
+    alloc = spec.alloc_bytes()
+    assert len(alloc) == 10
+    assert all(a.balance == 10_000 * ETHER and a.nonce == 0 for a in alloc.values())
+    assert bytes.fromhex(DEV_ACCOUNTS[0][0][2:]) in alloc
+    assert dev_spec(slot_ms=250).slot_ms == 250
+    with pytest.raises(SpecError, match="slot_ms"):
+        dev_spec(slot_ms=0)
+
+
+def _as_dict(spec: ChainSpec) -> dict:
+    return msgspec.to_builtins(spec)
+
+
+def test_json_round_trip(tmp_path) -> None:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(_as_dict(dev_spec())))
+    assert load_spec(path) == dev_spec()
+
+
+def test_toml(tmp_path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        f"""
+name = "test"
+chain_id = 7
+slot_ms = 2000
+authorities = ["{DEV_AUTHORITY_PUBKEY}"]
+gas_limit = 15000000
+
+[fees]
+initial_base_fee = 7
+
+[alloc."{DEV_ACCOUNTS[1][0]}"]
+balance = 100000000000000000000000
+nonce = 3
+"""
+    )
+    spec = load_spec(path)
+    assert spec.chain_id == 7 and spec.fees.initial_base_fee == 7
+    assert spec.fees.max_change_denominator == 8  # default kept
+    (acct,) = spec.alloc_bytes().values()
+    assert acct.balance == 10**23 and acct.nonce == 3
+
+
+def _base() -> dict:
+    return _as_dict(dev_spec())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(chain_id=0), r"\$\.chain_id"),
+        (lambda d: d.update(slot_ms=-5), r"\$\.slot_ms"),
+        (lambda d: d.update(authorities=[]), r"\$\.authorities"),
+        (lambda d: d.update(authorities=["0x02" + "00" * 32]), "not a point"),
+        (lambda d: d.update(authorities=[DEV_AUTHORITY_PUBKEY] * 2), "twice"),
+        (lambda d: d.update(gas_limit=100), r"\$\.gas_limit"),
+        (lambda d: d.update(colour="blue"), "colour"),
+        (lambda d: d.pop("chain_id"), "chain_id"),
+        (lambda d: d["alloc"].update({"0x1234": {"balance": 1}}), r"\$\.alloc"),
+        (lambda d: d["alloc"].update({"0x" + "ab" * 20: {"balance": -1}}), "balance"),
+        (lambda d: d["alloc"].update({"0x" + "ab" * 20: {"balance": "1"}}), "balance"),
+        (
+            lambda d: d["alloc"].update(
+                {"0x" + "ab" * 20: {"balance": 1}, "0x" + "AB" * 20: {"balance": 2}}
+            ),
+            "twice",
+        ),
+        (lambda d: d["fees"].update(max_change_denominator=0), "max_change_denominator"),
+    ],
+)
+def test_bad_specs_name_the_field(mutate, message) -> None:
+    data = _base()
+    mutate(data)
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict(data)
+
+
+def test_bad_files(tmp_path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("chain_id = = 3")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(bad)
+    yaml = tmp_path / "spec.yaml"
+    yaml.write_text("{}")
+    with pytest.raises(SpecError, match=r"\.toml or \.json"):
+        load_spec(yaml)
