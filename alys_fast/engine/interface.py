@@ -1,0 +1,101 @@
+"""What the chain asks of an execution engine, so that an external client could stand in.
+
+The shape follows the Engine API: the consensus side hands over a parent (by state root), the
+block's environment and its transactions; the engine returns receipts, gas used and the new
+state root without changing its head (``engine_newPayload``), and moves its head only on
+:meth:`ExecutionEngine.commit` (``engine_forkchoiceUpdated``). The embedded engine
+(:mod:`alys_fast.engine.embedded`) is the first implementation; geth or reth behind the Engine
+API would be another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from alys_fast.engine.state import Account
+from alys_fast.validation import Transaction
+
+EMPTY_BLOOM = bytes(256)
+
+
+class BlockEnv(msgspec.Struct, frozen=True):
+    """The header fields execution depends on."""
+
+    number: int
+    timestamp: int
+    fee_recipient: bytes
+    gas_limit: int
+    base_fee: int
+
+
+class Receipt(msgspec.Struct, frozen=True, array_like=True):
+    """One transaction's outcome, in the fields ``eth_getTransactionReceipt`` reports.
+
+    Transfers emit no logs, so ``logs`` is empty and the bloom is :data:`EMPTY_BLOOM`.
+    """
+
+    tx_hash: bytes
+    tx_type: int
+    status: int
+    gas_used: int
+    cumulative_gas_used: int
+    effective_gas_price: int
+    logs: tuple[()] = ()
+
+    @property
+    def logs_bloom(self) -> bytes:
+        """The 256-byte bloom of the logs (all zero: no logs)."""
+        return EMPTY_BLOOM
+
+
+@dataclass(frozen=True, slots=True)
+class BlockExecution:
+    """The result of executing one block on a parent state.
+
+    ``transactions`` are those included (all of them when importing; when building, the ones
+    that applied), ``skipped`` the (transaction, reason) pairs left out while building.
+    ``changes`` are the accounts written (None: deleted), what storage persists.
+    """
+
+    parent_state_root: bytes
+    env: BlockEnv
+    state_root: bytes
+    gas_used: int
+    burned: int
+    transactions: tuple[Transaction, ...]
+    receipts: tuple[Receipt, ...]
+    skipped: tuple[tuple[Transaction, str], ...]
+    changes: Mapping[bytes, Account | None]
+
+
+class ExecutionEngine(Protocol):
+    """An execution layer the chain drives block by block."""
+
+    @property
+    def state_root(self) -> bytes:
+        """The state root of the engine's head."""
+        ...
+
+    def execute_block(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: Sequence[Transaction],
+        *,
+        skip_invalid: bool = False,
+    ) -> BlockExecution:
+        """Execute ``txs`` on the parent state without moving the head.
+
+        Importing (``skip_invalid=False``), any transaction that cannot apply raises
+        TransactionRejected with its index; building, such transactions are skipped instead.
+        Raises UnknownParentState if the engine does not hold the parent's state.
+        """
+        ...
+
+    def commit(self, execution: BlockExecution) -> None:
+        """Make an executed block's state the head."""
+        ...
