@@ -1,10 +1,20 @@
 """Stateless validation of Alys transactions and blocks, backed by compiled kernels.
 
 The node-facing API is small: recover and check transactions one at a time or in parallel
-batches, and check a block against its parent and the authority set. Everything raises or returns
-errors from one tree rooted at :class:`ValidationError` (a ValueError).
+batches, build and sign headers, and check a block against its parent and the authority set.
+Failures are one error tree rooted at :class:`ValidationError` (a ValueError); each names the
+broken rule and carries the offending values. Wire formats are documented where they live:
+``transactions.py`` (and ``cext/txcore.pyx``) and ``blocks.py``.
 """
 
+from alys_fast.validation.blocks import (
+    Block,
+    Header,
+    decode_block,
+    decode_header,
+    sign_header,
+    validate_block,
+)
 from alys_fast.validation.errors import (
     InvalidBlock,
     InvalidRLP,
@@ -17,14 +27,22 @@ from alys_fast.validation.transactions import (
     recover_transaction,
     recover_transactions,
 )
+from alys_fast.validation.trie import ordered_trie_root
 
 __all__ = [
+    "Block",
     "Fork",
+    "Header",
     "InvalidBlock",
     "InvalidRLP",
     "InvalidTransaction",
     "Transaction",
     "ValidationError",
+    "decode_block",
+    "decode_header",
+    "ordered_trie_root",
     "recover_transaction",
     "recover_transactions",
+    "sign_header",
+    "validate_block",
 ]

@@ -53,6 +53,7 @@ class Transaction(msgspec.Struct, frozen=True, tag_field="type"):
     """
 
     type: ClassVar[int]
+    _fee_cap_field: ClassVar[str]
     raw: bytes
     hash: bytes
     sender: bytes
@@ -67,11 +68,17 @@ class Transaction(msgspec.Struct, frozen=True, tag_field="type"):
     r: int
     s: int
 
+    @property
+    def fee_cap(self) -> int:
+        """The most the sender pays per gas: the gas price, or EIP-1559's max fee per gas."""
+        return getattr(self, self._fee_cap_field)
+
 
 class LegacyTransaction(Transaction, frozen=True, tag=0):
     """Type 0: a bare RLP list with a single gas price."""
 
     type: ClassVar[int] = 0
+    _fee_cap_field: ClassVar[str] = "gas_price"
     gas_price: int
 
 
@@ -79,6 +86,7 @@ class AccessListTransaction(Transaction, frozen=True, tag=1):
     """Type 1 (EIP-2930): a gas price plus pre-declared addresses and storage keys."""
 
     type: ClassVar[int] = 1
+    _fee_cap_field: ClassVar[str] = "gas_price"
     gas_price: int
     access_list: AccessList
 
@@ -87,6 +95,7 @@ class DynamicFeeTransaction(Transaction, frozen=True, tag=2):
     """Type 2 (EIP-1559): a fee cap and a priority fee instead of a gas price."""
 
     type: ClassVar[int] = 2
+    _fee_cap_field: ClassVar[str] = "max_fee_per_gas"
     max_priority_fee_per_gas: int
     max_fee_per_gas: int
     access_list: AccessList

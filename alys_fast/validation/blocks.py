@@ -1,0 +1,283 @@
+"""Alys block headers and blocks: wire format, hashes, authority signatures, stateless checks.
+
+Header wire format, an RLP list of 15 items (integers canonical, no leading zero bytes):
+
+====  ==================  ============  ==============================================
+ idx  field               type          meaning
+====  ==================  ============  ==============================================
+   0  parent_hash         32 bytes      ``hash`` of the parent header
+   1  number              uint64        parent's number + 1
+   2  slot                uint64        Aura slot; strictly increasing along the chain
+   3  timestamp           uint64        seconds since the Unix epoch, above the parent's
+   4  author              20 bytes      the authority that signs (and collects the fees)
+   5  state_root          32 bytes      state trie root after the block
+   6  transactions_root   32 bytes      ordered trie of the transactions (``trie.py``)
+   7  receipts_root       32 bytes      ordered trie of the receipts
+   8  logs_bloom          256 bytes     bloom filter over the receipts' logs
+   9  gas_limit           uint64
+  10  gas_used            uint64        at most ``gas_limit``
+  11  base_fee_per_gas    uint256       every transaction's fee cap must reach it
+  12  extra_data          <= 32 bytes
+  13  signature           65 bytes      ``r || s || recovery id`` (0/1, low s); empty unsigned
+  14  auxpow              bytes         merged-mining proof; empty for now, not validated yet
+====  ==================  ============  ==============================================
+
+Two hashes, both Keccak-256 of the RLP of a prefix of that list:
+
+* ``seal_hash`` covers items 0-12: what the author signs;
+* ``hash`` covers items 0-13: the block's identity, what children and proofs refer to.
+
+``auxpow`` is in neither: a merged-mining proof commits to hashes of blocks that are already
+signed, so it is attached afterwards and must not change them.
+
+Aura: authority ``authorities[slot % len(authorities)]`` owns ``slot``; a block must come from
+the owner of its slot and be signed by it.
+
+Block wire format: ``rlp([header, [tx, ...]])`` where each transaction is its consensus encoding
+as a byte string (typed and legacy alike), exactly the bytes the transactions root commits to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from coincurve import PrivateKey
+
+from alys_fast._cext import require
+from alys_fast.validation.errors import InvalidBlock, InvalidRLP, InvalidTransaction
+from alys_fast.validation.transactions import Fork, Transaction, recover_transactions
+from alys_fast.validation.trie import ordered_trie_root
+
+_rlp = require("rlp")
+_hashing = require("hashing")
+_txcore = require("txcore")
+
+MAX_EXTRA_DATA = 32
+SIGNATURE_SIZE = 65
+# Generous bound until the AuxPoW format lands: a coinbase transaction plus merkle branches.
+MAX_AUXPOW_SIZE = 64 * 1024
+
+
+class Header(msgspec.Struct, frozen=True, kw_only=True):
+    """A block header; field order is the wire order (see the module docstring)."""
+
+    parent_hash: bytes
+    number: int
+    slot: int
+    timestamp: int
+    author: bytes
+    state_root: bytes
+    transactions_root: bytes
+    receipts_root: bytes
+    logs_bloom: bytes
+    gas_limit: int
+    gas_used: int
+    base_fee_per_gas: int
+    extra_data: bytes = b""
+    signature: bytes = b""
+    auxpow: bytes = b""
+
+    @property
+    def seal_hash(self) -> bytes:
+        """Keccak-256 of items 0-12: what the author signs."""
+        return _hashing.keccak256(_rlp.encode(msgspec.structs.astuple(self)[:13]))
+
+    @property
+    def hash(self) -> bytes:
+        """Keccak-256 of items 0-13 (signature included, AuxPoW not): the block's identity."""
+        return _hashing.keccak256(_rlp.encode(msgspec.structs.astuple(self)[:14]))
+
+    def encode(self) -> bytes:
+        """The header's wire encoding (all 15 items)."""
+        return _rlp.encode(msgspec.structs.astuple(self))
+
+
+class Block(msgspec.Struct, frozen=True):
+    """A header and the consensus encodings of its transactions, in block order."""
+
+    header: Header
+    transactions: tuple[bytes, ...] = ()
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    def encode(self) -> bytes:
+        """``rlp([header items, [tx, ...]])``."""
+        return _rlp.encode([msgspec.structs.astuple(self.header), list(self.transactions)])
+
+
+_FIELDS = msgspec.structs.fields(Header)
+# Per field: ("uint", bits), ("size", allowed lengths) or ("max", longest length).
+_SHAPES: dict[str, tuple[str, Any]] = {
+    "parent_hash": ("size", (32,)),
+    "number": ("uint", 64),
+    "slot": ("uint", 64),
+    "timestamp": ("uint", 64),
+    "author": ("size", (20,)),
+    "state_root": ("size", (32,)),
+    "transactions_root": ("size", (32,)),
+    "receipts_root": ("size", (32,)),
+    "logs_bloom": ("size", (256,)),
+    "gas_limit": ("uint", 64),
+    "gas_used": ("uint", 64),
+    "base_fee_per_gas": ("uint", 256),
+    "extra_data": ("max", MAX_EXTRA_DATA),
+    "signature": ("size", (0, SIGNATURE_SIZE)),
+    "auxpow": ("max", MAX_AUXPOW_SIZE),
+}
+
+
+def _malformed(field: str, reason: str, value: object) -> InvalidBlock:
+    return InvalidBlock("malformed header", field=field, reason=reason, value=value)
+
+
+def check_header_shape(header: Header) -> None:
+    """Raise InvalidBlock unless every field has its wire type and size."""
+    for name, (kind, bound) in _SHAPES.items():
+        value = getattr(header, name)
+        if kind == "uint":
+            if type(value) is not int or not 0 <= value < 1 << bound:
+                raise _malformed(name, f"not a {bound}-bit unsigned integer", value)
+        elif type(value) is not bytes:
+            raise _malformed(name, "not bytes", value)
+        elif kind == "size" and len(value) not in bound:
+            raise _malformed(name, f"expected {' or '.join(map(str, bound))} bytes", value)
+        elif kind == "max" and len(value) > bound:
+            raise _malformed(name, f"longer than {bound} bytes", value)
+
+
+def _header_from_items(items: object) -> Header:
+    if not isinstance(items, list) or len(items) != len(_FIELDS):
+        count = len(items) if isinstance(items, list) else "not a list"
+        raise InvalidBlock("malformed header", reason="expected 15 items", got=count)
+    values: dict[str, object] = {}
+    for field, item in zip(_FIELDS, items, strict=True):
+        if not isinstance(item, bytes):
+            raise _malformed(field.name, "expected a byte string", item)
+        if _SHAPES[field.name][0] == "uint":
+            if item[:1] == b"\x00":
+                raise _malformed(field.name, "leading zero byte in an integer", item)
+            values[field.name] = int.from_bytes(item, "big")
+        else:
+            values[field.name] = item
+    header = Header(**values)  # type: ignore[arg-type]
+    check_header_shape(header)
+    return header
+
+
+def _decode_list(raw: bytes) -> list[Any]:
+    try:
+        return _rlp.decode_list(raw)
+    except InvalidRLP as exc:
+        raise InvalidBlock(exc.rule, **exc.values) from exc
+
+
+def decode_header(raw: bytes) -> Header:
+    """Parse a header's wire encoding; raise InvalidBlock if it is malformed."""
+    return _header_from_items(_decode_list(raw))
+
+
+def decode_block(raw: bytes) -> Block:
+    """Parse a block's wire encoding; raise InvalidBlock if it is malformed."""
+    items = _decode_list(raw)
+    if len(items) != 2 or not isinstance(items[1], list):
+        raise InvalidBlock("malformed block", reason="expected [header, [transactions]]")
+    if not all(isinstance(tx, bytes) for tx in items[1]):
+        raise InvalidBlock("malformed block", reason="a transaction is not a byte string")
+    return Block(_header_from_items(items[0]), tuple(items[1]))
+
+
+def address_of(private_key: bytes) -> bytes:
+    """The 20-byte address of a secp256k1 private key."""
+    public = PrivateKey(private_key).public_key.format(compressed=False)
+    return _hashing.keccak256(public[1:])[12:]
+
+
+def sign_header(header: Header, private_key: bytes) -> Header:
+    """Return ``header`` authored and signed by ``private_key`` (author set to its address).
+
+    The author is whoever signs, so it is derived from the key rather than trusted from the
+    caller; any previous signature is replaced.
+    """
+    unsigned = msgspec.structs.replace(header, author=address_of(private_key), signature=b"")
+    check_header_shape(unsigned)
+    signature = PrivateKey(private_key).sign_recoverable(unsigned.seal_hash, hasher=None)
+    return msgspec.structs.replace(unsigned, signature=signature)
+
+
+def header_signer(header: Header) -> bytes:
+    """The address that signed ``header``; raise InvalidBlock for a missing or bad signature."""
+    if len(header.signature) != SIGNATURE_SIZE:
+        raise InvalidBlock("header not signed", number=header.number)
+    try:
+        return _txcore.recover_address(header.seal_hash, header.signature)
+    except ValueError as exc:
+        raise InvalidBlock("invalid header signature", reason=str(exc)) from exc
+
+
+def validate_block(
+    block: Block,
+    parent: Header,
+    *,
+    authorities: Sequence[bytes],
+    chain_id: int,
+    fork: Fork = Fork.CANCUN,
+    threads: int | None = None,
+) -> tuple[Transaction, ...]:
+    """Check everything about ``block`` that needs no state; return its recovered transactions.
+
+    ``parent`` must already be valid. Checks, in order: header shape, parent link (hash and
+    number), slot and timestamp strictly after the parent's, gas used <= gas limit, the slot's
+    Aura author and its signature, the transactions root, every transaction (in parallel, see
+    :func:`recover_transactions`) and every fee cap against the base fee. Raises InvalidBlock
+    naming the first failed rule; for a bad transaction its InvalidTransaction is the cause.
+    """
+    header = block.header
+    check_header_shape(header)
+    if header.parent_hash != parent.hash:
+        raise InvalidBlock("unknown parent", parent_hash=header.parent_hash, expected=parent.hash)
+    if header.number != parent.number + 1:
+        raise InvalidBlock("number not parent's + 1", number=header.number, parent=parent.number)
+    if header.slot <= parent.slot:
+        raise InvalidBlock("slot not after parent's", slot=header.slot, parent_slot=parent.slot)
+    if header.timestamp <= parent.timestamp:
+        raise InvalidBlock(
+            "timestamp not after parent's", timestamp=header.timestamp, parent=parent.timestamp
+        )
+    if header.gas_used > header.gas_limit:
+        raise InvalidBlock(
+            "gas used above gas limit", gas_used=header.gas_used, gas_limit=header.gas_limit
+        )
+    if not authorities:
+        raise ValueError("the authority set is empty")
+    expected_author = authorities[header.slot % len(authorities)]
+    if header.author != expected_author:
+        raise InvalidBlock(
+            "wrong author for slot",
+            slot=header.slot,
+            author=header.author,
+            expected=expected_author,
+        )
+    signer = header_signer(header)
+    if signer != header.author:
+        raise InvalidBlock("signer is not the author", signer=signer, author=header.author)
+    root = ordered_trie_root(block.transactions)
+    if root != header.transactions_root:
+        raise InvalidBlock(
+            "transactions root mismatch", computed=root, header=header.transactions_root
+        )
+    results = recover_transactions(block.transactions, chain_id, fork, threads=threads)
+    for index, tx in enumerate(results):
+        if isinstance(tx, InvalidTransaction):
+            raise InvalidBlock("invalid transaction", index=index, reason=str(tx)) from tx
+        if tx.fee_cap < header.base_fee_per_gas:
+            raise InvalidBlock(
+                "fee cap below base fee",
+                index=index,
+                fee_cap=tx.fee_cap,
+                base_fee=header.base_fee_per_gas,
+            )
+    return tuple(results)  # type: ignore[arg-type]
