@@ -6,7 +6,6 @@ import pickle
 from typing import Any
 
 import pytest
-from conftest import require_vector, tx_vector_params
 from eth_account import Account
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, assume, given, settings
@@ -25,6 +24,7 @@ from alys_fast.validation.transactions import (
     DynamicFeeTransaction,
     LegacyTransaction,
 )
+from tests.validation.vectors import require_vector, tx_vector_params
 
 # What each vector's expected exception may be reported as. Where a transaction breaks two rules
 # the suites and we may check them in different orders; those cases are listed by name below.

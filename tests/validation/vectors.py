@@ -1,20 +1,19 @@
-"""Shared fixtures for the validation tests: the conformance vectors and signing helpers."""
+"""The shared transaction conformance vectors, one pytest param per line."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The read-only `shared` folder sits beside the repository root (see /shared/README.md).
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+from tests.conftest import SHARED
+
 TX_VECTORS = SHARED / "vectors" / "eth-transactions.jsonl"
 
 
 def tx_vector_params() -> list[Any]:
-    """One pytest param per vector line; a single failing param if the file is missing."""
+    """One param per vector line; a single param that fails the test if the file is missing."""
     if not TX_VECTORS.is_file():
         return [pytest.param(None, id="vectors-missing")]
     lines = TX_VECTORS.read_text().splitlines()
@@ -25,8 +24,8 @@ def tx_vector_params() -> list[Any]:
 def require_vector(case: dict[str, Any] | None) -> dict[str, Any]:
     if case is None:
         pytest.fail(
-            f"conformance vectors not found at {TX_VECTORS.resolve()}: the shared folder must "
-            "sit beside the repository root",
+            f"conformance vectors not found at {TX_VECTORS.resolve()}: the read-only `shared` "
+            "folder must sit beside the repository root",
             pytrace=False,
         )
     return case
