@@ -85,9 +85,9 @@ class ActorSystem:
 
     def ref(self, path: str) -> ActorRef:
         """The ref of the actor at ``path`` (relative to the root, e.g. ``chain/engine``)."""
-        node = self._nodes.get(path) or self._nodes.get(f"{self.root.path}/{path}")
-        if not isinstance(node, ActorCell) and not hasattr(node, "ref"):
-            raise KeyError(f"no actor at {path!r}; known: {sorted(self._nodes)}")
+        node = self.node(path)
+        if node.kind == "supervisor":
+            raise KeyError(f"{path!r} is a supervisor, not an actor")
         return node.ref
 
     def node(self, path: str) -> ActorCell | Supervisor:
@@ -137,7 +137,7 @@ class ActorSystem:
         now = monotonic()
         return [
             node.path for node in self._nodes.values()
-            if isinstance(node, ActorCell) and node.health(now)["stuck"]
+            if node.kind != "supervisor" and node.health(now)["stuck"]
         ]
 
     async def _watch(self) -> None:
