@@ -1,0 +1,507 @@
+"""The transaction pool: what the node accepted and has not yet included, ready for the builder.
+
+Semantics, one sentence each:
+
+- **Admission** runs the validation core (encoding, signature, chain id, intrinsic gas), then
+  pool policy against the head state: EIP-155 protection (unless allowed), the block gas limit,
+  duplicates, the account nonce, the balance covering every pooled transaction of the sender at
+  its worst case (``gas limit × fee cap + value``, as geth counts it), replacement, limits.
+- **Pending / queued**: a sender's transactions with nonces ``nonce, nonce + 1, …`` contiguous
+  from its account nonce are *pending* (executable now); those after a gap are *queued* and are
+  promoted, without copying, as soon as the gap fills.
+- **Replacement**: a transaction with the same sender and nonce as a pooled one replaces it only
+  if both its fee cap and its tip are at least ``100 + price_bump`` percent of the old ones.
+- **Limits** (:class:`TxPoolLimits`): at most ``max_per_sender`` transactions per sender
+  (``account limit exceeded``) and ``max_txs`` in all; when full, a newcomer that pays a higher
+  effective tip evicts the cheapest *last* transaction of another sender (a sender's highest
+  nonce, so eviction never opens a gap that would strand the sender's later transactions),
+  else it is refused with ``txpool is full``.
+- **Block building** (:meth:`TxPool.best`) is geth's price-and-nonce order: a heap holds each
+  sender's next pending transaction keyed by effective tip at the block's base fee (first seen
+  wins ties); taking one exposes the sender's next nonce. A transaction whose fee cap is below
+  the base fee, or whose gas limit no longer fits, ends its sender's run for this block.
+- **After a block** (:meth:`TxPool.remove_included`): included and now-stale transactions go,
+  the senders' nonces and balances are re-read, unaffordable tails are dropped, and the rest
+  is re-partitioned.
+
+Errors are :class:`TxPoolError` with geth's exact message (what wallets and libraries match on),
+the offending values in ``detail``, and the JSON-RPC code to answer with. Counters of accepted
+and rejected-by-reason transactions are plain dicts for the metrics layer to export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from heapq import heapify, heappop, heappush, heapreplace
+from itertools import count
+from typing import TYPE_CHECKING
+
+from alys_fast._cext import require
+from alys_fast.engine.fees import fee_caps
+from alys_fast.validation import (
+    Fork,
+    InvalidTransaction,
+    Transaction,
+    recover_transaction,
+    recover_transactions,
+)
+
+if TYPE_CHECKING:
+    from alys_fast.engine.state import State
+
+keccak256 = require("hashing").keccak256
+
+StateReader = Callable[[bytes], tuple[int, int]]
+"""``address -> (nonce, balance)`` at the head state."""
+
+# The cheapest transaction there is (a plain transfer): below this much gas left, stop building.
+TX_GAS = 21_000
+
+# JSON-RPC code geth answers every rejected transaction with (EIP-1474's "server error" range).
+RPC_TX_REJECTED = -32000
+
+# geth's messages (core/error.go, core/txpool/errors.go, internal/ethapi), verbatim.
+ALREADY_KNOWN = "already known"
+NONCE_TOO_LOW = "nonce too low"
+NONCE_MAX = "nonce has max value"
+INSUFFICIENT_FUNDS = "insufficient funds for gas * price + value"
+REPLACE_UNDERPRICED = "replacement transaction underpriced"
+INTRINSIC_GAS = "intrinsic gas too low"
+FLOOR_DATA_GAS = "insufficient gas for floor data gas cost"
+INVALID_SENDER = "invalid sender"
+GAS_LIMIT = "exceeds block gas limit"
+INVALID_CHAIN_ID = "invalid chain id"
+TYPE_NOT_SUPPORTED = "transaction type not supported"
+TIP_ABOVE_FEE_CAP = "max priority fee per gas higher than max fee per gas"
+INITCODE_TOO_LARGE = "max initcode size exceeded"
+ACCOUNT_LIMIT = "account limit exceeded"
+POOL_FULL = "txpool is full"
+UNPROTECTED = "only replay-protected (EIP-155) transactions allowed over RPC"
+
+# Validation-core rules (InvalidTransaction.rule) to geth's message; any other rule is a
+# decoding fault, which geth reports as "rlp: ...".
+_RULE_MESSAGES = {
+    "transaction type not supported": TYPE_NOT_SUPPORTED,
+    "nonce too high": NONCE_MAX,
+    "invalid chain id": INVALID_CHAIN_ID,
+    "invalid signature y parity": INVALID_SENDER,
+    "invalid signature r": INVALID_SENDER,
+    "invalid signature s": INVALID_SENDER,
+    "signature s too high": INVALID_SENDER,
+    "signature recovery failed": INVALID_SENDER,
+    "priority fee above max fee": TIP_ABOVE_FEE_CAP,
+    # gas × fee cap ≥ 2^256 exceeds any possible balance; geth finds it in the balance check.
+    "gas limit times fee exceeds 256 bits": INSUFFICIENT_FUNDS,
+    "initcode too large": INITCODE_TOO_LARGE,
+    "intrinsic gas too low": INTRINSIC_GAS,
+    "gas limit below calldata floor": FLOOR_DATA_GAS,
+}
+
+
+class TxPoolError(Exception):
+    """A transaction the pool refused.
+
+    ``message`` is geth's exact text (clients match on it; it is also the counter key),
+    ``detail`` the offending values, ``code`` the JSON-RPC error code to answer with.
+    """
+
+    def __init__(self, code: int, message: str, detail: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.detail = detail
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+def _reject(message: str, detail: str = "") -> TxPoolError:
+    return TxPoolError(RPC_TX_REJECTED, message, detail)
+
+
+def _from_invalid(exc: InvalidTransaction) -> TxPoolError:
+    message = _RULE_MESSAGES.get(exc.rule) or f"rlp: {exc.rule}"
+    return _reject(message, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class TxPoolLimits:
+    """Pool capacity and replacement policy, defined once.
+
+    ``max_txs`` counts pending and queued together; ``price_bump`` is the percentage by which a
+    replacement must raise both the fee cap and the tip (geth's default, 10).
+    """
+
+    max_txs: int = 65_536
+    max_per_sender: int = 1_024
+    price_bump: int = 10
+
+
+def state_reader(state: State) -> StateReader:
+    """A :data:`StateReader` over the engine's head :class:`~alys_fast.engine.state.State`.
+
+    The engine applies blocks to that State in place, so the reader always sees the head.
+    """
+    get = state.get
+
+    def read(address: bytes) -> tuple[int, int]:
+        account = get(address)
+        return account.nonce, account.balance
+
+    return read
+
+
+def _hex(address: bytes) -> str:
+    return "0x" + address.hex()
+
+
+class _Entry:
+    """A pooled transaction with the numbers ordering and accounting need, computed once."""
+
+    __slots__ = ("cost", "fee_cap", "seq", "tip_cap", "tx")
+
+    def __init__(self, tx: Transaction, seq: int) -> None:
+        self.tx = tx
+        self.fee_cap, self.tip_cap = fee_caps(tx)
+        self.cost = tx.gas_limit * self.fee_cap + tx.value
+        self.seq = seq
+
+    def tip(self, base_fee: int) -> int:
+        """Effective tip per gas at ``base_fee`` (negative if the fee cap is below it)."""
+        return min(self.tip_cap, self.fee_cap - base_fee)
+
+
+class _Sender:
+    """One sender's pooled transactions: nonces ``[nonce, end)`` are pending, the rest queued."""
+
+    __slots__ = ("balance", "cost", "end", "nonce", "tail", "txs")
+
+    def __init__(self, nonce: int, balance: int) -> None:
+        self.nonce = nonce
+        self.balance = balance
+        self.end = nonce  # first nonce that is not pending
+        self.tail = -1  # highest pooled nonce (-1: none)
+        self.cost = 0  # sum of the pooled transactions' worst-case costs
+        self.txs: dict[int, _Entry] = {}
+
+    def advance(self) -> None:
+        """Promote: extend the pending run over every now-contiguous queued nonce."""
+        end, txs = self.end, self.txs
+        while end in txs:
+            end += 1
+        self.end = end
+
+
+class TxPool:
+    """Pending and queued transactions by sender and nonce; see the module docstring."""
+
+    def __init__(
+        self,
+        chain_id: int,
+        block_gas_limit: int,
+        state_reader: StateReader,
+        limits: TxPoolLimits | None = None,
+        *,
+        base_fee: int = 0,
+        fork: Fork = Fork.CANCUN,
+        allow_unprotected: bool = False,
+    ) -> None:
+        self.chain_id = chain_id
+        self.block_gas_limit = block_gas_limit
+        self.limits = limits or TxPoolLimits()
+        self.base_fee = base_fee  # prices eviction; moved by remove_included
+        self.fork = fork
+        self.allow_unprotected = allow_unprotected
+        self._read = state_reader
+        self._by_hash: dict[bytes, _Entry] = {}
+        self._senders: dict[bytes, _Sender] = {}
+        self._seq = count()
+        # Eviction candidates: (effective tip, seq, entry, sender) of senders' last transactions,
+        # lazily pruned; rebuilt from scratch when the base fee moves (tips change).
+        self._tails: list[tuple[int, int, _Entry, _Sender]] = []
+        self._tails_fresh = True
+        # What happened to transactions, for the metrics layer: admissions and departures here,
+        # refusals by geth message in ``rejected``.
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("accepted", "replaced", "evicted", "included", "dropped"), 0
+        )
+        self.rejected: dict[str, int] = {}
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        """The pooled transaction with this hash, if any."""
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.tx
+
+    def pending_nonce(self, address: bytes) -> int:
+        """The nonce the sender's next transaction should use (``eth_getTransactionCount``
+        with ``pending``): the end of its pending run, or its account nonce."""
+        sender = self._senders.get(address)
+        return self._read(address)[0] if sender is None else sender.end
+
+    def status(self) -> dict[str, int]:
+        """Pending and queued counts (``txpool_status``)."""
+        pending = sum(s.end - s.nonce for s in self._senders.values())
+        return {"pending": pending, "queued": len(self._by_hash) - pending}
+
+    def content(self) -> dict[str, dict[bytes, dict[int, Transaction]]]:
+        """``txpool_content``: pending and queued transactions by sender, then nonce (sorted)."""
+        out: dict[str, dict[bytes, dict[int, Transaction]]] = {"pending": {}, "queued": {}}
+        for address, sender in self._senders.items():
+            for nonce in sorted(sender.txs):
+                kind = "pending" if nonce < sender.end else "queued"
+                out[kind].setdefault(address, {})[nonce] = sender.txs[nonce].tx
+        return out
+
+    # --- admission --------------------------------------------------------------------------
+
+    def add(self, tx: bytes | Transaction) -> Transaction:
+        """Admit a raw transaction (consensus encoding) or one already recovered.
+
+        Returns the pooled Transaction; raises TxPoolError with geth's message otherwise.
+        """
+        try:
+            if not isinstance(tx, Transaction):
+                if keccak256(tx) in self._by_hash:  # skip signature recovery for a resend
+                    raise _reject(ALREADY_KNOWN, _hex(keccak256(tx)))
+                try:
+                    tx = recover_transaction(tx, self.chain_id, self.fork)
+                except InvalidTransaction as exc:
+                    raise _from_invalid(exc) from None
+            self._admit(tx)
+        except TxPoolError as exc:
+            self.rejected[exc.message] = self.rejected.get(exc.message, 0) + 1
+            raise
+        return tx
+
+    def add_many(self, raws: Sequence[bytes]) -> list[Transaction | TxPoolError]:
+        """Admit a batch, one result per input in order (a TxPoolError in a refused slot).
+
+        Signatures are recovered in parallel (:func:`recover_transactions`); resends of pooled
+        transactions are answered before recovery. Admission itself runs in input order.
+        """
+        hashes = [keccak256(raw) for raw in raws]
+        resent = [h in self._by_hash for h in hashes]
+        recovered = iter(
+            recover_transactions(
+                [raw for raw, known in zip(raws, resent, strict=True) if not known],
+                self.chain_id,
+                self.fork,
+            )
+        )
+        out: list[Transaction | TxPoolError] = []
+        for tx_hash, known in zip(hashes, resent, strict=True):
+            item: Transaction | InvalidTransaction | TxPoolError
+            item = _reject(ALREADY_KNOWN, _hex(tx_hash)) if known else next(recovered)
+            if isinstance(item, InvalidTransaction):
+                item = _from_invalid(item)
+            if isinstance(item, Transaction):
+                try:
+                    self._admit(item)
+                except TxPoolError as exc:
+                    item = exc
+            if isinstance(item, TxPoolError):
+                self.rejected[item.message] = self.rejected.get(item.message, 0) + 1
+            out.append(item)
+        return out
+
+    def _admit(self, tx: Transaction) -> None:
+        """Pool policy for a recovered transaction; raises TxPoolError or inserts it."""
+        if tx.chain_id is None and not self.allow_unprotected:
+            raise _reject(UNPROTECTED, _hex(tx.hash))
+        if tx.gas_limit > self.block_gas_limit:
+            raise _reject(GAS_LIMIT, f"tx gas {tx.gas_limit}, block gas {self.block_gas_limit}")
+        if tx.hash in self._by_hash:
+            raise _reject(ALREADY_KNOWN, _hex(tx.hash))
+        address = tx.sender
+        nonce, balance = self._read(address)
+        sender = self._senders.get(address)
+        if sender is None:
+            sender = _Sender(nonce, balance)
+        else:
+            sender.balance = balance
+            if sender.nonce != nonce:  # a block we were not told about: catch up first
+                self._resync(sender, nonce)
+        if tx.nonce < nonce:
+            raise _reject(NONCE_TOO_LOW, f"address {_hex(address)}, tx: {tx.nonce} state: {nonce}")
+        entry = _Entry(tx, next(self._seq))
+        old = sender.txs.get(tx.nonce)
+        limits = self.limits
+        if old is not None:
+            bump = 100 + limits.price_bump
+            if entry.fee_cap * 100 < old.fee_cap * bump or entry.tip_cap * 100 < old.tip_cap * bump:
+                raise _reject(
+                    REPLACE_UNDERPRICED,
+                    f"old fee cap {old.fee_cap} tip {old.tip_cap}, new fee cap {entry.fee_cap} "
+                    f"tip {entry.tip_cap}, need +{limits.price_bump}%",
+                )
+        elif len(sender.txs) >= limits.max_per_sender:
+            raise _reject(ACCOUNT_LIMIT, f"address {_hex(address)} has {len(sender.txs)}")
+        need = sender.cost - (old.cost if old else 0) + entry.cost
+        if balance < need:
+            raise _reject(INSUFFICIENT_FUNDS, f"address {_hex(address)} have {balance} want {need}")
+        if old is None and len(self._by_hash) >= limits.max_txs:
+            self._evict_for(entry, sender)
+        if old is not None:
+            self._remove(sender, old)
+            self.counters["replaced"] += 1
+        self._insert(address, sender, entry)
+        self.counters["accepted"] += 1
+
+    # --- structure --------------------------------------------------------------------------
+
+    def _insert(self, address: bytes, sender: _Sender, entry: _Entry) -> None:
+        nonce = entry.tx.nonce
+        if not sender.txs:
+            self._senders[address] = sender
+        sender.txs[nonce] = entry
+        sender.cost += entry.cost
+        self._by_hash[entry.tx.hash] = entry
+        if nonce == sender.end:
+            sender.advance()
+        if nonce > sender.tail:
+            sender.tail = nonce
+            self._push_tail(sender)
+
+    def _remove(self, sender: _Sender, entry: _Entry) -> None:
+        """Take one transaction out; later nonces of its sender become queued."""
+        nonce = entry.tx.nonce
+        del sender.txs[nonce]
+        del self._by_hash[entry.tx.hash]
+        sender.cost -= entry.cost
+        if nonce < sender.end:
+            sender.end = nonce
+        if nonce == sender.tail:
+            sender.tail = max(sender.txs, default=-1)
+            if sender.txs:
+                self._push_tail(sender)
+        if not sender.txs:
+            del self._senders[entry.tx.sender]
+
+    def _push_tail(self, sender: _Sender) -> None:
+        if self._tails_fresh:
+            entry = sender.txs[sender.tail]
+            heappush(self._tails, (entry.tip(self.base_fee), entry.seq, entry, sender))
+
+    def _evict_for(self, newcomer: _Entry, own: _Sender) -> None:
+        """Make room by evicting the cheapest last transaction of another sender, if the
+        newcomer pays a higher effective tip; else raise ``txpool is full``."""
+        tails = self._tails
+        if not self._tails_fresh or len(tails) > 2 * len(self._senders) + 64:
+            tails[:] = [
+                (e.tip(self.base_fee), e.seq, e, s)
+                for s in self._senders.values()
+                for e in (s.txs[s.tail],)
+            ]
+            heapify(tails)
+            self._tails_fresh = True
+        held = None
+        victim = None
+        while tails:
+            item = heappop(tails)
+            entry, sender = item[2], item[3]
+            if self._by_hash.get(entry.tx.hash) is not entry or sender.tail != entry.tx.nonce:
+                continue  # stale: removed, replaced, or no longer the sender's last
+            if sender is own:
+                held = item
+                continue
+            victim = item
+            break
+        if held is not None:
+            heappush(tails, held)
+        tip = newcomer.tip(self.base_fee)
+        if victim is None or victim[0] >= tip:
+            if victim is not None:
+                heappush(tails, victim)
+            raise _reject(POOL_FULL, f"{len(self._by_hash)} transactions, tip {tip} too low")
+        self._remove(victim[3], victim[2])
+        self.counters["evicted"] += 1
+
+    def _resync(self, sender: _Sender, nonce: int) -> None:
+        """Move a sender to a new account nonce: drop what is now stale, re-find its run,
+        then drop transactions from the first one its balance cannot cover."""
+        for stale in [e for n, e in sender.txs.items() if n < nonce]:
+            self._remove(sender, stale)
+            self.counters["dropped"] += 1
+        sender.nonce = sender.end = nonce
+        sender.advance()
+        spent = 0
+        for n in sorted(sender.txs):
+            entry = sender.txs[n]
+            spent += entry.cost
+            if spent > sender.balance:
+                for gone in [e for m, e in sender.txs.items() if m >= n]:
+                    self._remove(sender, gone)
+                    self.counters["dropped"] += 1
+                break
+
+    # --- block building ---------------------------------------------------------------------
+
+    def best(self, gas_limit: int, base_fee: int) -> list[Transaction]:
+        """Transactions for the next block, in the order to execute them.
+
+        Per sender by nonce; across senders by effective tip at ``base_fee`` (then first seen);
+        a sender whose next transaction cannot pay the base fee or does not fit the gas left
+        is done for this block. The sum of gas limits never exceeds ``gas_limit``.
+        """
+        heap = []
+        for sender in self._senders.values():
+            if sender.end > sender.nonce:
+                e = sender.txs[sender.nonce]
+                if e.fee_cap >= base_fee:
+                    heap.append((-min(e.tip_cap, e.fee_cap - base_fee), e.seq, e, sender))
+        heapify(heap)
+        out: list[Transaction] = []
+        gas_left = gas_limit
+        while heap and gas_left >= TX_GAS:
+            _, _, e, sender = heap[0]
+            tx = e.tx
+            if tx.gas_limit > gas_left:
+                heappop(heap)
+                continue
+            out.append(tx)
+            gas_left -= tx.gas_limit
+            following = tx.nonce + 1
+            if following < sender.end:
+                e = sender.txs[following]
+                if e.fee_cap >= base_fee:
+                    heapreplace(heap, (-min(e.tip_cap, e.fee_cap - base_fee), e.seq, e, sender))
+                    continue
+            heappop(heap)
+        return out
+
+    def remove_included(
+        self,
+        txs: Iterable[Transaction],
+        state_reader: StateReader,
+        *,
+        base_fee: int | None = None,
+    ) -> None:
+        """Forget a new block's transactions and bring their senders up to the new head.
+
+        ``state_reader`` reads the new head (it replaces the pool's reader); ``base_fee`` is the
+        next block's, for pricing evictions. Only the block's senders can have a new nonce or a
+        lower balance, so only they are re-read.
+        """
+        self._read = state_reader
+        if base_fee is not None and base_fee != self.base_fee:
+            self.base_fee = base_fee
+            self._tails_fresh = False
+            self._tails.clear()
+        touched: set[bytes] = set()
+        for tx in txs:
+            touched.add(tx.sender)
+            entry = self._by_hash.get(tx.hash)
+            if entry is not None:
+                self._remove(self._senders[tx.sender], entry)
+                self.counters["included"] += 1
+        for address in touched:
+            sender = self._senders.get(address)
+            if sender is not None:
+                sender.nonce, sender.balance = state_reader(address)
+                self._resync(sender, sender.nonce)
