@@ -312,8 +312,11 @@ class TxPool:
 
     def _admit(self, tx: Transaction) -> None:
         """Pool policy for a recovered transaction; raises TxPoolError or inserts it."""
-        if tx.chain_id is None and not self.allow_unprotected:
-            raise _reject(UNPROTECTED, _hex(tx.hash))
+        if tx.chain_id is None:
+            if not self.allow_unprotected:
+                raise _reject(UNPROTECTED, _hex(tx.hash))
+        elif tx.chain_id != self.chain_id:  # only a pre-recovered transaction gets here
+            raise _reject(INVALID_CHAIN_ID, f"tx chain id {tx.chain_id}, pool {self.chain_id}")
         if tx.gas_limit > self.block_gas_limit:
             raise _reject(GAS_LIMIT, f"tx gas {tx.gas_limit}, block gas {self.block_gas_limit}")
         if tx.hash in self._by_hash:
@@ -376,12 +379,12 @@ class TxPool:
         sender.cost -= entry.cost
         if nonce < sender.end:
             sender.end = nonce
-        if nonce == sender.tail:
-            sender.tail = max(sender.txs, default=-1)
-            if sender.txs:
-                self._push_tail(sender)
         if not sender.txs:
+            sender.tail = -1
             del self._senders[entry.tx.sender]
+        elif nonce == sender.tail:
+            sender.tail = max(sender.txs)
+            self._push_tail(sender)
 
     def _push_tail(self, sender: _Sender) -> None:
         if self._tails_fresh:

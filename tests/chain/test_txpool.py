@@ -151,6 +151,11 @@ def test_unprotected_legacy_is_a_policy(head: Head) -> None:
     assert pool.add(sign(0, 0, legacy=True, chain_id=None)).chain_id is None
 
 
+def test_a_pre_recovered_transaction_must_match_the_chain(pool: TxPool) -> None:
+    with pytest.raises(TxPoolError, match=INVALID_CHAIN_ID):
+        pool.add(recover_transaction(sign(0, 0, chain_id=1), 1))
+
+
 def test_already_known(pool: TxPool) -> None:
     raw = sign(0, 0)
     tx = pool.add(raw)
