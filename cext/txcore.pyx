@@ -27,8 +27,8 @@ from libc.string cimport memcmp, memcpy, memset
 
 from keccak cimport keccak256, keccak256_ctx, keccak256_final, keccak256_init, keccak256_update
 from rlpcore cimport (
-    RLP_EOF, RLP_EXPECTED_LIST, RLP_EXPECTED_STRING, RLP_INT_TOO_LARGE, RLP_OK, RLP_TRAILING, RlpItem,
-    rlp_item, rlp_reason, rlp_rule, rlp_uint64, rlp_uint256,
+    RLP_EOF, RLP_EXPECTED_LIST, RLP_EXPECTED_STRING, RLP_INT_TOO_LARGE, RLP_OK, RLP_TRAILING,
+    RlpItem, rlp_item, rlp_reason, rlp_rule, rlp_uint64, rlp_uint256,
 )
 
 from alys_fast.validation.errors import InvalidTransaction
@@ -609,7 +609,7 @@ cdef object _result(const TxCore *tx, object raw):
                _access_list(&tx.f[F_ACCESS_LIST]))
 
 
-cdef object _error(const TxCore *tx, uint64_t chain_id, size_t size):
+cdef object _error(const TxCore *tx, uint64_t chain_id):
     """The InvalidTransaction for a failed core run, with the values that broke the rule."""
     cdef int err = tx.err
     cdef object name = _FIELD_NAMES[tx.err_field] if tx.err_field >= 0 else None
@@ -657,7 +657,7 @@ cdef object _error(const TxCore *tx, uint64_t chain_id, size_t size):
                                   gas_limit=tx.gas_limit)
     if err == E_FLOOR:
         return InvalidTransaction(_RULES[err], floor_gas=tx.floor_gas, gas_limit=tx.gas_limit)
-    raise AssertionError(f"unhandled validation error code {err} ({size} bytes)")
+    raise AssertionError(f"unhandled validation error code {err}")
 
 
 cdef inline const uint8_t *_bytes_ptr(object raw, size_t *n) except NULL:
@@ -675,7 +675,7 @@ def recover(raw, uint64_t chain_id, int fork):
     with nogil:
         _validate(p, n, chain_id, fork, &tx)
     if tx.err != E_OK:
-        raise _error(&tx, chain_id, n)
+        raise _error(&tx, chain_id)
     return _result(&tx, raw)
 
 
@@ -711,4 +711,4 @@ def recover_into(list raws, list out, Py_ssize_t start, Py_ssize_t step, uint64_
             if txs[k].err == E_OK:
                 out[slots[k]] = _result(&txs[k], raws[slots[k]])
             else:
-                out[slots[k]] = _error(&txs[k], chain_id, lens[k])
+                out[slots[k]] = _error(&txs[k], chain_id)
