@@ -190,10 +190,13 @@ def decode_block(raw: bytes) -> Block:
     return Block(_header_from_items(items[0]), tuple(items[1]))
 
 
+def _address(key: PrivateKey) -> bytes:
+    return _hashing.keccak256(key.public_key.format(compressed=False)[1:])[12:]
+
+
 def address_of(private_key: bytes) -> bytes:
     """The 20-byte address of a secp256k1 private key."""
-    public = PrivateKey(private_key).public_key.format(compressed=False)
-    return _hashing.keccak256(public[1:])[12:]
+    return _address(PrivateKey(private_key))
 
 
 def sign_header(header: Header, private_key: bytes) -> Header:
@@ -202,9 +205,10 @@ def sign_header(header: Header, private_key: bytes) -> Header:
     The author is whoever signs, so it is derived from the key rather than trusted from the
     caller; any previous signature is replaced.
     """
-    unsigned = msgspec.structs.replace(header, author=address_of(private_key), signature=b"")
+    key = PrivateKey(private_key)
+    unsigned = msgspec.structs.replace(header, author=_address(key), signature=b"")
     check_header_shape(unsigned)
-    signature = PrivateKey(private_key).sign_recoverable(unsigned.seal_hash, hasher=None)
+    signature = key.sign_recoverable(unsigned.seal_hash, hasher=None)
     return msgspec.structs.replace(unsigned, signature=signature)
 
 

@@ -48,14 +48,12 @@ def transaction_json(tx: Transaction) -> dict[str, Any]:
     return {"type": tx.type, **_jsonable(fields)}
 
 
-def _parse_hex(text: str) -> bytes:
-    digits = text.strip().removeprefix("0x").removeprefix("0X")
+def _from_hex(text: str) -> bytes | None:
+    """The bytes spelled by ``text`` (0x optional, surrounding blanks ignored), or None."""
     try:
-        return bytes.fromhex(digits)
+        return bytes.fromhex(text.strip().removeprefix("0x").removeprefix("0X"))
     except ValueError:
-        shown = text.strip()
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        raise CliError(f"not a hex string: {shown!r}") from None
+        return None
 
 
 def _chain_id(text: str) -> int:
@@ -82,7 +80,10 @@ def _claimed_chain_id(raw: bytes) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    raw = _parse_hex(args.raw)
+    raw = _from_hex(args.raw)
+    if raw is None:
+        shown = args.raw if len(args.raw) <= 40 else args.raw[:37] + "..."
+        raise CliError(f"not a hex string: {shown!r}")
     chain_id = args.chain_id or _claimed_chain_id(raw)
     try:
         tx = recover_transaction(raw, chain_id, Fork[args.fork.upper()])
@@ -106,12 +107,7 @@ def _read_lines(path: str | None, stdin: TextIO) -> list[tuple[int, str]]:
 
 
 def _verdicts(lines: list[tuple[int, str]], chain_id: int, fork: Fork) -> Iterable[dict]:
-    raws: list[bytes | None] = []
-    for _n, line in lines:
-        try:
-            raws.append(_parse_hex(line))
-        except CliError:
-            raws.append(None)
+    raws = [_from_hex(line) for _n, line in lines]
     results = iter(recover_transactions([r for r in raws if r is not None], chain_id, fork))
     for (n, _line), raw in zip(lines, raws, strict=True):
         if raw is None:
