@@ -6,11 +6,15 @@ import pickle
 from typing import Any
 
 import pytest
+import rlp as pyrlp
+from coincurve import PrivateKey, PublicKey
 from eth_account import Account
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from alys_fast._cext.hashing import keccak256
+from alys_fast._cext.txcore import recover_address
 from alys_fast.validation import (
     Fork,
     InvalidTransaction,
@@ -25,6 +29,8 @@ from alys_fast.validation.transactions import (
     LegacyTransaction,
 )
 from tests.validation.vectors import require_vector, tx_vector_params
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 # What each vector's expected exception may be reported as. Where a transaction breaks two rules
 # the suites and we may check them in different orders; those cases are listed by name below.
@@ -285,3 +291,55 @@ def test_truncated_and_extended_encodings_are_rejected(
         recover_transaction(raw[:cut], 1)
     with pytest.raises(InvalidTransaction, match="trailing bytes"):
         recover_transaction(raw + data.draw(st.binary(min_size=1, max_size=3)), 1)
+
+
+# --- recovery against coincurve -------------------------------------------------------------
+
+
+def coincurve_address(signature: bytes, msg_hash: bytes) -> bytes:
+    public = PublicKey.from_signature_and_message(signature, msg_hash, hasher=None)
+    return keccak256(public.format(compressed=False)[1:])[12:]
+
+
+def signing_hash(tx: Transaction) -> bytes:
+    """The signed payload rebuilt with pyrlp from the decoded fields (EIP-155 / EIP-2718)."""
+    if tx.type == 0:
+        fields = pyrlp.decode(tx.raw)[:6]
+        if tx.chain_id is not None:
+            fields += [tx.chain_id, 0, 0]
+        return keccak256(pyrlp.encode(fields))
+    return keccak256(tx.raw[:1] + pyrlp.encode(pyrlp.decode(tx.raw[1:])[:-3]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(signed_transactions())
+def test_sender_matches_coincurve(case: tuple[dict[str, Any], bytes, Any]) -> None:
+    fields, raw, _account = case
+    tx = recover_transaction(raw, fields.get("chainId", 1))
+    recid = tx.v if tx.type else (tx.v - 27 if tx.chain_id is None else (tx.v - 35) % 2)
+    signature = tx.r.to_bytes(32, "big") + tx.s.to_bytes(32, "big") + bytes([recid])
+    assert tx.sender == coincurve_address(signature, signing_hash(tx))
+
+
+@settings(max_examples=200, deadline=None)
+@given(KEYS, st.binary(min_size=32, max_size=32))
+def test_recover_address_matches_coincurve(key: bytes, msg_hash: bytes) -> None:
+    signature = PrivateKey(key).sign_recoverable(msg_hash, hasher=None)
+    assert signature[64] in (0, 1)  # libsecp256k1 signs with low s
+    assert recover_address(msg_hash, signature) == coincurve_address(signature, msg_hash)
+    # The malleated twin (n - s, other parity) recovers the same key but breaks EIP-2.
+    s = SECP256K1_N - int.from_bytes(signature[32:64], "big")
+    twin = signature[:32] + s.to_bytes(32, "big") + bytes([signature[64] ^ 1])
+    assert coincurve_address(twin, msg_hash) == coincurve_address(signature, msg_hash)
+    with pytest.raises(ValueError, match="signature s too high"):
+        recover_address(msg_hash, twin)
+
+
+def test_recover_address_rejects_bad_shapes() -> None:
+    signature = PrivateKey(b"\x07" * 32).sign_recoverable(b"\x01" * 32, hasher=None)
+    with pytest.raises(ValueError, match="32-byte hash and a 65-byte signature"):
+        recover_address(b"\x01" * 31, signature)
+    with pytest.raises(ValueError, match="recovery id"):
+        recover_address(b"\x01" * 32, signature[:64] + b"\x02")
+    with pytest.raises(ValueError, match="invalid signature r"):
+        recover_address(b"\x01" * 32, bytes(32) + signature[32:])
