@@ -73,31 +73,32 @@ cdef inline int rlp_item(const uint8_t *p, size_t avail, RlpItem *it) noexcept n
     return RLP_OK
 
 
-cdef inline int rlp_uint64(const RlpItem *it, uint64_t *out) noexcept nogil:
-    """Decode a canonical unsigned integer of at most 8 bytes (empty string is zero)."""
-    cdef size_t i
-    cdef uint64_t v = 0
+cdef inline int rlp_uint(const RlpItem *it, size_t max_bytes) noexcept nogil:
+    """Check that ``it`` is a canonical unsigned integer of at most ``max_bytes`` bytes."""
     if it.is_list:
         return RLP_EXPECTED_STRING
     if it.length and it.data[0] == 0:
         return RLP_INT_LEADING_ZERO
-    if it.length > 8:
+    if it.length > max_bytes:
         return RLP_INT_TOO_LARGE
+    return RLP_OK
+
+
+cdef inline uint64_t rlp_be64(const RlpItem *it) noexcept nogil:
+    """The big-endian value of a payload already known to be at most 8 bytes."""
+    cdef uint64_t v = 0
+    cdef size_t i
     for i in range(it.length):
         v = (v << 8) | it.data[i]
-    out[0] = v
-    return RLP_OK
+    return v
 
 
-cdef inline int rlp_uint256(const RlpItem *it) noexcept nogil:
-    """Check that ``it`` is a canonical unsigned integer of at most 32 bytes (kept as a slice)."""
-    if it.is_list:
-        return RLP_EXPECTED_STRING
-    if it.length and it.data[0] == 0:
-        return RLP_INT_LEADING_ZERO
-    if it.length > 32:
-        return RLP_INT_TOO_LARGE
-    return RLP_OK
+cdef inline int rlp_uint64(const RlpItem *it, uint64_t *out) noexcept nogil:
+    """Decode a canonical unsigned integer of at most 8 bytes (empty string is zero)."""
+    cdef int code = rlp_uint(it, 8)
+    if code == RLP_OK:
+        out[0] = rlp_be64(it)
+    return code
 
 
 cdef inline str rlp_rule(int code):

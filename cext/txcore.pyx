@@ -28,7 +28,7 @@ from libc.string cimport memcmp, memcpy, memset
 from keccak cimport keccak256, keccak256_ctx, keccak256_final, keccak256_init, keccak256_update
 from rlpcore cimport (
     RLP_EOF, RLP_EXPECTED_LIST, RLP_EXPECTED_STRING, RLP_INT_TOO_LARGE, RLP_OK, RLP_TRAILING,
-    RlpItem, rlp_item, rlp_reason, rlp_rule, rlp_uint64, rlp_uint256,
+    RlpItem, rlp_be64, rlp_item, rlp_reason, rlp_rule, rlp_uint, rlp_uint64,
 )
 
 from alys_fast.validation.errors import InvalidTransaction
@@ -375,7 +375,7 @@ cdef int _decode_fields(TxCore *tx, const uint8_t *raw, size_t n) noexcept nogil
             if code == RLP_INT_TOO_LARGE:  # too wide to encode any supported chain id
                 return _fail(tx, E_CHAIN_ID if tx.type == 0 else E_Y_PARITY, field, 0)
         elif field == F_R or field == F_S:
-            code = rlp_uint256(&tx.f[field])
+            code = rlp_uint(&tx.f[field], 32)
             if code == RLP_INT_TOO_LARGE:
                 return _fail(tx, E_SIGNATURE, field,
                              SIG_R_RANGE if field == F_R else SIG_S_HIGH)
@@ -387,7 +387,7 @@ cdef int _decode_fields(TxCore *tx, const uint8_t *raw, size_t n) noexcept nogil
         elif field == F_ACCESS_LIST:
             code = RLP_OK if tx.f[field].is_list else RLP_EXPECTED_LIST
         else:  # chain id, value and fees: 256-bit integers
-            code = rlp_uint256(&tx.f[field])
+            code = rlp_uint(&tx.f[field], 32)
         if code != RLP_OK:
             return _fail(tx, E_RLP, field, code)
     return E_OK
@@ -411,7 +411,7 @@ cdef int _check_rules(TxCore *tx, uint64_t chain_id, int fork) noexcept nogil:
         else:
             return _fail(tx, E_CHAIN_ID, F_V, 0)
     else:
-        if tx.f[F_CHAIN_ID].length > 8 or _item_u64(&tx.f[F_CHAIN_ID]) != chain_id:
+        if tx.f[F_CHAIN_ID].length > 8 or rlp_be64(&tx.f[F_CHAIN_ID]) != chain_id:
             return _fail(tx, E_CHAIN_ID, F_CHAIN_ID, 0)
         tx.has_chain_id = True
         tx.chain_id = chain_id
@@ -445,14 +445,6 @@ cdef int _check_rules(TxCore *tx, uint64_t chain_id, int fork) noexcept nogil:
     if fork >= PRAGUE and tx.floor_gas > tx.gas_limit:
         return _fail(tx, E_FLOOR, F_GAS_LIMIT, 0)
     return E_OK
-
-
-cdef inline uint64_t _item_u64(const RlpItem *it) noexcept nogil:
-    cdef uint64_t v = 0
-    cdef size_t i
-    for i in range(it.length):
-        v = (v << 8) | it.data[i]
-    return v
 
 
 cdef inline size_t _put_header(uint8_t *out, size_t length) noexcept nogil:
@@ -554,7 +546,7 @@ cdef inline object _bytes(const RlpItem *it):
 
 cdef inline object _int(const RlpItem *it):
     if it.length <= 8:
-        return PyLong_FromUnsignedLongLong(_item_u64(it))
+        return PyLong_FromUnsignedLongLong(rlp_be64(it))
     return _PyLong_FromByteArray(it.data, it.length, 0, 0)
 
 
