@@ -1,0 +1,347 @@
+"""JSON-RPC 2.0 dispatch, independent of any transport.
+
+The transport hands :meth:`Dispatcher.handle` a request body (bytes) and gets back the encoded
+response, or ``None`` when nothing must be sent (a notification, or a batch of them).
+
+Semantics, following the JSON-RPC 2.0 specification and geth where the spec is silent:
+
+- A request is an object with ``"jsonrpc": "2.0"``, a string ``method``, optional ``params``
+  (array → positional arguments, object → keyword arguments) and an optional ``id`` (string,
+  number or null). Without an ``id`` it is a notification: it runs, and nothing is answered,
+  not even an error.
+- A batch is a non-empty array of requests, at most ``max_batch`` long; its items run one after
+  another, in order, and the answer holds one response per non-notification item. An empty
+  batch, or one over the limit, is answered by a single -32600 error.
+- Methods are plain callables, sync or async (anything whose result has ``__await__`` is
+  awaited). Their arity is read once, at registration, so a wrong number of arguments is a
+  -32602 and never reaches the method.
+- A method signals a failure by raising :class:`RpcError` (or :class:`InvalidParams`,
+  :class:`ServerError`); any other exception is logged and answered as -32603, without
+  details, so internals never leak to clients.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "BLOCK_TAGS",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "SERVER_ERROR",
+    "Dispatcher",
+    "InvalidParams",
+    "Methods",
+    "RpcError",
+    "ServerError",
+    "address",
+    "block_id",
+    "boolean",
+    "data",
+    "error_response",
+    "hash32",
+    "quantity",
+]
+
+log = logging.getLogger(__name__)
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+SERVER_ERROR = -32000
+
+
+class RpcError(Exception):
+    """The root of the RPC errors: raised by a method, answered as a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})"
+
+
+class InvalidParams(RpcError):
+    """-32602: the arguments are missing, extra, or malformed; the message names the value."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(INVALID_PARAMS, message, data)
+
+
+class ServerError(RpcError):
+    """-32000: the request was well formed but refused, e.g. ``nonce too low``."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(SERVER_ERROR, message, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wire records. Structs encode faster than dicts and fix the member order clients expect.
+
+
+class _Ok(msgspec.Struct):
+    jsonrpc: str
+    id: Any
+    result: Any
+
+
+class _ErrorObject(msgspec.Struct, omit_defaults=True):
+    code: int
+    message: str
+    data: Any = None
+
+
+class _Err(msgspec.Struct):
+    jsonrpc: str
+    id: Any
+    error: _ErrorObject
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_MISSING: Any = object()
+_UNBOUNDED = sys.maxsize
+
+
+def error_response(id_: Any, code: int, message: str, data: Any = None) -> bytes:
+    """One encoded error object; transports use it for errors found before dispatch (e.g. 413)."""
+    return _encode(_Err("2.0", id_, _ErrorObject(code, message, data)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The method table.
+
+
+class _Method:
+    """A callable with its arity read once, so argument checks cost two comparisons."""
+
+    __slots__ = ("fn", "max_args", "min_args", "names", "required")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        sig = inspect.signature(fn)
+        positional = [
+            p for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        kinds = {p.kind for p in sig.parameters.values()}
+        self.min_args = sum(1 for p in positional if p.default is p.empty)
+        self.max_args = _UNBOUNDED if inspect.Parameter.VAR_POSITIONAL in kinds else len(positional)
+        named = [
+            p for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        self.names = (
+            None if inspect.Parameter.VAR_KEYWORD in kinds else frozenset(p.name for p in named)
+        )
+        self.required = frozenset(p.name for p in named if p.default is p.empty)
+
+    def call(self, params: Any) -> Any:
+        """Call with JSON params, raising InvalidParams before the method runs if they can't fit."""
+        if params is None:
+            if self.min_args:
+                raise InvalidParams(f"missing value for required argument {self.min_args - 1}")
+            return self.fn()
+        if type(params) is list:
+            n = len(params)
+            if n < self.min_args:
+                raise InvalidParams(f"missing value for required argument {n}")
+            if n > self.max_args:
+                raise InvalidParams(f"too many arguments, want at most {self.max_args}")
+            return self.fn(*params)
+        if type(params) is dict:
+            missing = self.required.difference(params)
+            if missing:
+                raise InvalidParams(f"missing value for required argument {min(missing)!r}")
+            if self.names is not None and not self.names.issuperset(params):
+                extra = sorted(set(params) - self.names)
+                raise InvalidParams(f"unexpected argument {extra[0]!r}")
+            return self.fn(**params)
+        raise InvalidParams("params must be an array or an object")
+
+
+class Methods:
+    """The method table, ``{name: callable}``; sync and async callables are both accepted."""
+
+    def __init__(self, table: Mapping[str, Callable[..., Any]] | None = None) -> None:
+        self._table: dict[str, _Method] = {}
+        for name, fn in (table or {}).items():
+            self.add(name, fn)
+
+    def add(self, name: str, fn: Callable[..., Any]) -> None:
+        """Register (or replace) ``name``; fails now if the callable's signature can't be read."""
+        self._table[name] = _Method(fn)
+
+    def get(self, name: str) -> _Method | None:
+        return self._table.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+class Dispatcher:
+    """Decodes a body, runs the methods, encodes the answer; one instance per server."""
+
+    def __init__(self, methods: Methods | Mapping[str, Callable[..., Any]], *,
+                 max_batch: int = 1000) -> None:
+        self.methods = methods if isinstance(methods, Methods) else Methods(methods)
+        self.max_batch = max_batch
+
+    async def handle(self, body: bytes, local: Methods | None = None) -> bytes | None:
+        """Answer one body. ``local`` methods (a connection's own, e.g. eth_subscribe) win."""
+        try:
+            message = _decode(body)
+        except (ValueError, RecursionError) as exc:
+            return error_response(None, PARSE_ERROR, f"parse error: {exc}")
+        if type(message) is not list:
+            return await self._one(message, local)
+        if not message:
+            return error_response(None, INVALID_REQUEST, "empty batch")
+        if len(message) > self.max_batch:
+            return error_response(
+                None, INVALID_REQUEST,
+                f"batch of {len(message)} requests exceeds the limit of {self.max_batch}")
+        parts = []
+        for request in message:
+            part = await self._one(request, local)
+            if part is not None:
+                parts.append(part)
+        return b"[" + b",".join(parts) + b"]" if parts else None
+
+    async def _one(self, request: Any, local: Methods | None) -> bytes | None:
+        if type(request) is not dict:
+            return error_response(None, INVALID_REQUEST, "invalid request: not an object")
+        id_ = request.get("id", _MISSING)
+        if id_ is not _MISSING and id_ is not None and type(id_) not in (str, int, float):
+            return error_response(None, INVALID_REQUEST, "invalid request: bad id type")
+        name = request.get("method")
+        if request.get("jsonrpc") != "2.0" or type(name) is not str:
+            return error_response(
+                None if id_ is _MISSING else id_, INVALID_REQUEST,
+                "invalid request: jsonrpc must be \"2.0\" and method a string")
+        method = local.get(name) if local is not None else None
+        if method is None:
+            method = self.methods.get(name)
+            if method is None:
+                if id_ is _MISSING:
+                    return None
+                return error_response(
+                    id_, METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
+        try:
+            result = method.call(request.get("params"))
+            if hasattr(result, "__await__"):
+                result = await result
+        except RpcError as exc:
+            if id_ is _MISSING:
+                return None
+            return error_response(id_, exc.code, exc.message, exc.data)
+        except Exception:
+            log.exception("rpc method %s failed", name)
+            if id_ is _MISSING:
+                return None
+            return error_response(id_, INTERNAL_ERROR, "internal error")
+        if id_ is _MISSING:
+            return None
+        try:
+            return _encode(_Ok("2.0", id_, result))
+        except (TypeError, ValueError, OverflowError):
+            log.exception("rpc method %s returned a value JSON can't hold", name)
+            return error_response(id_, INTERNAL_ERROR, "internal error: result not encodable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter helpers: Ethereum's hex encodings, strict as geth is, with the offending value
+# in the message. Each raises InvalidParams.
+
+BLOCK_TAGS = frozenset({"latest", "pending", "earliest", "safe", "finalized"})
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def _hex_body(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise InvalidParams(f"invalid {what} {_show(value)}: not a hex string")
+    if value[:2] not in ("0x", "0X"):
+        raise InvalidParams(f"invalid {what} {_show(value)}: hex string without 0x prefix")
+    body = value[2:]
+    if not _HEX.issuperset(body.encode("utf-8", "replace")):
+        raise InvalidParams(f"invalid {what} {_show(value)}: invalid hex digit")
+    return body
+
+
+def quantity(value: Any, what: str = "quantity", bits: int = 256) -> int:
+    """A hex QUANTITY ("0x0", "0x1f"): no leading zeros, at most ``bits`` wide."""
+    body = _hex_body(value, what)
+    if not body:
+        raise InvalidParams(f"invalid {what} {_show(value)}: hex string \"0x\"")
+    if len(body) > 1 and body[0] == "0":
+        raise InvalidParams(f"invalid {what} {_show(value)}: hex number with leading zero digits")
+    number = int(body, 16)
+    if number.bit_length() > bits:
+        raise InvalidParams(f"invalid {what} {_show(value)}: hex number > {bits} bits")
+    return number
+
+
+def data(value: Any, what: str = "data", size: int | None = None) -> bytes:
+    """Hex DATA ("0x", "0xdeadbeef"): even length; exactly ``size`` bytes when given."""
+    body = _hex_body(value, what)
+    if len(body) % 2:
+        raise InvalidParams(f"invalid {what} {_show(value)}: hex string of odd length")
+    if size is not None and len(body) != 2 * size:
+        raise InvalidParams(
+            f"invalid {what} {_show(value)}: hex string has length {len(body)}, want {2 * size}")
+    return bytes.fromhex(body)
+
+
+def address(value: Any) -> bytes:
+    """A 20-byte address (the checksum case is not enforced, as in geth)."""
+    return data(value, "address", 20)
+
+
+def hash32(value: Any) -> bytes:
+    """A 32-byte hash."""
+    return data(value, "hash", 32)
+
+
+def boolean(value: Any, what: str = "flag") -> bool:
+    """A JSON boolean; ``0``/``1`` and strings are refused, as geth refuses them."""
+    if type(value) is not bool:
+        raise InvalidParams(f"invalid {what} {_show(value)}: not a boolean")
+    return value
+
+
+def block_id(value: Any) -> int | str | bytes:
+    """A block tag, a number, or an EIP-1898 object: returns the tag, the number or the hash."""
+    if type(value) is dict:
+        if "blockHash" in value:
+            return hash32(value["blockHash"])
+        if "blockNumber" in value:
+            return block_id(value["blockNumber"])
+        raise InvalidParams(f"invalid block {_show(value)}: want blockHash or blockNumber")
+    if type(value) is str and value in BLOCK_TAGS:
+        return value
+    return quantity(value, "block number", 64)
