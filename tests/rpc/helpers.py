@@ -59,6 +59,7 @@ def methods(chain: Chain) -> dict[str, Any]:
         return flag
 
     return {
+        "web3_clientVersion": lambda: "alys-fast/test",
         "eth_chainId": eth_chain_id,
         "eth_blockNumber": eth_block_number,
         "add": add,

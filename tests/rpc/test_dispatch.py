@@ -4,6 +4,7 @@ the parameter helpers."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import msgspec
 import pytest
@@ -70,6 +71,22 @@ def test_params_by_name_and_by_position():
 ])
 def test_error_codes(body, expected):
     assert code(answer(body)) == expected
+
+
+def test_deep_nesting_is_a_parse_error_even_with_a_raised_recursion_limit():
+    """web3 sets the recursion limit to 100,000; msgspec would then overflow the C stack."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        for body in (b"[" * 100_000, b"[{" * 50_000, b'{"a":' * 100_000, b"[" * 65 + b"]" * 65):
+            out = answer(body)
+            assert code(out) == PARSE_ERROR and "deeper than 64" in out["error"]["message"]
+    finally:
+        sys.setrecursionlimit(limit)
+    assert code(answer(b"[" * 64 + b"]" * 64)[0]) == INVALID_REQUEST  # deep, but allowed
+    brackets_in_strings = call("add", "0x1", "0x2") | {"id": "[" * 100 + '\\"{' * 100}
+    assert answer(brackets_in_strings)["result"] == "0x3"
+    assert answer([call("eth_chainId", id_="[{" * 40)] * 50)[0]["result"] == "0x1d97c"
 
 
 def test_server_error_carries_message_and_data():
