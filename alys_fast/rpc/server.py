@@ -202,7 +202,7 @@ class RpcServer:
         if self._conns:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), grace)
-        tasks = []
+        tasks: list[asyncio.Task[Any]] = [] if self._sweeper is None else [self._sweeper]
         for conn in list(self._conns):
             conn.transport.abort()
             if conn.task is not None:
