@@ -17,6 +17,7 @@ from alys_fast.actors.errors import AskTimeout, CircuitOpen, StartFailed
 
 if TYPE_CHECKING:
     from alys_fast.actors.actor import Actor
+    from alys_fast.actors.remote import RemoteCell
     from alys_fast.actors.supervisor import ChildSpec, Supervisor
 
 _mailbox = require("mailbox")
@@ -45,29 +46,35 @@ def _expire(future: asyncio.Future, path: str, message: Any, timeout: float) -> 
 
 
 class ActorRef:
-    """Handle to an actor: ``tell``, ``send`` (with backpressure), ``ask``, ``stop``."""
+    """Handle to an actor: ``tell``, ``send`` (with backpressure), ``ask``, ``stop``.
 
-    __slots__ = ("_cell", "_mailbox", "path", "tell")
+    The same class serves local and remote actors: it talks to the cell's *inbox* (the
+    compiled mailbox of a local actor, the send buffer of a remote one), which offers
+    ``tell``, ``ask(message, future)`` and ``wait_space``.
+    """
 
-    def __init__(self, cell: ActorCell) -> None:
+    __slots__ = ("_cell", "_inbox", "path", "tell")
+
+    def __init__(self, cell: ActorCell | RemoteCell) -> None:
         self._cell = cell
-        self._mailbox = cell.mailbox
+        self._inbox = cell.inbox
         self.path = cell.path
         #: Enqueue without waiting; raises MailboxFull, CircuitOpen or ActorStopped.
-        self.tell = cell.mailbox.tell
+        self.tell = cell.inbox.tell
 
     async def send(self, message: Any) -> None:
         """Enqueue, waiting while the mailbox is full (backpressure instead of MailboxFull)."""
-        mailbox = self._mailbox
-        while (room := mailbox.wait_space()) is not None:
+        inbox = self._inbox
+        while (room := inbox.wait_space()) is not None:
             await room
-        mailbox.tell(message)
+        inbox.tell(message)
 
     async def ask(self, message: Any, timeout: float = 5.0) -> Any:
-        """Send and wait for the reply; raises AskTimeout, or the handler's own error."""
+        """Send and wait for the reply; raises AskTimeout, or the handler's own error
+        (``RemoteError`` / ``ActorCrashed`` for a remote actor)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._mailbox.ask(message, future)
+        self._inbox.ask(message, future)
         timer = loop.call_later(timeout, _expire, future, self.path, message, timeout)
         try:
             return await future
@@ -76,7 +83,7 @@ class ActorRef:
 
     def stop(self) -> None:
         """Ask the actor to stop normally after its current message."""
-        self._mailbox.put_system(Stop())
+        self._cell.request_stop()
 
     def __repr__(self) -> str:
         return f"ActorRef({self.path!r})"
@@ -92,6 +99,7 @@ class ActorCell:
         self.path = path
         self.parent = parent
         self.mailbox = Mailbox(path, spec.mailbox)
+        self.inbox = self.mailbox
         self.ref = ActorRef(self)
         self.instance: Actor | None = None
         self.task: asyncio.Task | None = None
@@ -140,6 +148,9 @@ class ActorCell:
     @property
     def alive(self) -> bool:
         return self.task is not None and not self.task.done()
+
+    def request_stop(self) -> None:
+        self.mailbox.put_system(Stop())
 
     def open_circuit(self, retry_at: float) -> None:
         self.state = "open"

@@ -2,7 +2,7 @@
 
 A ``ChildSpec(..., process=True)`` is run by a :class:`RemoteCell` instead of an ``ActorCell``.
 The supervisor cannot tell them apart: same lifecycle calls, same exits, same restart rules;
-``RemoteCell.ref`` offers the ``ActorRef`` API (it is a subclass).
+``RemoteCell.ref`` is a plain ``ActorRef`` over the cell's send buffer.
 
 Semantics
 - One *incarnation* = one child process + one ZeroMQ ``PAIR`` socket on a fresh ``ipc://``
@@ -74,7 +74,6 @@ from alys_fast.actors.cell import (
     Ask,
     Mailbox,
     Stop,
-    _expire,
     monotonic,
 )
 from alys_fast.actors.errors import (
@@ -89,7 +88,7 @@ from alys_fast.actors.errors import (
 if TYPE_CHECKING:
     from alys_fast.actors.supervisor import ChildSpec, Supervisor
 
-__all__ = ["Down", "RemoteCell", "RemoteRef", "Up", "child_main"]
+__all__ = ["Down", "RemoteCell", "Up", "child_main"]
 
 log = logging.getLogger("alys.remote")
 
@@ -307,46 +306,6 @@ class RemoteMailbox:
         return self._cell._depth
 
 
-class RemoteRef(ActorRef):
-    """``ActorRef`` of a remote actor: ``tell``, ``send``, ``ask``, ``stop``."""
-
-    __slots__ = ()
-
-    def __init__(self, cell: RemoteCell) -> None:
-        self._cell = cell
-        self._mailbox = cell.mailbox
-        self.path = cell.path
-        #: Buffer for the next flush without waiting; MailboxFull, CircuitOpen, ActorStopped.
-        self.tell = cell.tell
-
-    async def send(self, message: Any) -> None:
-        """Buffer, waiting while the mailbox is full (backpressure instead of MailboxFull)."""
-        cell = self._cell
-        while (room := cell.wait_space()) is not None:
-            await room
-        cell.tell(message)
-
-    async def ask(self, message: Any, timeout: float = 5.0) -> Any:
-        """Send and wait for the reply; AskTimeout, RemoteError, or ActorCrashed."""
-        cell = self._cell
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        ask_id = cell.post_ask(message, future)
-        timer = loop.call_later(timeout, _expire, future, self.path, message, timeout)
-        try:
-            return await future
-        finally:
-            timer.cancel()
-            cell.asks.pop(ask_id, None)
-
-    def stop(self) -> None:
-        """Ask the actor to stop normally after its current message."""
-        self._cell.request_stop()
-
-    def __repr__(self) -> str:
-        return f"RemoteRef({self.path!r})"
-
-
 class RemoteCell:
     """Runtime of one remote actor, driven by its supervisor like an ``ActorCell``."""
 
@@ -379,7 +338,8 @@ class RemoteCell:
         self._handled_before = 0     # parent messages handled by finished incarnations
         self._probe_mark = -1
         self.mailbox = RemoteMailbox(self)
-        self.ref = RemoteRef(self)
+        self.inbox = self            # what ActorRef talks to: tell, ask, wait_space
+        self.ref = ActorRef(self)
 
     # -- the ref's side (hot path) --------------------------------------------------------
     def tell(self, message: Any) -> None:
@@ -417,6 +377,11 @@ class RemoteCell:
             raise
         self.asks[ask_id] = future
         return ask_id
+
+    def ask(self, message: Any, future: asyncio.Future) -> None:
+        """Buffer an ask; its id is forgotten once ``future`` is done, however that happens."""
+        ask_id = self.post_ask(message, future)
+        future.add_done_callback(lambda _done: self.asks.pop(ask_id, None))
 
     def wait_space(self) -> asyncio.Future | None:
         if self._refusal is not None:
