@@ -28,7 +28,7 @@ class Work(msgspec.Struct, tag=True):
 
 
 class FlakyCounter(Actor):
-    """Counts work; raises on every ``crash_every``-th message to exercise supervision."""
+    """Accepts work; raises on every ``crash_every``-th message to exercise supervision."""
 
     def __init__(self, crash_every: int) -> None:
         self.crash_every = crash_every
@@ -56,19 +56,19 @@ async def run_demo(seconds: float, crash_every: int = 5000) -> dict:
             sent += 1
             await counter.send(Work(sent))
         await asyncio.sleep(0)
-    # Wait until every message was handled or dead-lettered.
-    while len(system.node("demo/counter").mailbox):
+    # Wait until every message was handled or dead-lettered and the counter is back up.
+    node = system.node("demo/counter")
+    while len(node.mailbox) or node.state != "running":
         await asyncio.sleep(0.01)
-    handled = system.node("demo/counter").mailbox.handled
-    health = system.health()
-    await system.stop()
-    return {
+    result = {
         "sent": sent,
-        "handled": handled,
+        "handled": node.mailbox.handled,
         "dead_letters": system.dead_letters.total,
-        "restarts": health["children"][-1]["children"][0]["restarts"],
-        "health": health,
+        "restarts": node.parent.restart_count(node),
+        "health": system.health(),
     }
+    await system.stop()
+    return result
 
 
 def print_demo(result: dict) -> None:
