@@ -1,0 +1,398 @@
+"""Block building and block import as plain state machines (no actors, no I/O scheduling).
+
+One import path serves every block: the ones this node authors (:func:`build_block`), peers'
+blocks and synced blocks all go through :class:`BlockImportWorkflow`, so an authored block is
+checked exactly as a stranger's would be before it becomes the head.
+
+Import states, one sentence each (the seed's names):
+
+- ``WAITING_FOR_BLOCK``: created with its parent and collaborators; :meth:`~BlockImportWorkflow.
+  receive` hands it the one block it imports.
+- ``VALIDATING``: stateless checks against the parent header (:func:`validate_block`: link, slot,
+  Aura author and signature, transactions root, every transaction) plus the header rules that
+  need the spec (gas limit, EIP-1559 base fee).
+- ``EXECUTING``: the engine executes the transactions on the parent's state without moving its
+  head; state root, gas used, receipts root and logs bloom must equal the header's.
+- ``STORING``: one atomic :meth:`ChainStore.write_block` (block, receipts, tx index, state
+  changes, head). Idempotent: a store whose head already is this block counts as written.
+- ``FINALIZING``: the engine commits the executed state; only then is the new head published.
+- ``COMPLETED``: the block is durable, the engine's head, and published (terminal).
+- ``FAILED``: ``error`` names the step and the reason (terminal).
+
+Failure policy (:func:`is_transient`, the only place it is decided): a storage fault (the
+database raising anything but :class:`StorageError`) is transient and its step is retried, up
+to ``max_retries`` times in all; anything else (an invalid block, a mismatch with the header, a
+store refusing the block as out of order, an engine without the parent's state) fails at once,
+because retrying the same block cannot change the answer. Retries happen on the caller's next
+:meth:`~BlockImportWorkflow.step`, so an actor can put a backoff between them; :meth:`run`
+retries immediately.
+
+Ordering: store before commit before publish. A crash after the store write and before the
+commit loses nothing: the engine's state is rebuilt from the store (``load_state``) on restart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import msgspec
+from coincurve import PublicKey
+
+from alys_fast._cext import require
+from alys_fast.chain.spec import ChainSpec
+from alys_fast.chain.txpool import TxPool
+from alys_fast.engine import BlockEnv, BlockExecution, ExecutionEngine, Receipt, next_base_fee
+from alys_fast.storage import BlockRecord, ChainStore, StorageError
+from alys_fast.validation import (
+    Block,
+    Fork,
+    Header,
+    InvalidBlock,
+    Transaction,
+    ordered_trie_root,
+    sign_header,
+    validate_block,
+)
+
+_rlp_encode = require("rlp").encode
+_keccak256 = require("hashing").keccak256
+
+DEFAULT_MAX_RETRIES = 3
+
+
+class ImportState(enum.Enum):
+    """Where a :class:`BlockImportWorkflow` is; see the module docstring for each state."""
+
+    WAITING_FOR_BLOCK = "WaitingForBlock"
+    VALIDATING = "Validating"
+    EXECUTING = "Executing"
+    STORING = "Storing"
+    FINALIZING = "Finalizing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+_TERMINAL = (ImportState.COMPLETED, ImportState.FAILED)
+
+
+class BlockImportError(Exception):
+    """An import that failed: ``step`` is the state it failed in, ``reason`` why.
+
+    ``__cause__`` is the underlying error (InvalidBlock, TransactionRejected, StorageError…).
+    """
+
+    def __init__(self, step: ImportState, reason: str, *, number: int, retries: int) -> None:
+        self.step = step
+        self.reason = reason
+        self.number = number
+        self.retries = retries
+        suffix = f" after {retries} retries" if retries else ""
+        super().__init__(f"block {number}: {step.value} failed{suffix}: {reason}")
+
+
+class HeaderMismatch(BlockImportError):
+    """Executing the block did not give what its header claims (state root, gas used…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedBlock:
+    """A block that completed import: what the head publication carries."""
+
+    block: Block
+    execution: BlockExecution
+
+    @property
+    def header(self) -> Header:
+        return self.block.header
+
+
+def is_transient(step: ImportState, exc: BaseException) -> bool:
+    """Whether retrying ``step`` after ``exc`` could succeed (the whole retry policy).
+
+    Only storage faults are: the database failing to write (I/O, a full disk, a lock) may pass.
+    A :class:`StorageError` is the store refusing this block (not extending its head), and every
+    other step's failure is a property of the block or of the engine's state: both permanent.
+    """
+    return step is ImportState.STORING and not isinstance(exc, StorageError)
+
+
+@lru_cache(maxsize=16)
+def _authority_addresses(authorities: tuple[str, ...]) -> tuple[bytes, ...]:
+    # The spec names authorities by compressed public key; headers name them by address.
+    return tuple(
+        _keccak256(PublicKey(bytes.fromhex(key[2:])).format(compressed=False)[1:])[12:]
+        for key in authorities
+    )
+
+
+def authority_addresses(spec: ChainSpec) -> tuple[bytes, ...]:
+    """The 20-byte addresses of the spec's authorities, in rotation order."""
+    return _authority_addresses(spec.authorities)
+
+
+def child_base_fee(spec: ChainSpec, parent: Header) -> int:
+    """The EIP-1559 base fee a child of ``parent`` must carry under ``spec``'s fee rules."""
+    return next_base_fee(
+        parent.base_fee_per_gas,
+        parent.gas_used,
+        parent.gas_limit,
+        spec.fees.elasticity_multiplier,
+        spec.fees.max_change_denominator,
+    )
+
+
+def encode_receipt(receipt: Receipt) -> bytes:
+    """Ethereum's consensus receipt encoding: ``[type ||] rlp([status, cumulative, bloom, logs])``.
+
+    What the receipts root commits to, as in Ethereum, so the root means the same thing here.
+    """
+    body = _rlp_encode(
+        [receipt.status, receipt.cumulative_gas_used, receipt.logs_bloom, list(receipt.logs)]
+    )
+    return bytes([receipt.tx_type]) + body if receipt.tx_type else body
+
+
+def receipts_root(receipts: Sequence[Receipt]) -> bytes:
+    """The ordered trie root of the receipts' consensus encodings."""
+    return ordered_trie_root([encode_receipt(r) for r in receipts])
+
+
+def logs_bloom(receipts: Sequence[Receipt]) -> bytes:
+    """The block's bloom: the bitwise OR of its receipts' blooms."""
+    bloom = 0
+    for receipt in receipts:
+        bloom |= int.from_bytes(receipt.logs_bloom, "big")
+    return bloom.to_bytes(256, "big")
+
+
+def _block_env(spec: ChainSpec, header: Header) -> BlockEnv:
+    return BlockEnv(
+        number=header.number,
+        timestamp=header.timestamp,
+        fee_recipient=spec.fee_recipient_bytes(),
+        gas_limit=header.gas_limit,
+        base_fee=header.base_fee_per_gas,
+    )
+
+
+class BlockImportWorkflow:
+    """Imports one block on top of ``parent``: validate, execute, store, commit, publish.
+
+    Drive it with :meth:`run` (to the end) or :meth:`receive` then :meth:`step` (one
+    transition per call, e.g. with a backoff between retries). ``state``, ``history`` (every
+    (state, detail) entered, in order), ``retries`` and ``error`` make each transition visible.
+    ``on_head`` is called with the :class:`ImportedBlock`, synchronously in the caller of
+    ``step``/``run``, after the engine commit and the move to COMPLETED; if it raises, the
+    exception propagates to that caller and the block stays imported.
+    """
+
+    def __init__(
+        self,
+        parent: Header,
+        *,
+        spec: ChainSpec,
+        engine: ExecutionEngine,
+        store: ChainStore,
+        on_head: Callable[[ImportedBlock], None] | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        fork: Fork = Fork.CANCUN,
+    ) -> None:
+        self.parent = parent
+        self.spec = spec
+        self.engine = engine
+        self.store = store
+        self.on_head = on_head
+        self.max_retries = max_retries
+        self.fork = fork
+        self.state = ImportState.WAITING_FOR_BLOCK
+        self.history: list[tuple[ImportState, str]] = [(self.state, "")]
+        self.retries = 0
+        self.error: BlockImportError | None = None
+        self.block: Block | None = None
+        self.result: ImportedBlock | None = None
+        self._txs: tuple[Transaction, ...] = ()
+        self._execution: BlockExecution | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the workflow is in a terminal state (COMPLETED or FAILED)."""
+        return self.state in _TERMINAL
+
+    def receive(self, block: Block) -> None:
+        """Take the block to import: WAITING_FOR_BLOCK -> VALIDATING."""
+        if self.state is not ImportState.WAITING_FOR_BLOCK:
+            raise RuntimeError(f"this workflow already has a block (state {self.state.value})")
+        self.block = block
+        self._enter(ImportState.VALIDATING, f"block {block.header.number} 0x{block.hash.hex()}")
+
+    def step(self) -> ImportState:
+        """Run the current step once and return the state it leads to.
+
+        A transient failure leaves the state unchanged (the next call retries it) until the
+        retries are spent; any other failure moves to FAILED. Raises BlockImportError on FAILED.
+        """
+        if self.block is None or self.done:
+            raise RuntimeError(f"nothing to step in state {self.state.value}")
+        step = self.state
+        try:
+            if step is ImportState.VALIDATING:
+                self._validate(self.block)
+            elif step is ImportState.EXECUTING:
+                self._execute(self.block)
+            elif step is ImportState.STORING:
+                self._store(self.block)
+            else:
+                self._finalize(self.block)
+        except BlockImportError as exc:
+            self._fail(exc)
+        except Exception as exc:
+            if is_transient(step, exc) and self.retries < self.max_retries:
+                self.retries += 1
+                self.history.append((step, f"retry {self.retries}/{self.max_retries}: {exc}"))
+            else:
+                self._fail(self._error(step, exc), cause=exc)
+        # Outside the try: a failing subscriber must not turn an imported block into FAILED.
+        if self.state is ImportState.COMPLETED and self.on_head is not None:
+            assert self.result is not None
+            self.on_head(self.result)
+        return self.state
+
+    def run(self, block: Block) -> ImportedBlock:
+        """Import ``block`` to the end; return it as published, or raise BlockImportError."""
+        self.receive(block)
+        while not self.done:
+            self.step()
+        assert self.result is not None
+        return self.result
+
+    # --- the steps ---------------------------------------------------------------------------
+
+    def _validate(self, block: Block) -> None:
+        header = block.header
+        self._txs = validate_block(
+            block,
+            self.parent,
+            authorities=authority_addresses(self.spec),
+            chain_id=self.spec.chain_id,
+            fork=self.fork,
+        )
+        # Header rules that need the spec, which validate_block does not take.
+        if header.gas_limit != self.spec.gas_limit:
+            raise InvalidBlock(
+                "gas limit not the spec's", gas_limit=header.gas_limit, expected=self.spec.gas_limit
+            )
+        base_fee = child_base_fee(self.spec, self.parent)
+        if header.base_fee_per_gas != base_fee:
+            raise InvalidBlock(
+                "wrong base fee", base_fee=header.base_fee_per_gas, expected=base_fee
+            )
+        self._enter(ImportState.EXECUTING, f"{len(block.transactions)} transactions valid")
+
+    def _execute(self, block: Block) -> None:
+        header = block.header
+        execution = self.engine.execute_block(
+            self.parent.state_root, _block_env(self.spec, header), self._txs
+        )
+        for field, computed, claimed in (
+            ("state root", execution.state_root, header.state_root),
+            ("gas used", execution.gas_used, header.gas_used),
+            ("receipts root", receipts_root(execution.receipts), header.receipts_root),
+            ("logs bloom", logs_bloom(execution.receipts), header.logs_bloom),
+        ):
+            if computed != claimed:
+                raise HeaderMismatch(
+                    ImportState.EXECUTING,
+                    f"{field} mismatch: computed {_show(computed)}, header {_show(claimed)}",
+                    number=header.number,
+                    retries=self.retries,
+                )
+        self._execution = execution
+        self._enter(ImportState.STORING, f"state root 0x{execution.state_root.hex()}")
+
+    def _store(self, block: Block) -> None:
+        assert self._execution is not None
+        header = block.header
+        if self.store.head() != (header.number, block.hash):
+            record = BlockRecord(
+                header.number, block.hash, header.parent_hash, header.encode(), block.transactions
+            )
+            self.store.write_block(record, self._execution.receipts, self._execution.changes)
+        self._enter(ImportState.FINALIZING, f"stored as head {header.number}")
+
+    def _finalize(self, block: Block) -> None:
+        assert self._execution is not None
+        self.engine.commit(self._execution)
+        self.result = ImportedBlock(block, self._execution)
+        self._enter(ImportState.COMPLETED, f"head {block.header.number} 0x{block.hash.hex()}")
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _enter(self, state: ImportState, detail: str) -> None:
+        self.state = state
+        self.history.append((state, detail))
+
+    def _error(self, step: ImportState, exc: Exception) -> BlockImportError:
+        assert self.block is not None
+        reason = f"{type(exc).__name__}: {exc}"
+        return BlockImportError(step, reason, number=self.block.header.number, retries=self.retries)
+
+    def _fail(self, error: BlockImportError, cause: Exception | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        self.error = error
+        self._enter(ImportState.FAILED, str(error))
+        raise error
+
+
+def _show(value: object) -> str:
+    return "0x" + value.hex() if isinstance(value, bytes) else str(value)
+
+
+def build_block(
+    spec: ChainSpec,
+    parent: Header,
+    pool: TxPool,
+    engine: ExecutionEngine,
+    slot: int,
+    timestamp: int,
+    authority_key: bytes,
+) -> Block:
+    """Author the block of ``slot`` on ``parent``: the pool's best transactions, executed, signed.
+
+    Transactions the engine cannot apply are left out (``skip_invalid``); the engine's head does
+    not move (the block still has to go through :class:`BlockImportWorkflow`, like any other).
+    The author is the address of ``authority_key``; the import rejects it if that is not the
+    slot's Aura author.
+    """
+    base_fee = child_base_fee(spec, parent)
+    unsigned = Header(
+        parent_hash=parent.hash,
+        number=parent.number + 1,
+        slot=slot,
+        timestamp=timestamp,
+        author=bytes(20),
+        state_root=bytes(32),
+        transactions_root=bytes(32),
+        receipts_root=bytes(32),
+        logs_bloom=bytes(256),
+        gas_limit=spec.gas_limit,
+        gas_used=0,
+        base_fee_per_gas=base_fee,
+    )
+    candidates = pool.best(spec.gas_limit, base_fee)
+    execution = engine.execute_block(
+        parent.state_root, _block_env(spec, unsigned), candidates, skip_invalid=True
+    )
+    raws = tuple(tx.raw for tx in execution.transactions)
+    header = msgspec.structs.replace(
+        unsigned,
+        state_root=execution.state_root,
+        transactions_root=ordered_trie_root(raws),
+        receipts_root=receipts_root(execution.receipts),
+        logs_bloom=logs_bloom(execution.receipts),
+        gas_used=execution.gas_used,
+    )
+    return Block(sign_header(header, authority_key), raws)

@@ -1,0 +1,384 @@
+"""Block building and import: authored blocks import through the same workflow as anyone's;
+every failure names its step, only storage faults are retried, and the head is published only
+once the block is stored and committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from alys_fast.chain.spec import DEV_AUTHORITY_KEY, ChainSpec, dev_spec
+from alys_fast.chain.txpool import TxPool, state_reader
+from alys_fast.chain.workflows import (
+    BlockImportError,
+    BlockImportWorkflow,
+    HeaderMismatch,
+    ImportedBlock,
+    ImportState,
+    build_block,
+    child_base_fee,
+    receipts_root,
+)
+from alys_fast.engine import EmbeddedEngine
+from alys_fast.storage import BlockRecord, ChainStore, StorageError
+from alys_fast.validation import Block, Header, InvalidBlock, ordered_trie_root, sign_header
+from tests.engine.conftest import ADDRS, KEYS, sign
+
+AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
+S = ImportState
+HAPPY = [S.WAITING_FOR_BLOCK, S.VALIDATING, S.EXECUTING, S.STORING, S.FINALIZING, S.COMPLETED]
+
+
+class FlakyStore(ChainStore):
+    """A store whose database fails ``failures`` writes, before or after the batch lands."""
+
+    def __init__(self, path: Path, *, failures: int = 0, after_write: bool = False) -> None:
+        super().__init__(path)
+        self.failures = failures
+        self.after_write = after_write
+        self.calls = 0
+
+    def write_block(self, block, receipts, state_changes) -> None:  # type: ignore[override]
+        self.calls += 1
+        if self.failures and self.after_write:
+            super().write_block(block, receipts, state_changes)
+        if self.failures:
+            self.failures -= 1
+            raise OSError("IO error: No space left on device")
+        super().write_block(block, receipts, state_changes)
+
+
+def genesis_header(spec: ChainSpec, engine: EmbeddedEngine) -> Header:
+    return Header(
+        parent_hash=bytes(32),
+        number=0,
+        slot=0,
+        timestamp=spec.genesis_timestamp,
+        author=bytes(20),
+        state_root=engine.state_root,
+        transactions_root=ordered_trie_root([]),
+        receipts_root=ordered_trie_root([]),
+        logs_bloom=bytes(256),
+        gas_limit=spec.gas_limit,
+        gas_used=0,
+        base_fee_per_gas=spec.fees.initial_base_fee,
+    )
+
+
+@dataclass
+class Chain:
+    """A dev chain at genesis: spec, engine, store, pool, and the head header."""
+
+    spec: ChainSpec
+    engine: EmbeddedEngine
+    store: FlakyStore
+    pool: TxPool
+    head: Header
+    published: list[ImportedBlock] = field(default_factory=list)
+
+    def workflow(self, **kwargs) -> BlockImportWorkflow:
+        kwargs.setdefault("on_head", self.published.append)
+        return BlockImportWorkflow(
+            self.head, spec=self.spec, engine=self.engine, store=self.store, **kwargs
+        )
+
+    def build(self, slot: int | None = None, key: bytes = AUTHORITY) -> Block:
+        slot = self.head.slot + 1 if slot is None else slot
+        return build_block(
+            self.spec, self.head, self.pool, self.engine, slot, self.head.timestamp + 1, key
+        )
+
+    def advance(self, imported: ImportedBlock) -> None:
+        """What the chain actor does with a published head: move on, prune the pool."""
+        self.head = imported.header
+        self.pool.remove_included(
+            imported.execution.transactions,
+            state_reader(self.engine.state),
+            base_fee=child_base_fee(self.spec, self.head),
+        )
+
+
+def _open_chain(path: Path, **store_args) -> Chain:
+    spec = dev_spec()
+    engine = EmbeddedEngine.from_spec(spec)
+    head = genesis_header(spec, engine)
+    store = FlakyStore(path, **store_args)
+    genesis = BlockRecord(0, head.hash, head.parent_hash, head.encode(), ())
+    store.write_block(genesis, [], dict(engine.state.items()))
+    store.calls = 0
+    pool = TxPool(
+        spec.chain_id,
+        spec.gas_limit,
+        state_reader(engine.state),
+        base_fee=child_base_fee(spec, head),
+    )
+    return Chain(spec, engine, store, pool, head)
+
+
+@pytest.fixture
+def chain(tmp_path: Path):
+    c = _open_chain(tmp_path / "db")
+    yield c
+    c.store.close()
+
+
+def _transfers(chain: Chain, count: int = 3, value: int = 1000) -> None:
+    for i in range(count):
+        nonce = chain.pool.pending_nonce(ADDRS[i])
+        chain.pool.add(sign(KEYS[i], to=ADDRS[9], value=value, nonce=nonce, gasPrice=2 * 10**9))
+
+
+def _resign(block: Block, key: bytes = AUTHORITY, **changes) -> Block:
+    return Block(
+        sign_header(msgspec.structs.replace(block.header, **changes), key), block.transactions
+    )
+
+
+def _assert_untouched(chain: Chain, workflow: BlockImportWorkflow) -> None:
+    """A failed import leaves the engine head, the stored head and the subscribers alone."""
+    assert workflow.state is S.FAILED and workflow.result is None
+    assert chain.engine.state_root == chain.head.state_root
+    assert chain.store.head() == (chain.head.number, chain.head.hash)
+    assert chain.published == []
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+def test_built_blocks_import_through_the_workflow(chain: Chain) -> None:
+    before = chain.engine.state.get(ADDRS[9]).balance
+    for n in range(1, 4):
+        _transfers(chain)
+        block = chain.build()
+        assert len(block.transactions) == 3
+        workflow = chain.workflow()
+        imported = workflow.run(block)
+        assert [state for state, _ in workflow.history] == HAPPY
+        assert workflow.retries == 0 and workflow.error is None
+        assert imported.block == block and chain.published[-1] is imported
+        chain.advance(imported)
+        assert chain.store.head() == (n, block.hash)
+        assert chain.engine.state_root == block.header.state_root
+        assert len(chain.pool) == 0
+        stored = chain.store.block(block.hash)
+        assert stored is not None and stored.transactions == block.transactions
+        assert stored.header == block.header.encode()
+        receipts = chain.store.receipts(block.hash)
+        assert receipts == imported.execution.receipts
+        assert receipts_root(receipts) == block.header.receipts_root
+    assert chain.engine.state.get(ADDRS[9]).balance == before + 3 * 3 * 1000
+    assert chain.engine.state.get(ADDRS[0]).nonce == 3
+    assert chain.head.gas_used == 3 * 21_000
+
+
+def test_an_empty_block_imports(chain: Chain) -> None:
+    block = chain.build()
+    assert block.transactions == () and block.header.gas_used == 0
+    chain.advance(chain.workflow().run(block))
+    assert chain.store.head() == (1, block.hash)
+
+
+def test_each_step_is_observable(chain: Chain) -> None:
+    _transfers(chain, 1)
+    block = chain.build()
+    workflow = chain.workflow()
+    assert workflow.state is S.WAITING_FOR_BLOCK and not workflow.done
+    with pytest.raises(RuntimeError, match="nothing to step"):
+        workflow.step()
+    workflow.receive(block)
+    assert workflow.state is S.VALIDATING
+    assert workflow.step() is S.EXECUTING
+    assert workflow.step() is S.STORING
+    assert chain.store.head() == (0, chain.head.hash)  # executed, nothing written yet
+    assert workflow.step() is S.FINALIZING
+    assert chain.store.head() == (1, block.hash)
+    assert chain.engine.state_root == chain.head.state_root  # stored, engine not yet moved
+    assert chain.published == []
+    assert workflow.step() is S.COMPLETED and workflow.done
+    assert chain.engine.state_root == block.header.state_root
+    assert [imported.block for imported in chain.published] == [block]
+    assert workflow.history[-1] == (S.COMPLETED, f"head 1 0x{block.hash.hex()}")
+    with pytest.raises(RuntimeError, match="already has a block"):
+        workflow.receive(block)
+
+
+def test_head_is_published_only_after_store_and_commit(chain: Chain) -> None:
+    seen = []
+
+    def on_head(imported: ImportedBlock) -> None:
+        seen.append((chain.store.head(), chain.engine.state_root))
+
+    _transfers(chain)
+    block = chain.build()
+    chain.workflow(on_head=on_head).run(block)
+    assert seen == [((1, block.hash), block.header.state_root)]
+
+
+def test_a_failing_subscriber_does_not_undo_the_import(chain: Chain) -> None:
+    def on_head(imported: ImportedBlock) -> None:
+        raise ValueError("subscriber bug")
+
+    block = chain.build()
+    workflow = chain.workflow(on_head=on_head)
+    with pytest.raises(ValueError, match="subscriber bug"):
+        workflow.run(block)
+    assert workflow.state is S.COMPLETED and workflow.result is not None
+    assert chain.store.head() == (1, block.hash)
+
+
+def test_builder_leaves_out_what_the_engine_rejects(chain: Chain) -> None:
+    """A stale pool (its transactions already included) costs the next block nothing."""
+    _transfers(chain, 2)
+    chain.head = chain.workflow().run(chain.build()).header  # the pool is not told
+    chain.pool.add(sign(KEYS[2], to=ADDRS[9], value=1, nonce=0, gasPrice=2 * 10**9))
+    assert len(chain.pool.best(chain.spec.gas_limit, chain.head.base_fee_per_gas)) == 3
+    block = chain.build()
+    assert len(block.transactions) == 1  # the two included nonce-0 transactions were skipped
+    chain.workflow().run(block)
+    assert chain.store.head() == (2, block.hash)
+
+
+# --- invalid blocks: FAILED at once, never retried -----------------------------------------
+
+
+def _fails(chain: Chain, block: Block, step: ImportState, match: str) -> BlockImportError:
+    workflow = chain.workflow()
+    with pytest.raises(BlockImportError, match=match) as info:
+        workflow.run(block)
+    assert info.value is workflow.error and info.value.step is step
+    assert workflow.retries == 0
+    assert [state for state, _ in workflow.history] == [*HAPPY[: HAPPY.index(step) + 1], S.FAILED]
+    _assert_untouched(chain, workflow)
+    return info.value
+
+
+def test_signature_by_someone_else_fails_validation(chain: Chain) -> None:
+    block = chain.build()
+    other = sign_header(block.header, bytes.fromhex(KEYS[0][2:]))
+    forged = Block(msgspec.structs.replace(block.header, signature=other.signature))
+    error = _fails(chain, forged, S.VALIDATING, "signer is not the author")
+    assert isinstance(error.__cause__, InvalidBlock)
+
+
+def test_wrong_author_fails_validation(chain: Chain) -> None:
+    block = chain.build(key=bytes.fromhex(KEYS[0][2:]))
+    _fails(chain, block, S.VALIDATING, "wrong author for slot")
+
+
+def test_wrong_parent_fails_validation(chain: Chain) -> None:
+    block = _resign(chain.build(), parent_hash=b"\x11" * 32)
+    _fails(chain, block, S.VALIDATING, "unknown parent")
+
+
+def test_tampered_transactions_fail_validation(chain: Chain) -> None:
+    _transfers(chain, 2)
+    block = chain.build()
+    tampered = Block(block.header, block.transactions[:1])
+    _fails(chain, tampered, S.VALIDATING, "transactions root mismatch")
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"base_fee_per_gas": 10**9}, "wrong base fee"),
+        ({"gas_limit": 29_000_000}, "gas limit not the spec's"),
+    ],
+)
+def test_header_rules_of_the_spec(chain: Chain, changes: dict, match: str) -> None:
+    _fails(chain, _resign(chain.build(), **changes), S.VALIDATING, match)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"state_root": b"\x22" * 32}, "state root mismatch"),
+        ({"gas_used": 42_000}, "gas used mismatch: computed 21000, header 42000"),
+        ({"receipts_root": b"\x33" * 32}, "receipts root mismatch"),
+        ({"logs_bloom": b"\x01" * 256}, "logs bloom mismatch"),
+    ],
+)
+def test_execution_must_match_the_header(chain: Chain, changes: dict, match: str) -> None:
+    _transfers(chain, 1)
+    error = _fails(chain, _resign(chain.build(), **changes), S.EXECUTING, match)
+    assert isinstance(error, HeaderMismatch)
+
+
+def test_transaction_the_engine_rejects_fails_execution(chain: Chain) -> None:
+    block = chain.build()
+    gap = sign(KEYS[0], to=ADDRS[1], value=1, nonce=5, gasPrice=2 * 10**9)
+    raws = (gap.raw,)
+    bad = Block(
+        sign_header(
+            msgspec.structs.replace(block.header, transactions_root=ordered_trie_root(raws)),
+            AUTHORITY,
+        ),
+        raws,
+    )
+    error = _fails(chain, bad, S.EXECUTING, "nonce too high")
+    assert type(error.__cause__).__name__ == "TransactionRejected"
+
+
+# --- storage faults: retried; the store refusing the block: not -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("after_write", "retries", "writes"),
+    # Faults before the batch: each retry writes again. A fault after the batch landed: the
+    # retry finds the block already the head and does not write it twice.
+    [(False, 2, 3), (True, 1, 1)],
+)
+def test_storage_fault_is_retried_then_completes(
+    tmp_path: Path, after_write: bool, retries: int, writes: int
+) -> None:
+    chain = _open_chain(tmp_path / "db")
+    try:
+        _transfers(chain)
+        block = chain.build()
+        chain.store.failures, chain.store.after_write = 2, after_write
+        workflow = chain.workflow()
+        imported = workflow.run(block)
+        assert workflow.state is S.COMPLETED and workflow.retries == retries
+        storing = [detail for state, detail in workflow.history if state is S.STORING][1:]
+        error = "IO error: No space left on device"
+        assert storing == [f"retry {n}/3: {error}" for n in range(1, retries + 1)]
+        assert [s for s, _ in workflow.history] == [*HAPPY[:4], *[S.STORING] * retries, *HAPPY[4:]]
+        assert chain.store.calls == writes
+        assert chain.store.head() == (1, block.hash)
+        assert chain.published == [imported]
+    finally:
+        chain.store.close()
+
+
+def test_persistent_storage_fault_fails_with_retries_counted(tmp_path: Path) -> None:
+    chain = _open_chain(tmp_path / "db")
+    try:
+        _transfers(chain)
+        block = chain.build()
+        chain.store.failures = 100
+        workflow = chain.workflow(max_retries=2)
+        with pytest.raises(BlockImportError, match="Storing failed after 2 retries") as info:
+            workflow.run(block)
+        assert info.value.step is S.STORING and info.value.retries == 2
+        assert isinstance(info.value.__cause__, OSError)
+        assert chain.store.calls == 3
+        _assert_untouched(chain, workflow)
+        # The engine never committed, so the same block imports once the disk recovers.
+        chain.store.failures = 0
+        chain.workflow().run(block)
+        assert chain.store.head() == (1, block.hash)
+    finally:
+        chain.store.close()
+
+
+def test_store_refusing_the_block_is_not_retried(chain: Chain) -> None:
+    block = chain.build()
+
+    def refuse(*args: object) -> None:
+        raise StorageError("block 1 does not extend the head")
+
+    chain.store.write_block = refuse  # type: ignore[method-assign]
+    error = _fails(chain, block, S.STORING, "does not extend the head")
+    assert isinstance(error.__cause__, StorageError)
