@@ -223,16 +223,24 @@ class ActorCell:
 
     # -- inspection ----------------------------------------------------------------------
     def health(self, now: float) -> dict:
-        busy = self.mailbox.busy_since
-        busy_for = now - busy if busy else 0.0
-        return {
-            "name": self.path.rsplit("/", 1)[-1],
-            "path": self.path,
-            "kind": self.kind,
-            "state": self.state,
-            "restarts": self.parent.restart_count(self),
-            "mailbox": len(self.mailbox),
-            "handled": self.mailbox.handled,
-            "busy_for": round(busy_for, 6),
-            "stuck": busy_for > self.spec.stuck_after,
-        }
+        return actor_health(
+            self, now, self.mailbox.busy_since, len(self.mailbox), self.mailbox.handled
+        )
+
+
+def actor_health(
+    cell: ActorCell | RemoteCell, now: float, busy_since: float, depth: int, handled: int
+) -> dict:
+    """One actor's health entry, the same for local and remote cells."""
+    busy_for = now - busy_since if busy_since else 0.0
+    return {
+        "name": cell.path.rsplit("/", 1)[-1],
+        "path": cell.path,
+        "kind": cell.kind,
+        "state": cell.state,
+        "restarts": cell.parent.restart_count(cell),
+        "mailbox": depth,
+        "handled": handled,
+        "busy_for": round(busy_for, 6),
+        "stuck": busy_for > cell.spec.stuck_after,
+    }

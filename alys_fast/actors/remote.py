@@ -74,6 +74,7 @@ from alys_fast.actors.cell import (
     Ask,
     Mailbox,
     Stop,
+    actor_health,
     monotonic,
 )
 from alys_fast.actors.errors import (
@@ -707,19 +708,9 @@ class RemoteCell:
     def health(self, now: float) -> dict:
         link = self._link
         busy = link.busy_since if link is not None else 0.0
-        busy_for = now - busy if busy else 0.0
-        return {
-            "name": self.path.rsplit("/", 1)[-1],
-            "path": self.path,
-            "kind": self.kind,
-            "state": self.state,
-            "restarts": self.parent.restart_count(self),
-            "mailbox": self._depth,
-            "handled": self.handled,
-            "busy_for": round(busy_for, 6),
-            "stuck": busy_for > self.spec.stuck_after,
-            "pid": link.pid if link is not None else None,
-        }
+        health = actor_health(self, now, busy, self._depth, self.handled)
+        health["pid"] = link.pid if link is not None else None
+        return health
 
 
 # ---------------------------------------------------------------------------------------------
