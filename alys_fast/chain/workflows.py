@@ -12,12 +12,17 @@ Import states, one sentence each (the seed's names):
   Aura author and signature, transactions root, every transaction) plus the header rules that
   need the spec (gas limit, EIP-1559 base fee).
 - ``EXECUTING``: the engine executes the transactions on the parent's state without moving its
-  head; state root, gas used, receipts root and logs bloom must equal the header's.
+  head (a block built here, handed in with its execution, is not executed twice); state root,
+  gas used, receipts root and logs bloom must equal the header's.
 - ``STORING``: one atomic :meth:`ChainStore.write_block` (block, receipts, tx index, state
   changes, head). Idempotent: a store whose head already is this block counts as written.
 - ``FINALIZING``: the engine commits the executed state; only then is the new head published.
 - ``COMPLETED``: the block is durable, the engine's head, and published (terminal).
 - ``FAILED``: ``error`` names the step and the reason (terminal).
+
+The engine and the store are reached through async interfaces (:class:`ExecutionClient`,
+:class:`BlockStore`): in the node they are other actors, asked by message, so every step is a
+coroutine; the transitions themselves stay plain and synchronous.
 
 Failure policy (:func:`is_transient`, the only place it is decided): a storage fault (the
 database raising anything but :class:`StorageError`) is transient and its step is retried, up
@@ -34,18 +39,19 @@ commit loses nothing: the engine's state is rebuilt from the store (``load_state
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import msgspec
 from coincurve import PublicKey
 
 from alys_fast._cext import require
+from alys_fast.chain.aura import slot_timestamp
 from alys_fast.chain.spec import ChainSpec
-from alys_fast.chain.txpool import TxPool
-from alys_fast.engine import BlockEnv, BlockExecution, ExecutionEngine, Receipt, next_base_fee
-from alys_fast.storage import BlockRecord, ChainStore, StorageError
+from alys_fast.engine import Account, BlockEnv, BlockExecution, Receipt, next_base_fee
+from alys_fast.storage import BlockRecord, StorageError
 from alys_fast.validation import (
     Block,
     Fork,
@@ -76,6 +82,34 @@ class ImportState(enum.Enum):
 
 
 _TERMINAL = (ImportState.COMPLETED, ImportState.FAILED)
+
+
+class ExecutionClient(Protocol):
+    """The engine as the chain reaches it (Engine API shaped; see ``engine.interface``)."""
+
+    async def execute_block(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: Sequence[Transaction],
+        *,
+        skip_invalid: bool = False,
+    ) -> BlockExecution: ...
+
+    async def commit(self, execution: BlockExecution) -> None: ...
+
+
+class BlockStore(Protocol):
+    """The block store as the chain reaches it (``storage.ChainStore`` behind an actor)."""
+
+    async def head(self) -> tuple[int, bytes] | None: ...
+
+    async def write_block(
+        self,
+        block: BlockRecord,
+        receipts: Sequence[Receipt],
+        state_changes: Mapping[bytes, Account | None],
+    ) -> None: ...
 
 
 class BlockImportError(Exception):
@@ -194,8 +228,8 @@ class BlockImportWorkflow:
         parent: Header,
         *,
         spec: ChainSpec,
-        engine: ExecutionEngine,
-        store: ChainStore,
+        engine: ExecutionClient,
+        store: BlockStore,
         on_head: Callable[[ImportedBlock], None] | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         fork: Fork = Fork.CANCUN,
@@ -214,6 +248,8 @@ class BlockImportWorkflow:
         self.block: Block | None = None
         self.result: ImportedBlock | None = None
         self._txs: tuple[Transaction, ...] = ()
+        self._known: Mapping[bytes, Transaction] = {}
+        self._local: BlockExecution | None = None
         self._execution: BlockExecution | None = None
 
     @property
@@ -221,14 +257,28 @@ class BlockImportWorkflow:
         """Whether the workflow is in a terminal state (COMPLETED or FAILED)."""
         return self.state in _TERMINAL
 
-    def receive(self, block: Block) -> None:
-        """Take the block to import: WAITING_FOR_BLOCK -> VALIDATING."""
+    def receive(
+        self,
+        block: Block,
+        *,
+        execution: BlockExecution | None = None,
+        known: Mapping[bytes, Transaction] | None = None,
+    ) -> None:
+        """Take the block to import: WAITING_FOR_BLOCK -> VALIDATING.
+
+        A block this node built comes with its ``execution`` (from :func:`build_block`, which
+        derived the header from it), so it is not executed twice, and with the ``known``
+        transactions it was built from, so their signatures are not recovered twice. Every
+        other check still runs.
+        """
         if self.state is not ImportState.WAITING_FOR_BLOCK:
             raise RuntimeError(f"this workflow already has a block (state {self.state.value})")
         self.block = block
+        self._local = execution
+        self._known = known or {}
         self._enter(ImportState.VALIDATING, f"block {block.header.number} 0x{block.hash.hex()}")
 
-    def step(self) -> ImportState:
+    async def step(self) -> ImportState:
         """Run the current step once and return the state it leads to.
 
         A transient failure leaves the state unchanged (the next call retries it) until the
@@ -241,11 +291,11 @@ class BlockImportWorkflow:
             if step is ImportState.VALIDATING:
                 self._validate(self.block)
             elif step is ImportState.EXECUTING:
-                self._execute(self.block)
+                await self._execute(self.block)
             elif step is ImportState.STORING:
-                self._store(self.block)
+                await self._store(self.block)
             else:
-                self._finalize(self.block)
+                await self._finalize(self.block)
         except BlockImportError as exc:
             self._fail(exc)
         except Exception as exc:
@@ -260,11 +310,17 @@ class BlockImportWorkflow:
             self.on_head(self.result)
         return self.state
 
-    def run(self, block: Block) -> ImportedBlock:
+    async def run(
+        self,
+        block: Block,
+        *,
+        execution: BlockExecution | None = None,
+        known: Mapping[bytes, Transaction] | None = None,
+    ) -> ImportedBlock:
         """Import ``block`` to the end; return it as published, or raise BlockImportError."""
-        self.receive(block)
+        self.receive(block, execution=execution, known=known)
         while not self.done:
-            self.step()
+            await self.step()
         assert self.result is not None
         return self.result
 
@@ -278,8 +334,14 @@ class BlockImportWorkflow:
             authorities=authority_addresses(self.spec),
             chain_id=self.spec.chain_id,
             fork=self.fork,
+            known=self._known,
         )
         # Header rules that need the spec, which validate_block does not take.
+        timestamp = slot_timestamp(header.slot, self.spec.slot_ms)
+        if header.timestamp != timestamp:
+            raise InvalidBlock(
+                "timestamp not the slot's", timestamp=header.timestamp, expected=timestamp
+            )
         if header.gas_limit != self.spec.gas_limit:
             raise InvalidBlock(
                 "gas limit not the spec's", gas_limit=header.gas_limit, expected=self.spec.gas_limit
@@ -291,11 +353,24 @@ class BlockImportWorkflow:
             )
         self._enter(ImportState.EXECUTING, f"{len(block.transactions)} transactions valid")
 
-    def _execute(self, block: Block) -> None:
+    async def _execute(self, block: Block) -> None:
         header = block.header
-        execution = self.engine.execute_block(
-            self.parent.state_root, _block_env(self.spec, header), self._txs
-        )
+        env = _block_env(self.spec, header)
+        local = self._local
+        if (
+            local is not None
+            and local.parent_state_root == self.parent.state_root
+            and local.state_root == header.state_root
+            and local.env == env
+            and tuple(tx.raw for tx in local.transactions) == block.transactions
+        ):
+            # Built here: executing the same transactions in the same environment on the same
+            # parent again would give this very execution. Its results are still checked
+            # against the header below, like an engine's.
+            execution, built = local, " (built)"
+        else:
+            execution = await self.engine.execute_block(self.parent.state_root, env, self._txs)
+            built = ""
         for field, computed, claimed in (
             ("state root", execution.state_root, header.state_root),
             ("gas used", execution.gas_used, header.gas_used),
@@ -310,21 +385,23 @@ class BlockImportWorkflow:
                     retries=self.retries,
                 )
         self._execution = execution
-        self._enter(ImportState.STORING, f"state root 0x{execution.state_root.hex()}")
+        self._enter(ImportState.STORING, f"state root 0x{execution.state_root.hex()}{built}")
 
-    def _store(self, block: Block) -> None:
+    async def _store(self, block: Block) -> None:
         assert self._execution is not None
         header = block.header
-        if self.store.head() != (header.number, block.hash):
+        if await self.store.head() != (header.number, block.hash):
             record = BlockRecord(
                 header.number, block.hash, header.parent_hash, header.encode(), block.transactions
             )
-            self.store.write_block(record, self._execution.receipts, self._execution.changes)
+            await self.store.write_block(
+                record, self._execution.receipts, self._execution.changes
+            )
         self._enter(ImportState.FINALIZING, f"stored as head {header.number}")
 
-    def _finalize(self, block: Block) -> None:
+    async def _finalize(self, block: Block) -> None:
         assert self._execution is not None
-        self.engine.commit(self._execution)
+        await self.engine.commit(self._execution)
         self.result = ImportedBlock(block, self._execution)
         self._enter(ImportState.COMPLETED, f"head {block.header.number} 0x{block.hash.hex()}")
 
@@ -351,28 +428,27 @@ def _show(value: object) -> str:
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
 
 
-def build_block(
+async def build_block(
     spec: ChainSpec,
     parent: Header,
-    pool: TxPool,
-    engine: ExecutionEngine,
+    candidates: Sequence[Transaction],
+    engine: ExecutionClient,
     slot: int,
-    timestamp: int,
     authority_key: bytes,
-) -> Block:
-    """Author the block of ``slot`` on ``parent``: the pool's best transactions, executed, signed.
+) -> tuple[Block, BlockExecution]:
+    """Author the block of ``slot`` on ``parent`` from ``candidates`` (the pool's best, in order).
 
-    Transactions the engine cannot apply are left out (``skip_invalid``); the engine's head does
-    not move (the block still has to go through :class:`BlockImportWorkflow`, like any other).
-    The author is the address of ``authority_key``; the import rejects it if that is not the
-    slot's Aura author.
+    Candidates the engine cannot apply are left out (``skip_invalid``); the engine's head does
+    not move: the block still goes through :class:`BlockImportWorkflow`, like any other (hand it
+    the returned execution so it is not executed twice). The author is the address of
+    ``authority_key``; the import rejects it if that is not the slot's Aura author.
     """
     base_fee = child_base_fee(spec, parent)
     unsigned = Header(
         parent_hash=parent.hash,
         number=parent.number + 1,
         slot=slot,
-        timestamp=timestamp,
+        timestamp=slot_timestamp(slot, spec.slot_ms),
         author=bytes(20),
         state_root=bytes(32),
         transactions_root=bytes(32),
@@ -382,8 +458,7 @@ def build_block(
         gas_used=0,
         base_fee_per_gas=base_fee,
     )
-    candidates = pool.best(spec.gas_limit, base_fee)
-    execution = engine.execute_block(
+    execution = await engine.execute_block(
         parent.state_root, _block_env(spec, unsigned), candidates, skip_invalid=True
     )
     raws = tuple(tx.raw for tx in execution.transactions)
@@ -395,4 +470,4 @@ def build_block(
         logs_bloom=logs_bloom(execution.receipts),
         gas_used=execution.gas_used,
     )
-    return Block(sign_header(header, authority_key), raws)
+    return Block(sign_header(header, authority_key), raws), execution

@@ -8,7 +8,7 @@ Header wire format, an RLP list of 15 items (integers canonical, no leading zero
    0  parent_hash         32 bytes      ``hash`` of the parent header
    1  number              uint64        parent's number + 1
    2  slot                uint64        Aura slot; strictly increasing along the chain
-   3  timestamp           uint64        seconds since the Unix epoch, above the parent's
+   3  timestamp           uint64        seconds since the Unix epoch, not below the parent's
    4  author              20 bytes      the authority that signs (and collects the fees)
    5  state_root          32 bytes      state trie root after the block
    6  transactions_root   32 bytes      ordered trie of the transactions (``trie.py``)
@@ -39,7 +39,7 @@ as a byte string (typed and legacy alike), exactly the bytes the transactions ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -222,6 +222,23 @@ def header_signer(header: Header) -> bytes:
         raise InvalidBlock("invalid header signature", reason=str(exc)) from exc
 
 
+def _recover(
+    raws: Sequence[bytes],
+    chain_id: int,
+    fork: Fork,
+    threads: int | None,
+    known: Mapping[bytes, Transaction],
+) -> list[Transaction | InvalidTransaction]:
+    """Recover the transactions of a block, reusing the ``known`` ones."""
+    results: list[Transaction | InvalidTransaction | None] = [known.get(raw) for raw in raws]
+    missing = [i for i, tx in enumerate(results) if tx is None]
+    if missing:
+        fresh = recover_transactions([raws[i] for i in missing], chain_id, fork, threads=threads)
+        for i, tx in zip(missing, fresh, strict=True):
+            results[i] = tx
+    return results  # type: ignore[return-value]
+
+
 def validate_block(
     block: Block,
     parent: Header,
@@ -230,6 +247,7 @@ def validate_block(
     chain_id: int,
     fork: Fork = Fork.CANCUN,
     threads: int | None = None,
+    known: Mapping[bytes, Transaction] | None = None,
 ) -> tuple[Transaction, ...]:
     """Check everything about ``block`` that needs no state; return its recovered transactions.
 
@@ -238,6 +256,9 @@ def validate_block(
     Aura author and its signature, the transactions root, every transaction (in parallel, see
     :func:`recover_transactions`) and every fee cap against the base fee. Raises InvalidBlock
     naming the first failed rule; for a bad transaction its InvalidTransaction is the cause.
+
+    ``known`` maps raw encodings to transactions this node already validated (its pool's):
+    those are not recovered again, since recovery is a pure function of the bytes.
     """
     header = block.header
     check_header_shape(header)
@@ -247,9 +268,11 @@ def validate_block(
         raise InvalidBlock("number not parent's + 1", number=header.number, parent=parent.number)
     if header.slot <= parent.slot:
         raise InvalidBlock("slot not after parent's", slot=header.slot, parent_slot=parent.slot)
-    if header.timestamp <= parent.timestamp:
+    # Slots may be shorter than a second, so two blocks can share a timestamp; the slot
+    # (strictly increasing) orders them, and the chain spec ties the timestamp to the slot.
+    if header.timestamp < parent.timestamp:
         raise InvalidBlock(
-            "timestamp not after parent's", timestamp=header.timestamp, parent=parent.timestamp
+            "timestamp before parent's", timestamp=header.timestamp, parent=parent.timestamp
         )
     if header.gas_used > header.gas_limit:
         raise InvalidBlock(
@@ -273,7 +296,7 @@ def validate_block(
         raise InvalidBlock(
             "transactions root mismatch", computed=root, header=header.transactions_root
         )
-    results = recover_transactions(block.transactions, chain_id, fork, threads=threads)
+    results = _recover(block.transactions, chain_id, fork, threads, known or {})
     for index, tx in enumerate(results):
         if isinstance(tx, InvalidTransaction):
             raise InvalidBlock("invalid transaction", index=index, reason=str(tx)) from tx

@@ -4,12 +4,17 @@ once the block is stored and committed."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
 
+from alys_fast.chain.aura import slot_timestamp
+from alys_fast.chain.genesis import genesis_header
 from alys_fast.chain.spec import DEV_AUTHORITY_KEY, ChainSpec, dev_spec
 from alys_fast.chain.txpool import TxPool, state_reader
 from alys_fast.chain.workflows import (
@@ -22,14 +27,26 @@ from alys_fast.chain.workflows import (
     child_base_fee,
     receipts_root,
 )
-from alys_fast.engine import EmbeddedEngine
+from alys_fast.engine import Account, BlockEnv, BlockExecution, EmbeddedEngine, Receipt
 from alys_fast.storage import BlockRecord, ChainStore, StorageError
-from alys_fast.validation import Block, Header, InvalidBlock, ordered_trie_root, sign_header
+from alys_fast.validation import (
+    Block,
+    Header,
+    InvalidBlock,
+    Transaction,
+    ordered_trie_root,
+    sign_header,
+)
 from tests.engine.conftest import ADDRS, KEYS, sign
 
 AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
 S = ImportState
 HAPPY = [S.WAITING_FOR_BLOCK, S.VALIDATING, S.EXECUTING, S.STORING, S.FINALIZING, S.COMPLETED]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
 class FlakyStore(ChainStore):
@@ -51,26 +68,55 @@ class FlakyStore(ChainStore):
         super().write_block(block, receipts, state_changes)
 
 
-def genesis_header(spec: ChainSpec, engine: EmbeddedEngine) -> Header:
-    return Header(
-        parent_hash=bytes(32),
-        number=0,
-        slot=0,
-        timestamp=spec.genesis_timestamp,
-        author=bytes(20),
-        state_root=engine.state_root,
-        transactions_root=ordered_trie_root([]),
-        receipts_root=ordered_trie_root([]),
-        logs_bloom=bytes(256),
-        gas_limit=spec.gas_limit,
-        gas_used=0,
-        base_fee_per_gas=spec.fees.initial_base_fee,
-    )
+class InlineEngine:
+    """The sync embedded engine behind the async ExecutionClient interface; counts calls."""
+
+    def __init__(self, engine: EmbeddedEngine) -> None:
+        self.engine = engine
+        self.executed = 0
+        self.committed = 0
+
+    async def execute_block(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: Sequence[Transaction],
+        *,
+        skip_invalid: bool = False,
+    ) -> BlockExecution:
+        self.executed += 1
+        return self.engine.execute_block(parent_state_root, env, txs, skip_invalid=skip_invalid)
+
+    async def commit(self, execution: BlockExecution) -> None:
+        self.committed += 1
+        self.engine.commit(execution)
+
+
+class InlineStore:
+    """A sync ChainStore behind the async BlockStore interface (looked up at each call)."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self.store = store
+
+    async def head(self) -> tuple[int, bytes] | None:
+        return self.store.head()
+
+    async def write_block(
+        self,
+        block: BlockRecord,
+        receipts: Sequence[Receipt],
+        state_changes: Mapping[bytes, Account | None],
+    ) -> None:
+        self.store.write_block(block, receipts, state_changes)
 
 
 @dataclass
 class Chain:
-    """A dev chain at genesis: spec, engine, store, pool, and the head header."""
+    """A dev chain at genesis: spec, engine, store, pool, and the head header.
+
+    ``engine`` and ``store`` are the sync objects the assertions read; ``client`` and
+    ``blocks`` are the async adapters the workflow and the builder talk to.
+    """
 
     spec: ChainSpec
     engine: EmbeddedEngine
@@ -79,17 +125,29 @@ class Chain:
     head: Header
     published: list[ImportedBlock] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.client = InlineEngine(self.engine)
+        self.blocks = InlineStore(self.store)
+
     def workflow(self, **kwargs) -> BlockImportWorkflow:
         kwargs.setdefault("on_head", self.published.append)
         return BlockImportWorkflow(
-            self.head, spec=self.spec, engine=self.engine, store=self.store, **kwargs
+            self.head, spec=self.spec, engine=self.client, store=self.blocks, **kwargs
         )
 
-    def build(self, slot: int | None = None, key: bytes = AUTHORITY) -> Block:
+    def build_with_execution(
+        self, slot: int | None = None, key: bytes = AUTHORITY
+    ) -> tuple[Block, BlockExecution]:
         slot = self.head.slot + 1 if slot is None else slot
-        return build_block(
-            self.spec, self.head, self.pool, self.engine, slot, self.head.timestamp + 1, key
-        )
+        candidates = self.pool.best(self.spec.gas_limit, child_base_fee(self.spec, self.head))
+        return run(build_block(self.spec, self.head, candidates, self.client, slot, key))
+
+    def build(self, slot: int | None = None, key: bytes = AUTHORITY) -> Block:
+        return self.build_with_execution(slot, key)[0]
+
+    def run(self, block: Block, **kwargs) -> ImportedBlock:
+        """Import ``block`` with a fresh workflow (``kwargs``: receive's)."""
+        return run(self.workflow().run(block, **kwargs))
 
     def advance(self, imported: ImportedBlock) -> None:
         """What the chain actor does with a published head: move on, prune the pool."""
@@ -101,10 +159,11 @@ class Chain:
         )
 
 
-def _open_chain(path: Path, **store_args) -> Chain:
-    spec = dev_spec()
+def _open_chain(path: Path, spec: ChainSpec | None = None, **store_args) -> Chain:
+    spec = dev_spec() if spec is None else spec
     engine = EmbeddedEngine.from_spec(spec)
-    head = genesis_header(spec, engine)
+    head = genesis_header(spec)
+    assert head.state_root == engine.state_root
     store = FlakyStore(path, **store_args)
     genesis = BlockRecord(0, head.hash, head.parent_hash, head.encode(), ())
     store.write_block(genesis, [], dict(engine.state.items()))
@@ -155,7 +214,7 @@ def test_built_blocks_import_through_the_workflow(chain: Chain) -> None:
         block = chain.build()
         assert len(block.transactions) == 3
         workflow = chain.workflow()
-        imported = workflow.run(block)
+        imported = run(workflow.run(block))
         assert [state for state, _ in workflow.history] == HAPPY
         assert workflow.retries == 0 and workflow.error is None
         assert imported.block == block and chain.published[-1] is imported
@@ -177,7 +236,7 @@ def test_built_blocks_import_through_the_workflow(chain: Chain) -> None:
 def test_an_empty_block_imports(chain: Chain) -> None:
     block = chain.build()
     assert block.transactions == () and block.header.gas_used == 0
-    chain.advance(chain.workflow().run(block))
+    chain.advance(chain.run(block))
     assert chain.store.head() == (1, block.hash)
 
 
@@ -187,17 +246,17 @@ def test_each_step_is_observable(chain: Chain) -> None:
     workflow = chain.workflow()
     assert workflow.state is S.WAITING_FOR_BLOCK and not workflow.done
     with pytest.raises(RuntimeError, match="nothing to step"):
-        workflow.step()
+        run(workflow.step())
     workflow.receive(block)
     assert workflow.state is S.VALIDATING
-    assert workflow.step() is S.EXECUTING
-    assert workflow.step() is S.STORING
+    assert run(workflow.step()) is S.EXECUTING
+    assert run(workflow.step()) is S.STORING
     assert chain.store.head() == (0, chain.head.hash)  # executed, nothing written yet
-    assert workflow.step() is S.FINALIZING
+    assert run(workflow.step()) is S.FINALIZING
     assert chain.store.head() == (1, block.hash)
     assert chain.engine.state_root == chain.head.state_root  # stored, engine not yet moved
     assert chain.published == []
-    assert workflow.step() is S.COMPLETED and workflow.done
+    assert run(workflow.step()) is S.COMPLETED and workflow.done
     assert chain.engine.state_root == block.header.state_root
     assert [imported.block for imported in chain.published] == [block]
     assert workflow.history[-1] == (S.COMPLETED, f"head 1 0x{block.hash.hex()}")
@@ -213,7 +272,7 @@ def test_head_is_published_only_after_store_and_commit(chain: Chain) -> None:
 
     _transfers(chain)
     block = chain.build()
-    chain.workflow(on_head=on_head).run(block)
+    run(chain.workflow(on_head=on_head).run(block))
     assert seen == [((1, block.hash), block.header.state_root)]
 
 
@@ -224,7 +283,7 @@ def test_a_failing_subscriber_does_not_undo_the_import(chain: Chain) -> None:
     block = chain.build()
     workflow = chain.workflow(on_head=on_head)
     with pytest.raises(ValueError, match="subscriber bug"):
-        workflow.run(block)
+        run(workflow.run(block))
     assert workflow.state is S.COMPLETED and workflow.result is not None
     assert chain.store.head() == (1, block.hash)
 
@@ -232,22 +291,25 @@ def test_a_failing_subscriber_does_not_undo_the_import(chain: Chain) -> None:
 def test_builder_leaves_out_what_the_engine_rejects(chain: Chain) -> None:
     """A stale pool (its transactions already included) costs the next block nothing."""
     _transfers(chain, 2)
-    chain.head = chain.workflow().run(chain.build()).header  # the pool is not told
+    chain.head = chain.run(chain.build()).header  # the pool is not told
     chain.pool.add(sign(KEYS[2], to=ADDRS[9], value=1, nonce=0, gasPrice=2 * 10**9))
     assert len(chain.pool.best(chain.spec.gas_limit, chain.head.base_fee_per_gas)) == 3
     block = chain.build()
     assert len(block.transactions) == 1  # the two included nonce-0 transactions were skipped
-    chain.workflow().run(block)
+    chain.run(block)
     assert chain.store.head() == (2, block.hash)
 
 
 # --- invalid blocks: FAILED at once, never retried -----------------------------------------
 
 
-def _fails(chain: Chain, block: Block, step: ImportState, match: str) -> BlockImportError:
+def _fails(
+    chain: Chain, block: Block, step: ImportState, match: str, **kwargs
+) -> BlockImportError:
+    """Import ``block`` (``kwargs``: receive's), expecting it to fail at once in ``step``."""
     workflow = chain.workflow()
     with pytest.raises(BlockImportError, match=match) as info:
-        workflow.run(block)
+        run(workflow.run(block, **kwargs))
     assert info.value is workflow.error and info.value.step is step
     assert workflow.retries == 0
     assert [state for state, _ in workflow.history] == [*HAPPY[: HAPPY.index(step) + 1], S.FAILED]
@@ -289,6 +351,15 @@ def test_tampered_transactions_fail_validation(chain: Chain) -> None:
 )
 def test_header_rules_of_the_spec(chain: Chain, changes: dict, match: str) -> None:
     _fails(chain, _resign(chain.build(), **changes), S.VALIDATING, match)
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_timestamp_must_be_the_slots(chain: Chain, delta: int) -> None:
+    block = chain.build()
+    assert block.header.timestamp == slot_timestamp(block.header.slot, chain.spec.slot_ms) == 1
+    # One second early is the parent's timestamp: validate_block allows it, the slot does not.
+    wrong = _resign(block, timestamp=block.header.timestamp + delta)
+    _fails(chain, wrong, S.VALIDATING, "timestamp not the slot's")
 
 
 @pytest.mark.parametrize(
@@ -339,7 +410,7 @@ def test_storage_fault_is_retried_then_completes(
         block = chain.build()
         chain.store.failures, chain.store.after_write = 2, after_write
         workflow = chain.workflow()
-        imported = workflow.run(block)
+        imported = run(workflow.run(block))
         assert workflow.state is S.COMPLETED and workflow.retries == retries
         storing = [detail for state, detail in workflow.history if state is S.STORING][1:]
         error = "IO error: No space left on device"
@@ -360,14 +431,14 @@ def test_persistent_storage_fault_fails_with_retries_counted(tmp_path: Path) -> 
         chain.store.failures = 100
         workflow = chain.workflow(max_retries=2)
         with pytest.raises(BlockImportError, match="Storing failed after 2 retries") as info:
-            workflow.run(block)
+            run(workflow.run(block))
         assert info.value.step is S.STORING and info.value.retries == 2
         assert isinstance(info.value.__cause__, OSError)
         assert chain.store.calls == 3
         _assert_untouched(chain, workflow)
         # The engine never committed, so the same block imports once the disk recovers.
         chain.store.failures = 0
-        chain.workflow().run(block)
+        chain.run(block)
         assert chain.store.head() == (1, block.hash)
     finally:
         chain.store.close()
@@ -382,3 +453,137 @@ def test_store_refusing_the_block_is_not_retried(chain: Chain) -> None:
     chain.store.write_block = refuse  # type: ignore[method-assign]
     error = _fails(chain, block, S.STORING, "does not extend the head")
     assert isinstance(error.__cause__, StorageError)
+
+
+# --- blocks built here: handed in with their execution and their known transactions ---------
+
+
+def test_a_built_block_with_its_execution_is_not_executed_again(chain: Chain) -> None:
+    for n in range(1, 3):
+        _transfers(chain)
+        block, execution = chain.build_with_execution()
+        assert chain.client.executed == n  # the builder's execution
+        known = {tx.raw: tx for tx in execution.transactions}
+        workflow = chain.workflow()
+        imported = run(workflow.run(block, execution=execution, known=known))
+        assert chain.client.executed == n and chain.client.committed == n
+        assert [state for state, _ in workflow.history] == HAPPY
+        assert workflow.history[3] == (
+            S.STORING, f"state root 0x{block.header.state_root.hex()} (built)"
+        )
+        assert imported.execution is execution and chain.published[-1] is imported
+        chain.advance(imported)
+        assert chain.store.head() == (n, block.hash)
+        assert chain.store.receipts(block.hash) == execution.receipts
+        assert chain.engine.state_root == block.header.state_root
+        assert len(chain.pool) == 0
+    assert chain.engine.state.get(ADDRS[0]).nonce == 2
+
+
+def _other_signature(block: Block) -> Block:
+    other = sign_header(block.header, bytes.fromhex(KEYS[0][2:]))
+    return Block(msgspec.structs.replace(block.header, signature=other.signature))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "match"),
+    [
+        (lambda b: _resign(b, base_fee_per_gas=10**9), "wrong base fee"),
+        (lambda b: _resign(b, timestamp=b.header.timestamp + 1), "timestamp not the slot's"),
+        (lambda b: Block(b.header, b.transactions[:1]), "transactions root mismatch"),
+        (_other_signature, "signer is not the author"),
+    ],
+)
+def test_a_tampered_built_block_still_fails_validation(chain: Chain, tamper, match: str) -> None:
+    _transfers(chain, 2)
+    block, execution = chain.build_with_execution()
+    known = {tx.raw: tx for tx in execution.transactions}
+    _fails(chain, tamper(block), S.VALIDATING, match, execution=execution, known=known)
+    assert chain.client.executed == 1 and chain.client.committed == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "match", "executed"),
+    [
+        # Same state root, other results: checked against the builder's execution.
+        ({"gas_used": 42_000}, "gas used mismatch: computed 21000, header 42000", 1),
+        ({"receipts_root": b"\x33" * 32}, "receipts root mismatch", 1),
+        ({"logs_bloom": b"\x01" * 256}, "logs bloom mismatch", 1),
+        # Not the builder's state root: executed like anyone's block.
+        ({"state_root": b"\x22" * 32}, "state root mismatch", 2),
+    ],
+)
+def test_a_built_block_must_still_match_its_execution(
+    chain: Chain, changes: dict, match: str, executed: int
+) -> None:
+    _transfers(chain, 1)
+    block, execution = chain.build_with_execution()
+    error = _fails(chain, _resign(block, **changes), S.EXECUTING, match, execution=execution)
+    assert isinstance(error, HeaderMismatch)
+    assert chain.client.executed == executed and chain.client.committed == 0
+
+
+def test_an_execution_for_another_block_is_not_reused(chain: Chain) -> None:
+    """Moved to a later slot the block has another environment (timestamp): executed again."""
+    _transfers(chain, 1)
+    block, execution = chain.build_with_execution()
+    later = _resign(block, slot=3, timestamp=slot_timestamp(3, chain.spec.slot_ms))
+    workflow = chain.workflow()
+    imported = run(workflow.run(later, execution=execution))
+    assert chain.client.executed == 2 and imported.execution is not execution
+    assert not workflow.history[3][1].endswith("(built)")
+    assert chain.store.head() == (1, later.hash)
+
+
+def test_known_transactions_give_the_same_import(tmp_path: Path) -> None:
+    a, b = _open_chain(tmp_path / "a"), _open_chain(tmp_path / "b")
+    try:
+        for c in (a, b):
+            _transfers(c)
+        block, execution = a.build_with_execution()
+        assert b.build() == block  # building is deterministic
+        known = {tx.raw: tx for tx in execution.transactions}
+        with_known, without = a.workflow(), b.workflow()
+        ia = run(with_known.run(block, known=known))
+        ib = run(without.run(block))
+        assert a.client.executed == b.client.executed == 2  # known only spares the recovery
+        reused = zip(ia.execution.transactions, execution.transactions, strict=True)
+        assert all(x is y for x, y in reused)
+        assert ia.execution.transactions == ib.execution.transactions
+        assert (ia.block, ia.execution.state_root, ia.execution.receipts) == (
+            ib.block, ib.execution.state_root, ib.execution.receipts
+        )
+        assert with_known.history == without.history
+        assert a.store.head() == b.store.head() == (1, block.hash)
+    finally:
+        a.store.close()
+        b.store.close()
+
+
+@pytest.mark.parametrize("with_known", [False, True])
+def test_known_transactions_are_still_checked_against_the_base_fee(
+    chain: Chain, with_known: bool
+) -> None:
+    block = chain.build()
+    base_fee = block.header.base_fee_per_gas
+    cheap = sign(KEYS[0], to=ADDRS[1], value=1, nonce=0, gasPrice=base_fee - 1)
+    raws = (cheap.raw,)
+    bad = _resign(Block(block.header, raws), transactions_root=ordered_trie_root(raws))
+    known = {cheap.raw: cheap} if with_known else None
+    _fails(chain, bad, S.VALIDATING, "fee cap below base fee", known=known)
+
+
+def test_sub_second_slots_may_share_a_timestamp(tmp_path: Path) -> None:
+    chain = _open_chain(tmp_path / "db", dev_spec(slot_ms=250))
+    try:
+        timestamps = []
+        for slot in range(1, 6):
+            _transfers(chain, 1)
+            block, execution = chain.build_with_execution(slot)
+            chain.advance(chain.run(block, execution=execution))
+            timestamps.append(block.header.timestamp)
+        assert timestamps == [0, 0, 0, 1, 1]  # slot * 250 ms, in whole seconds
+        assert chain.store.head() == (5, chain.head.hash)
+        assert chain.engine.state.get(ADDRS[0]).nonce == 5
+    finally:
+        chain.store.close()

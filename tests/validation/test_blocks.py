@@ -18,6 +18,7 @@ from alys_fast.validation import (
     decode_block,
     decode_header,
     ordered_trie_root,
+    recover_transaction,
     sign_header,
     validate_block,
 )
@@ -164,9 +165,9 @@ CASES: dict[str, tuple[Callable[[], Block], str]] = {
     "parent hash": (lambda: child(GENESIS, parent_hash=b"\x01" * 32), "unknown parent"),
     "number": (lambda: child(GENESIS, number=2), "number not parent's + 1"),
     "slot equal": (lambda: child(GENESIS, slot=0), "slot not after parent's"),
-    "timestamp equal": (
-        lambda: child(GENESIS, timestamp=GENESIS.timestamp),
-        "timestamp not after parent's",
+    "timestamp earlier": (
+        lambda: child(GENESIS, timestamp=GENESIS.timestamp - 1),
+        "timestamp before parent's",
     ),
     "gas used": (lambda: child(GENESIS, gas_used=30_000_001), "gas used above gas limit"),
     "wrong author": (
@@ -208,6 +209,29 @@ def test_invalid_transaction_is_the_cause() -> None:
         check(block)
     assert caught.value.values["index"] == 1
     assert isinstance(caught.value.__cause__, InvalidTransaction)
+
+
+def test_known_transactions_are_reused_and_still_checked() -> None:
+    raws = tuple(transfer(i) for i in range(3))
+    known = {raw: recover_transaction(raw, CHAIN_ID) for raw in (raws[0], raws[2])}
+    block = child(GENESIS, raws)
+    result = validate_block(
+        block, GENESIS, authorities=AUTHORITIES, chain_id=CHAIN_ID, known=known
+    )
+    assert result[0] is known[raws[0]] and result[2] is known[raws[2]]
+    assert result[1] not in known.values() and result == check(block)
+    # A known transaction is not trusted to pay the base fee: the fee cap is checked anyway.
+    cheap = transfer(0, max_fee=6)
+    with pytest.raises(InvalidBlock) as caught:
+        validate_block(
+            child(GENESIS, (cheap,)),
+            GENESIS,
+            authorities=AUTHORITIES,
+            chain_id=CHAIN_ID,
+            known={cheap: recover_transaction(cheap, CHAIN_ID)},
+        )
+    assert caught.value.rule == "fee cap below base fee"
+    assert caught.value.values["fee_cap"] == 6
 
 
 def test_empty_authority_set_is_a_caller_error() -> None:
