@@ -393,10 +393,41 @@ cdef int _decode_fields(TxCore *tx, const uint8_t *raw, size_t n) noexcept nogil
     return E_OK
 
 
+cdef inline uint64_t _zero_bytes(const uint8_t *data, size_t length) noexcept nogil:
+    cdef uint64_t zeros = 0
+    cdef size_t i
+    for i in range(length):
+        zeros += data[i] == 0
+    return zeros
+
+
+cdef uint64_t _intrinsic_gas(size_t data_len, uint64_t zeros, uint64_t addresses, uint64_t keys,
+                             bint create, int fork) noexcept nogil:
+    """Gas charged before execution: base, calldata, access list, creation and initcode."""
+    cdef uint64_t gas = (TX_GAS + zeros * TX_DATA_ZERO_GAS
+                         + (data_len - zeros) * TX_DATA_NONZERO_GAS
+                         + addresses * ACCESS_LIST_ADDRESS_GAS
+                         + keys * ACCESS_LIST_STORAGE_KEY_GAS)
+    if create:
+        gas += TX_CREATE_GAS
+        if fork >= SHANGHAI:
+            gas += (data_len + 31) // 32 * INITCODE_WORD_GAS
+    return gas
+
+
+def intrinsic_gas(const uint8_t[::1] data, uint64_t access_addresses, uint64_t access_keys,
+                  bint create, int fork):
+    """Intrinsic gas of a transaction with this calldata and access list size (eth_estimateGas
+    uses the very rule admission enforces)."""
+    cdef size_t length = data.shape[0]
+    cdef uint64_t zeros = _zero_bytes(&data[0], length) if length else 0
+    return _intrinsic_gas(length, zeros, access_addresses, access_keys, create, fork)
+
+
 cdef int _check_rules(TxCore *tx, uint64_t chain_id, int fork) noexcept nogil:
     """Value rules, chain id, fees and intrinsic gas (everything but the signature)."""
-    cdef uint64_t addresses = 0, keys = 0, zeros = 0, words, data_gas
-    cdef size_t i, data_len = tx.f[F_DATA].length
+    cdef uint64_t addresses = 0, keys = 0, zeros
+    cdef size_t data_len = tx.f[F_DATA].length
     cdef const uint8_t *data = tx.f[F_DATA].data
     cdef bint create = tx.f[F_TO].length == 0
     cdef const RlpItem *fee
@@ -429,16 +460,8 @@ cdef int _check_rules(TxCore *tx, uint64_t chain_id, int fork) noexcept nogil:
         return _fail(tx, E_INITCODE, F_DATA, 0)
     if tx.type != 0 and _decode_access_list(tx, &addresses, &keys) != E_OK:
         return tx.err
-    for i in range(data_len):
-        zeros += data[i] == 0
-    data_gas = zeros * TX_DATA_ZERO_GAS + (data_len - zeros) * TX_DATA_NONZERO_GAS
-    tx.intrinsic_gas = (TX_GAS + data_gas + addresses * ACCESS_LIST_ADDRESS_GAS
-                        + keys * ACCESS_LIST_STORAGE_KEY_GAS)
-    if create:
-        tx.intrinsic_gas += TX_CREATE_GAS
-        if fork >= SHANGHAI:
-            words = (data_len + 31) // 32
-            tx.intrinsic_gas += words * INITCODE_WORD_GAS
+    zeros = _zero_bytes(data, data_len)
+    tx.intrinsic_gas = _intrinsic_gas(data_len, zeros, addresses, keys, create, fork)
     if tx.intrinsic_gas > tx.gas_limit:
         return _fail(tx, E_INTRINSIC, F_GAS_LIMIT, 0)
     tx.floor_gas = TX_GAS + (zeros + (data_len - zeros) * 4) * FLOOR_TOKEN_GAS

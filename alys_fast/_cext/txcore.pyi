@@ -19,3 +19,6 @@ def recover_into(
 
 def recover_address(msg_hash: bytes, signature: bytes) -> bytes:
     """Address that produced the 65-byte ``r || s || recid`` signature over a 32-byte hash."""
+def intrinsic_gas(
+    data: bytes, access_addresses: int, access_keys: int, create: bool, fork: int
+) -> int: ...

@@ -120,10 +120,14 @@ class ActorSystem:
         await self.root.shutdown()
         return self.exit_code or 0
 
-    async def wait(self) -> int:
-        """Wait until the system is stopped (by ``stop`` or an escalation); the exit code."""
+    async def until_stopping(self) -> None:
+        """Return once a stop was asked for or the root escalated (the tree may still run)."""
         assert self._stopped is not None, "start() the system first"
         await self._stopped.wait()
+
+    async def wait(self) -> int:
+        """Wait until the system is stopped (by ``stop`` or an escalation); the exit code."""
+        await self.until_stopping()
         return await self.stop(self.exit_reason)
 
     def health(self) -> dict:

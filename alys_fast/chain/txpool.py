@@ -294,10 +294,24 @@ class TxPool:
                 self.fork,
             )
         )
+        return self.admit_many(
+            [
+                _reject(ALREADY_KNOWN, _hex(tx_hash)) if known else next(recovered)
+                for tx_hash, known in zip(hashes, resent, strict=True)
+            ]
+        )
+
+    def admit_many(
+        self, items: Sequence[Transaction | InvalidTransaction | TxPoolError]
+    ) -> list[Transaction | TxPoolError]:
+        """Admit transactions already through :func:`recover_transactions`, in order.
+
+        What a caller that recovers signatures elsewhere (the RPC, off the pool's loop) hands
+        over; refusals (including the InvalidTransaction results) come back as TxPoolError and
+        are counted like any other.
+        """
         out: list[Transaction | TxPoolError] = []
-        for tx_hash, known in zip(hashes, resent, strict=True):
-            item: Transaction | InvalidTransaction | TxPoolError
-            item = _reject(ALREADY_KNOWN, _hex(tx_hash)) if known else next(recovered)
+        for item in items:
             if isinstance(item, InvalidTransaction):
                 item = _from_invalid(item)
             if isinstance(item, Transaction):
@@ -309,6 +323,19 @@ class TxPool:
                 self.rejected[item.message] = self.rejected.get(item.message, 0) + 1
             out.append(item)
         return out
+
+    def senders(self) -> list[bytes]:
+        """Addresses with pooled transactions."""
+        return list(self._senders)
+
+    def resync(self, addresses: Iterable[bytes], state_reader: StateReader) -> None:
+        """Re-read these senders at the head (after a head change the pool did not see)."""
+        self._read = state_reader
+        for address in addresses:
+            sender = self._senders.get(address)
+            if sender is not None:
+                sender.nonce, sender.balance = state_reader(address)
+                self._resync(sender, sender.nonce)
 
     def _admit(self, tx: Transaction) -> None:
         """Pool policy for a recovered transaction; raises TxPoolError or inserts it."""
@@ -503,8 +530,4 @@ class TxPool:
             if entry is not None:
                 self._remove(self._senders[tx.sender], entry)
                 self.counters["included"] += 1
-        for address in touched:
-            sender = self._senders.get(address)
-            if sender is not None:
-                sender.nonce, sender.balance = state_reader(address)
-                self._resync(sender, sender.nonce)
+        self.resync(touched, state_reader)

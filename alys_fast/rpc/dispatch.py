@@ -10,7 +10,10 @@ Semantics, following the JSON-RPC 2.0 specification and geth where the spec is s
   number or null). Without an ``id`` it is a notification: it runs, and nothing is answered,
   not even an error.
 - A batch is a non-empty array of requests, at most ``max_batch`` long; its items run one after
-  another, in order, and the answer holds one response per non-notification item. An empty
+  another, in order, and the answer holds one response per non-notification item. A method
+  registered with a ``batch`` form (``Methods.add(name, fn, batch=…)``) gets all of its items
+  in a batch in one call, before the others run: ``eth_sendRawTransaction`` uses it to
+  validate a whole batch of transactions in parallel and hand them to the pool at once. An empty
   batch, or one over the limit, is answered by a single -32600 error.
 - Methods are plain callables, sync or async (anything whose result has ``__await__`` is
   awaited). Their arity is read once, at registration, so a wrong number of arguments is a
@@ -159,10 +162,13 @@ def error_response(id_: Any, code: int, message: str, data: Any = None) -> bytes
 class _Method:
     """A callable with its arity read once, so argument checks cost two comparisons."""
 
-    __slots__ = ("fn", "max_args", "min_args", "names", "required")
+    __slots__ = ("batch", "fn", "max_args", "min_args", "names", "required")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], batch: Callable[[list[Any]], Any] | None = None
+    ) -> None:
         self.fn = fn
+        self.batch = batch
         sig = inspect.signature(fn)
         positional = [
             p for p in sig.parameters.values()
@@ -212,9 +218,20 @@ class Methods:
         for name, fn in (table or {}).items():
             self.add(name, fn)
 
-    def add(self, name: str, fn: Callable[..., Any]) -> None:
-        """Register (or replace) ``name``; fails now if the callable's signature can't be read."""
-        self._table[name] = _Method(fn)
+    def add(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        batch: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
+        """Register (or replace) ``name``; fails now if the callable's signature can't be read.
+
+        ``batch``, if given, takes the ``params`` of every call of ``name`` in one JSON-RPC
+        batch and returns (or resolves to) one result per call, in order, where an
+        :class:`RpcError` instance in a slot is that call's error.
+        """
+        self._table[name] = _Method(fn, batch)
 
     def get(self, name: str) -> _Method | None:
         return self._table.get(name)
@@ -254,12 +271,50 @@ class Dispatcher:
             return error_response(
                 None, INVALID_REQUEST,
                 f"batch of {len(message)} requests exceeds the limit of {self.max_batch}")
+        grouped = await self._grouped(message, local)
         parts = []
-        for request in message:
-            part = await self._one(request, local)
+        for index, request in enumerate(message):
+            part = grouped[index] if index in grouped else await self._one(request, local)
             if part is not None:
                 parts.append(part)
         return b"[" + b",".join(parts) + b"]" if parts else None
+
+    async def _grouped(self, batch: list[Any], local: Methods | None) -> dict[int, bytes | None]:
+        """Answer the well-formed calls of methods with a batch form, one call per method."""
+        calls: dict[str, tuple[_Method, list[int], list[Any]]] = {}
+        for index, request in enumerate(batch):
+            if type(request) is not dict or request.get("jsonrpc") != "2.0":
+                continue
+            name = request.get("method")
+            if type(name) is not str or (local is not None and name in local):
+                continue
+            method = self.methods.get(name)
+            id_ = request.get("id", _MISSING)
+            if method is None or method.batch is None or not (
+                id_ is _MISSING or id_ is None or type(id_) in (str, int, float)
+            ):
+                continue
+            entry = calls.setdefault(name, (method, [], []))
+            entry[1].append(index)
+            entry[2].append(request.get("params"))
+        out: dict[int, bytes | None] = {}
+        for name, (method, indexes, params) in calls.items():
+            try:
+                results = method.batch(params)
+                if hasattr(results, "__await__"):
+                    results = await results
+            except Exception:
+                log.exception("rpc batch method %s failed", name)
+                results = [RpcError(INTERNAL_ERROR, "internal error")] * len(indexes)
+            for index, result in zip(indexes, results, strict=True):
+                id_ = batch[index].get("id", _MISSING)
+                if id_ is _MISSING:
+                    out[index] = None
+                elif isinstance(result, RpcError):
+                    out[index] = error_response(id_, result.code, result.message, result.data)
+                else:
+                    out[index] = _encode(_Ok("2.0", id_, result))
+        return out
 
     async def _one(self, request: Any, local: Methods | None) -> bytes | None:
         if type(request) is not dict:

@@ -211,6 +211,20 @@ class RpcServer:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
 
+    def abort(self) -> None:
+        """Stop at once, from synchronous code (an actor's stop hook): the port is released now,
+        connections are reset and their tasks cancelled without waiting for answers."""
+        if self._server is None or self._closing:
+            return
+        self._closing = True
+        self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self._conns):
+            conn.transport.abort()
+            if conn.task is not None:
+                conn.task.cancel()
+
     async def __aenter__(self) -> RpcServer:
         return await self.start()
 

@@ -4,12 +4,18 @@
 child actor, its restart policy and the class that implements it. A row whose class is still
 ``None`` is an actor a later issue builds: it is shown by ``alys-fast system tree`` but not
 started, so nothing runs that does not exist yet.
+
+Supervisors start in the order listed and stop in reverse: storage first (every other actor
+reads its state from it on start), then the chain's actors (engine before pool before chain),
+then the RPC that serves them. The RPC has its own supervisor, beside the seed's four, so a
+crash elsewhere never takes the client-facing port down with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from alys_fast.actors import (
     ChildSpec,
@@ -22,14 +28,18 @@ from alys_fast.actors import (
 )
 from alys_fast.actors.policies import Policy
 
+if TYPE_CHECKING:
+    from alys_fast.node.context import NodeContext
+
 ROOT = "alys"
 ROOT_STRATEGY = Strategy.ONE_FOR_ALL
 
 SUPERVISORS: dict[str, Strategy] = {
+    "storage": Strategy.ONE_FOR_ONE,
     "chain": Strategy.ONE_FOR_ONE,
     "network": Strategy.REST_FOR_ONE,
     "bridge": Strategy.ONE_FOR_ONE,
-    "storage": Strategy.ONE_FOR_ONE,
+    "rpc": Strategy.ONE_FOR_ONE,
 }
 
 
@@ -44,16 +54,18 @@ class Row:
 
 # supervisor  child         restart policy          actor class    built by
 TREE: tuple[Row, ...] = (
-    Row("chain", "chain", ExponentialBackoff(), None, "issue 5 (single-node chain)"),
-    Row("chain", "engine", CircuitBreaker(), None, "issue 5 (single-node chain)"),
+    Row("storage", "storage", Immediate(), "alys_fast.storage.actor:StorageActor", "issue 5"),
+    Row("storage", "metrics", Never(), "alys_fast.metrics.actor:MetricsActor", "issue 5"),
+    Row("chain", "engine", CircuitBreaker(), "alys_fast.engine.actor:EngineActor", "issue 5"),
+    Row("chain", "txpool", Immediate(), "alys_fast.chain.pool_actor:TxPoolActor", "issue 5"),
+    Row("chain", "chain", ExponentialBackoff(), "alys_fast.chain.actor:ChainActor", "issue 5"),
     Row("chain", "auxpow", Immediate(), None, "roadmap 3 (AuxPoW)"),
     Row("network", "network", CircuitBreaker(), None, "roadmap 2 (gossip)"),
     Row("network", "sync", ExponentialBackoff(), None, "roadmap 2 (range sync)"),
     Row("network", "stream", Immediate(), None, "roadmap 5 (governance stream)"),
     Row("bridge", "bridge", CircuitBreaker(), None, "roadmap 4 (peg)"),
     Row("bridge", "federation", ExponentialBackoff(), None, "roadmap 4 (peg)"),
-    Row("storage", "storage", Immediate(), None, "issue 5 (single-node chain)"),
-    Row("storage", "metrics", Never(), None, "issue 5 (single-node chain)"),
+    Row("rpc", "rpc", ExponentialBackoff(), "alys_fast.rpc.actor:RpcActor", "issue 5"),
 )
 
 
@@ -62,14 +74,18 @@ def _load(target: str) -> type:
     return getattr(import_module(module), name)
 
 
-def build_spec(extra: tuple[SupervisorSpec | ChildSpec, ...] = ()) -> SupervisorSpec:
-    """The root spec with every built actor of :data:`TREE` (and ``extra`` children)."""
+def build_spec(
+    ctx: NodeContext | None, extra: tuple[SupervisorSpec | ChildSpec, ...] = ()
+) -> SupervisorSpec:
+    """The root spec with every built actor of :data:`TREE`, each made with ``ctx``, plus
+    ``extra`` children. Without a context (``None``) only the supervisors are built: the bare
+    tree the supervision demo runs its own workers in."""
     supervisors = []
     for sup, strategy in SUPERVISORS.items():
         children = tuple(
-            ChildSpec(row.name, _load(row.actor), policy=row.policy)
+            ChildSpec(row.name, _load(row.actor), args=(ctx,), policy=row.policy)
             for row in TREE
-            if row.supervisor == sup and row.actor is not None
+            if row.supervisor == sup and row.actor is not None and ctx is not None
         )
         supervisors.append(SupervisorSpec(sup, strategy, children))
     return SupervisorSpec(ROOT, ROOT_STRATEGY, (*supervisors, *extra))

@@ -24,6 +24,7 @@ from alys_fast.validation.errors import (
 from alys_fast.validation.transactions import (
     Fork,
     Transaction,
+    intrinsic_gas,
     recover_transaction,
     recover_transactions,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ValidationError",
     "decode_block",
     "decode_header",
+    "intrinsic_gas",
     "ordered_trie_root",
     "recover_transaction",
     "recover_transactions",

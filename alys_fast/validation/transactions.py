@@ -127,6 +127,15 @@ def recover_transaction(raw: bytes, chain_id: int, fork: Fork = Fork.CANCUN) -> 
 _MIN_PER_THREAD = 16
 
 
+def intrinsic_gas(
+    data: bytes, access_list: AccessList = (), *, create: bool = False, fork: Fork = Fork.CANCUN
+) -> int:
+    """Gas a transaction with this calldata and access list pays before running any code
+    (the rule admission enforces; ``eth_estimateGas`` answers with it for transfers)."""
+    keys = sum(len(slots) for _, slots in access_list)
+    return _txcore.intrinsic_gas(data, len(access_list), keys, create, fork)
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), the default batch parallelism."""
     if hasattr(os, "sched_getaffinity"):

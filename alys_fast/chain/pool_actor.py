@@ -1,0 +1,148 @@
+"""The transaction pool actor: the only owner of the node's :class:`TxPool`.
+
+The pool judges transactions against the head state, which the engine owns. It keeps its own
+copy of the few accounts it needs (its senders' nonce and balance): fetched from the engine in
+one ask when a batch brings new senders, and kept current by the state changes each new block
+carries (:class:`BlockIncluded`), so admission never waits on another actor for known senders.
+After a restart the pool is empty (pending transactions are not persisted, as in geth without
+its journal) and senders are fetched afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from alys_fast.actors import Actor
+from alys_fast.chain.txpool import TxPool, TxPoolError, TxPoolLimits
+from alys_fast.engine.actor import EngineClient
+from alys_fast.engine.state import Account
+from alys_fast.node.context import TXPOOL, NodeContext
+from alys_fast.validation import InvalidTransaction, Transaction
+
+
+class Submit(msgspec.Struct, frozen=True):
+    """-> one result per item: the pooled Transaction or the TxPoolError refusing it."""
+
+    items: Sequence[Transaction | InvalidTransaction]
+
+
+class Best(msgspec.Struct, frozen=True):
+    """-> the transactions for the next block, in execution order."""
+
+    gas_limit: int
+    base_fee: int
+
+
+class BlockIncluded(msgspec.Struct, frozen=True):
+    """A new head: its transactions leave the pool, its state changes update the senders."""
+
+    transactions: Sequence[Transaction]
+    changes: Mapping[bytes, Account | None]
+    base_fee: int
+
+
+class PendingNonce(msgspec.Struct, frozen=True):
+    """-> the nonce the address's next transaction should use."""
+
+    address: bytes
+
+
+class GetPooled(msgspec.Struct, frozen=True):
+    """-> the pooled transaction with this hash, or None."""
+
+    tx_hash: bytes
+
+
+class PoolStats(msgspec.Struct, frozen=True):
+    """-> {"pending", "queued", counters..., "rejected": {reason: n}}."""
+
+
+class Resync(msgspec.Struct, frozen=True):
+    """Re-read every sender from the engine (the head moved without a BlockIncluded)."""
+
+    base_fee: int
+
+
+PoolMessage = Submit | Best | BlockIncluded | PendingNonce | GetPooled | PoolStats | Resync
+
+
+class TxPoolActor(Actor):
+    """Admits, orders and hands out transactions; see the module docstring."""
+
+    def __init__(self, ctx: NodeContext, limits: TxPoolLimits | None = None) -> None:
+        self.ctx = ctx
+        self.engine = EngineClient(ctx)
+        self.accounts: dict[bytes, tuple[int, int]] = {}
+        spec = ctx.spec
+        self.pool = TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__, limits)
+
+    async def receive(self, message: PoolMessage) -> object:
+        pool = self.pool
+        if type(message) is Submit:
+            await self._fetch(
+                {i.sender for i in message.items if isinstance(i, Transaction)}
+            )
+            return pool.admit_many(message.items)
+        if type(message) is Best:
+            return pool.best(message.gas_limit, message.base_fee)
+        if type(message) is BlockIncluded:
+            self._apply(message.changes)
+            pool.remove_included(
+                message.transactions, self.accounts.__getitem__, base_fee=message.base_fee
+            )
+            return None
+        if type(message) is PendingNonce:
+            await self._fetch({message.address})
+            return pool.pending_nonce(message.address)
+        if type(message) is GetPooled:
+            return pool.get(message.tx_hash)
+        if type(message) is PoolStats:
+            return {**pool.status(), **pool.counters, "rejected": dict(pool.rejected)}
+        if type(message) is Resync:
+            self.accounts.clear()
+            senders = pool.senders()
+            await self._fetch(set(senders))
+            pool.base_fee = message.base_fee
+            pool.resync(senders, self.accounts.__getitem__)
+            return None
+        raise TypeError(f"txpool: unexpected message {message!r}")
+
+    async def _fetch(self, addresses: set[bytes]) -> None:
+        missing = [a for a in addresses if a not in self.accounts]
+        if missing:
+            found = await self.engine.accounts(missing)
+            for address, account in zip(missing, found, strict=True):
+                self.accounts[address] = (account.nonce, account.balance)
+
+    def _apply(self, changes: Mapping[bytes, Account | None]) -> None:
+        accounts = self.accounts
+        for address, account in changes.items():
+            if address in accounts:
+                accounts[address] = (0, 0) if account is None else (account.nonce, account.balance)
+
+
+class PoolClient:
+    """Typed asks to the pool actor."""
+
+    def __init__(self, ctx: NodeContext, timeout: float = 10.0) -> None:
+        self.ctx = ctx
+        self.timeout = timeout
+
+    async def submit(
+        self, items: Sequence[Transaction | InvalidTransaction]
+    ) -> list[Transaction | TxPoolError]:
+        return await self.ctx.ref(TXPOOL).ask(Submit(items), self.timeout)
+
+    async def best(self, gas_limit: int, base_fee: int) -> list[Transaction]:
+        return await self.ctx.ref(TXPOOL).ask(Best(gas_limit, base_fee), self.timeout)
+
+    async def pending_nonce(self, address: bytes) -> int:
+        return await self.ctx.ref(TXPOOL).ask(PendingNonce(address), self.timeout)
+
+    async def pooled(self, tx_hash: bytes) -> Transaction | None:
+        return await self.ctx.ref(TXPOOL).ask(GetPooled(tx_hash), self.timeout)
+
+    async def stats(self) -> dict:
+        return await self.ctx.ref(TXPOOL).ask(PoolStats(), self.timeout)

@@ -1,0 +1,1 @@
+"""Node metrics: what the chain, pool and RPC count, exported to Prometheus at scrape time."""

@@ -1,0 +1,104 @@
+"""The metrics actor and the collector that turns the node's counters into Prometheus families.
+
+Counters are plain numbers owned by the actor that counts them (the chain's in
+``ctx.stats["chain"]``, the RPC's in ``ctx.stats["rpc"]``), so counting costs an integer add.
+The pool's live inside its actor; the metrics actor asks for them once per ``interval`` and
+keeps the last answer in ``ctx.stats["pool"]``. :class:`NodeCollector` reads these at scrape
+time; it is registered once per node, so a restarted metrics actor changes nothing for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from alys_fast.actors import Actor, ActorError
+from alys_fast.chain.pool_actor import PoolClient
+from alys_fast.node.context import NodeContext
+
+log = logging.getLogger(__name__)
+
+
+class MetricsActor(Actor):
+    """Samples the pool's numbers every ``interval`` seconds into ``ctx.stats["pool"]``."""
+
+    def __init__(self, ctx: NodeContext, interval: float = 1.0) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self.task: asyncio.Task[None] | None = None
+
+    def started(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._sample(), name="metrics-sample")
+
+    def receive(self, message: object) -> None:
+        raise TypeError(f"metrics: unexpected message {message!r}")
+
+    async def _sample(self) -> None:
+        pool = PoolClient(self.ctx, timeout=self.interval)
+        while True:
+            with contextlib.suppress(ActorError):  # the pool restarting: keep the last sample
+                self.ctx.stats["pool"] = await pool.stats()
+            await asyncio.sleep(self.interval)
+
+    def pre_restart(self, error: BaseException) -> None:
+        self._cancel()
+
+    def stopped(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+
+class NodeCollector(Collector):
+    """The chain, pool and RPC numbers of one node (see the module docstring)."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator:
+        stats = self.ctx.stats
+        chain = stats.get("chain", {})
+        pool = stats.get("pool", {})
+        rpc = stats.get("rpc", {})
+        yield GaugeMetricFamily("alys_chain_head", "Number of the head block",
+                                value=chain.get("head", 0))
+        yield CounterMetricFamily("alys_chain_blocks", "Blocks authored and imported",
+                                  value=chain.get("blocks", 0))
+        yield CounterMetricFamily("alys_chain_transactions", "Transactions included in blocks",
+                                  value=chain.get("transactions", 0))
+        yield CounterMetricFamily("alys_chain_missed_slots", "Own slots passed without a block",
+                                  value=chain.get("missed_slots", 0))
+        for key, help_text in (("build_seconds", "Time to build a block from the pool"),
+                               ("import_seconds", "Time to import a built block")):
+            histogram = chain.get(key)
+            if histogram is not None:
+                family = HistogramMetricFamily(f"alys_chain_block_{key}", help_text)
+                buckets, total = histogram.snapshot()
+                family.add_metric([], buckets, total)
+                yield family
+        yield CounterMetricFamily("alys_txs_received", "Transactions received over RPC",
+                                  value=rpc.get("received", 0))
+        accepted = CounterMetricFamily("alys_txpool_accepted", "Transactions admitted to the pool",
+                                       value=pool.get("accepted", 0))
+        yield accepted
+        rejected = CounterMetricFamily("alys_txpool_rejected",
+                                       "Transactions refused by the pool", labels=["reason"])
+        for reason, n in sorted(pool.get("rejected", {}).items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        size = GaugeMetricFamily("alys_txpool_transactions", "Pooled transactions",
+                                 labels=["state"])
+        size.add_metric(["pending"], pool.get("pending", 0))
+        size.add_metric(["queued"], pool.get("queued", 0))
+        yield size
+        for key in ("replaced", "evicted", "included", "dropped"):
+            yield CounterMetricFamily(f"alys_txpool_{key}", f"Pooled transactions {key}",
+                                      value=pool.get(key, 0))

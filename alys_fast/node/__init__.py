@@ -1,0 +1,1 @@
+"""Assembling one node: its context, its supervision tree, its start and stop."""

@@ -1,0 +1,146 @@
+"""``alys-fast dev`` (a one-authority development chain) and ``alys-fast run --config FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from alys_fast.chain.spec import (
+    DEV_ACCOUNTS,
+    DEV_AUTHORITY_KEY,
+    DEV_MNEMONIC,
+    SpecError,
+    dev_spec,
+)
+from alys_fast.config import ConfigError, NodeConfig, load_config
+from alys_fast.node.context import NodeContext
+from alys_fast.node.node import Node, NodeStartError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    dev = sub.add_parser(
+        "dev", help="run a development chain: one authority, 10 funded accounts, JSON-RPC")
+    dev.add_argument("--data-dir", type=Path,
+                     help="keep the chain here (default: a temporary directory, deleted on exit)")
+    dev.add_argument("--block-time", type=float, default=1.0, metavar="SECONDS",
+                     help="slot length in seconds (default 1)")
+    dev.add_argument("--gas-limit", type=int, default=None,
+                     help="block gas limit (default 30,000,000)")
+    _rpc_args(dev)
+    dev.set_defaults(handler=_dev)
+    run = sub.add_parser("run", help="run a node from a configuration file")
+    run.add_argument("--config", type=Path, required=True, help="node config (TOML)")
+    _rpc_args(run, defaults=False)
+    run.set_defaults(handler=_run)
+
+
+def _rpc_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    parser.add_argument("--host", default="127.0.0.1" if defaults else None,
+                        help="JSON-RPC listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8545 if defaults else None,
+                        help="JSON-RPC port, 0 for any free one (default 8545)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from alys_fast.cli import CliError
+
+    if not 0.001 <= args.block_time <= 3600:
+        raise CliError(f"--block-time must be 0.001 to 3600 seconds, got {args.block_time}")
+    try:
+        spec = dev_spec(slot_ms=round(args.block_time * 1000))
+        if args.gas_limit is not None:
+            if not 21_000 <= args.gas_limit < 2**63:
+                raise CliError(f"--gas-limit must be at least 21000, got {args.gas_limit}")
+            spec = msgspec.structs.replace(spec, gas_limit=args.gas_limit)
+    except SpecError as exc:
+        raise CliError(str(exc)) from None
+    temporary = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="alys-fast-dev-")) if temporary else args.data_dir
+    ctx = NodeContext(
+        spec=spec,
+        data_dir=data_dir,
+        authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]),
+        rpc_host=args.host,
+        rpc_port=args.port,
+    )
+    try:
+        return _serve(ctx, args.log_level, banner=True)
+    finally:
+        if temporary:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alys_fast.cli import CliError
+
+    try:
+        config: NodeConfig = load_config(args.config)
+        ctx = NodeContext(
+            spec=config.spec(),
+            data_dir=Path(config.data_dir),
+            authority_key=config.authority_key(),
+            rpc_host=args.host or config.rpc.host,
+            rpc_port=config.rpc.port if args.port is None else args.port,
+            rpc_limits=config.rpc.limits(),
+            sync_writes=config.sync_writes,
+        )
+    except (ConfigError, SpecError) as exc:
+        raise CliError(str(exc)) from None
+    return _serve(ctx, args.log_level, banner=False)
+
+
+def _serve(ctx: NodeContext, log_level: str, *, banner: bool) -> int:
+    from alys_fast.actors.runtime import run
+    from alys_fast.cli import CliError
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> int:
+        node = Node(ctx)
+        try:
+            await node.start()
+        except NodeStartError as exc:
+            raise CliError(f"the node did not start: {exc}") from None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(node.stop()))
+        if banner:
+            print(_banner(ctx, node.url), flush=True)
+        else:
+            logging.getLogger("alys_fast").info("serving JSON-RPC on %s", node.url)
+        return await node.wait()
+
+    return run(main())
+
+
+def _banner(ctx: NodeContext, url: str) -> str:
+    lines = [
+        "",
+        "alys-fast dev chain",
+        "===================",
+        f"chain id     {ctx.spec.chain_id}",
+        f"block time   {ctx.spec.slot_ms / 1000:g} s",
+        f"gas limit    {ctx.spec.gas_limit:,}",
+        f"data dir     {ctx.data_dir}",
+        "",
+        f"Available accounts (10,000 ETH each; mnemonic \"{DEV_MNEMONIC}\")",
+    ]
+    for i, (address, key) in enumerate(DEV_ACCOUNTS):
+        lines.append(f"({i}) {address}  {key}")
+    lines += [
+        "",
+        f"JSON-RPC   {url}",
+        f"WebSocket  {url.replace('http://', 'ws://')}",
+        f"Metrics    {url}metrics   Health {url}health",
+        "",
+    ]
+    return "\n".join(lines)

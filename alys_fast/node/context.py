@@ -1,0 +1,72 @@
+"""What every actor of one node is built with: the spec, the config and how to reach the others.
+
+Actors never hold each other: they hold the :class:`NodeContext` and look a peer up by path at
+the moment they message it (:meth:`NodeContext.ref`), so a restarted peer (a new cell
+generation, same path) is reached without anyone re-wiring. :meth:`NodeContext.tell` is for
+notifications whose loss is acceptable while the receiver is down (a head for the RPC's
+subscribers, a pool update a restarted pool rebuilds anyway); it logs instead of raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from alys_fast.actors import ActorStopped, CircuitOpen, MailboxFull
+from alys_fast.chain.spec import ChainSpec
+from alys_fast.rpc import Limits
+
+if TYPE_CHECKING:
+    from alys_fast.actors import ActorRef, ActorSystem
+
+log = logging.getLogger(__name__)
+
+# Where each service lives in the supervision tree (alys_fast/system/tree.py).
+STORAGE = "storage/storage"
+ENGINE = "chain/engine"
+TXPOOL = "chain/txpool"
+CHAIN = "chain/chain"
+RPC = "rpc/rpc"
+METRICS = "storage/metrics"
+
+
+@dataclass
+class NodeContext:
+    """One node's shared, read-only setup plus the late-bound actor system.
+
+    ``authority_key`` is this node's block-signing secret (None: it never authors). ``rpc_port``
+    0 binds an ephemeral port; the bound one is in ``rpc_bound`` once the RPC actor is up.
+    """
+
+    spec: ChainSpec
+    data_dir: Path
+    authority_key: bytes | None = None
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 8545
+    rpc_limits: Limits = field(default_factory=Limits)
+    sync_writes: bool = False
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    system: ActorSystem | None = None
+    # Filled by actors as they come up, read by the node and the tests.
+    rpc_bound: int | None = None
+    rpc_ready: asyncio.Event | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def ref(self, path: str) -> ActorRef:
+        """The current ref of the actor at ``path``."""
+        assert self.system is not None, "the node's actor system is not built yet"
+        return self.system.ref(path)
+
+    def tell(self, path: str, message: Any) -> bool:
+        """Tell ``message`` if the actor can take it now; False (logged) if it cannot."""
+        try:
+            self.ref(path).tell(message)
+        except (ActorStopped, CircuitOpen, MailboxFull) as exc:
+            log.warning("could not tell %s %s: %r", path, type(message).__name__, exc)
+            return False
+        return True

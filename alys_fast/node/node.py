@@ -1,0 +1,60 @@
+"""Start and stop one node: build the context and the supervision tree, wait until it serves.
+
+``Node.start`` returns once the RPC port is bound (every actor it depends on is up by then),
+or raises :class:`NodeStartError` with the reason if the tree gives up first, e.g. a data
+directory that belongs to another chain, or a port already in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alys_fast.actors import ActorSystem
+from alys_fast.metrics.actor import NodeCollector
+from alys_fast.node.context import NodeContext
+from alys_fast.system.tree import build_spec
+
+
+class NodeStartError(RuntimeError):
+    """The node could not come up; the message says why."""
+
+
+class Node:
+    """One running node: ``await Node(ctx).start()``, then ``url``, ``wait()``, ``stop()``."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.system = ActorSystem(build_spec(ctx))
+        ctx.system = self.system
+        ctx.registry.register(self.system.metrics)
+        ctx.registry.register(NodeCollector(ctx))
+
+    async def start(self, timeout: float = 60.0) -> Node:
+        ready = self.ctx.rpc_ready = asyncio.Event()
+        await self.system.start()
+        waiting = asyncio.ensure_future(ready.wait())
+        stopping = asyncio.ensure_future(self.system.until_stopping())
+        done, _ = await asyncio.wait({waiting, stopping}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        stopping.cancel()
+        if waiting in done:
+            return self
+        reason = self.system.exit_reason if done else f"not serving after {timeout:.0f}s"
+        await self.system.stop("start failed", 1)
+        raise NodeStartError(reason)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ctx.rpc_host}:{self.ctx.rpc_bound}/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.ctx.rpc_host}:{self.ctx.rpc_bound}/"
+
+    async def wait(self) -> int:
+        """Until the node stops (``stop`` or an escalation); its exit code."""
+        return await self.system.wait()
+
+    async def stop(self) -> int:
+        return await self.system.stop()

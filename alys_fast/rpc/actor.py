@@ -1,0 +1,91 @@
+"""The RPC actor: serves JSON-RPC over HTTP and WebSocket for one node.
+
+It owns the :class:`RpcServer` (bound when the actor starts, released when it stops, so a
+restart re-binds the same port) and the :class:`EthApi` method table. Requests are answered by
+the server's connection tasks, which ask the owning actors; the actor's own mailbox carries the
+chain's head announcements, which move ``latest`` and feed ``newHeads`` subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from alys_fast.actors import Actor
+from alys_fast.chain.actor import NewHead
+from alys_fast.node.context import NodeContext
+from alys_fast.rpc.eth import EthApi
+from alys_fast.rpc.formats import header_json, hexdata
+from alys_fast.rpc.server import RpcServer
+from alys_fast.storage.actor import StoreClient
+from alys_fast.validation import Block
+
+log = logging.getLogger(__name__)
+
+
+class RpcActor(Actor):
+    """JSON-RPC for the node; see the module docstring."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.api: EthApi | None = None
+        self.server: RpcServer | None = None
+
+    async def started(self) -> None:
+        ctx = self.ctx
+        head = await StoreClient(ctx).head_header()
+        api = self.api = EthApi(ctx, head)
+        api.on_pending = self._pending
+        self.server = RpcServer(
+            api.methods(),
+            host=ctx.rpc_host,
+            port=ctx.rpc_bound or ctx.rpc_port,  # a restart keeps an ephemeral port
+            limits=ctx.rpc_limits,
+            health=self._health,
+            registry=ctx.registry,
+        )
+        await self.server.start()
+        ctx.rpc_bound = self.server.port
+        log.info("JSON-RPC on %s (WebSocket %s)", self.server.url, self.server.ws_url)
+        if ctx.rpc_ready is not None:
+            ctx.rpc_ready.set()
+
+    def receive(self, message: NewHead) -> None:
+        if type(message) is not NewHead:
+            raise TypeError(f"rpc: unexpected message {message!r}")
+        assert self.api is not None and self.server is not None
+        self.api.head = message.header
+        if self.server.has_subscribers("newHeads"):
+            header = message.header
+            size = 0
+            if message.imported is not None:
+                size = len(Block(header, message.imported.block.transactions).encode())
+            self.server.publish("newHeads", header_json(header, size))
+
+    def _pending(self, hashes: list[bytes]) -> None:
+        server = self.server
+        if server is not None and server.has_subscribers("newPendingTransactions"):
+            for tx_hash in hashes:
+                server.publish("newPendingTransactions", hexdata(tx_hash))
+
+    def _health(self) -> dict[str, Any]:
+        system = self.ctx.system
+        assert self.api is not None and system is not None
+        tree = system.health()
+        return {
+            "status": "degraded" if tree["alerts"] else "ok",
+            "head": self.api.head.number,
+            "head_hash": hexdata(self.api.head.hash),
+            "actors": tree,
+        }
+
+    def pre_restart(self, error: BaseException) -> None:
+        self._release()
+
+    def stopped(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self.server is not None:
+            self.server.abort()
+            self.server = None

@@ -1,0 +1,173 @@
+"""The storage actor: the only owner of the node's :class:`ChainStore`.
+
+It opens the RocksDB directory when it starts (writing the genesis block into an empty one,
+and refusing a directory that holds another chain), answers reads, and writes each block in
+one atomic batch when the chain asks. A restarted instance reopens the same directory, so a
+crash of this actor loses nothing that was written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from alys_fast.actors import Actor
+from alys_fast.chain.genesis import genesis_accounts, genesis_header
+from alys_fast.engine.interface import Receipt
+from alys_fast.engine.state import Account
+from alys_fast.node.context import STORAGE, NodeContext
+from alys_fast.storage.store import BlockRecord, ChainStore, StorageError, TxLocation
+from alys_fast.validation import Header, decode_header
+
+log = logging.getLogger(__name__)
+
+
+class WriteBlock(msgspec.Struct, frozen=True):
+    """Persist a block with its receipts and state changes and make it the head."""
+
+    block: BlockRecord
+    receipts: Sequence[Receipt]
+    changes: Mapping[bytes, Account | None]
+
+
+class GetHead(msgspec.Struct, frozen=True):
+    """-> (number, hash) of the head, or None."""
+
+
+class GetHeadHeader(msgspec.Struct, frozen=True):
+    """-> the head's decoded Header."""
+
+
+class GetBlock(msgspec.Struct, frozen=True):
+    """-> the BlockRecord with this number or hash (exactly one of them), or None."""
+
+    number: int | None = None
+    hash: bytes | None = None
+
+
+class GetReceipts(msgspec.Struct, frozen=True):
+    """-> the receipts of the block with this hash, or None."""
+
+    block_hash: bytes
+
+
+class GetTxLocation(msgspec.Struct, frozen=True):
+    """-> where the transaction with this hash was included, or None."""
+
+    tx_hash: bytes
+
+
+class LoadState(msgspec.Struct, frozen=True):
+    """-> every account at the head, {address: Account}."""
+
+
+StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
+StorageMessage |= LoadState
+
+
+class StorageActor(Actor):
+    """Owns the RocksDB store at ``<data dir>/chain``; see the module docstring."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+        self.store: ChainStore | None = None
+
+    def started(self) -> None:
+        self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
+        store = self.store = ChainStore(self.ctx.data_dir / "chain", sync=self.ctx.sync_writes)
+        genesis = genesis_header(self.ctx.spec)
+        if store.head() is None:
+            record = BlockRecord(0, genesis.hash, genesis.parent_hash, genesis.encode(), ())
+            store.write_block(record, (), genesis_accounts(self.ctx.spec))
+            log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), self.ctx.data_dir)
+        elif store.block_hash(0) != genesis.hash:
+            stored = store.block_hash(0)
+            raise StorageError(
+                f"{self.ctx.data_dir} holds another chain: its genesis is "
+                f"0x{(stored or b'').hex()}, the spec's is 0x{genesis.hash.hex()}"
+            )
+
+    def receive(self, message: StorageMessage) -> object:
+        store = self.store
+        assert store is not None
+        if type(message) is WriteBlock:
+            store.write_block(message.block, message.receipts, message.changes)
+            return None
+        if type(message) is GetBlock:
+            block_hash = message.hash
+            if block_hash is None:
+                assert message.number is not None
+                block_hash = store.block_hash(message.number)
+                if block_hash is None:
+                    return None
+            return store.block(block_hash)
+        if type(message) is GetReceipts:
+            return store.receipts(message.block_hash)
+        if type(message) is GetTxLocation:
+            return store.tx_location(message.tx_hash)
+        if type(message) is GetHead:
+            return store.head()
+        if type(message) is GetHeadHeader:
+            return _head_header(store)
+        if type(message) is LoadState:
+            return store.load_state()
+        raise TypeError(f"storage: unexpected message {message!r}")
+
+    def pre_restart(self, error: BaseException) -> None:
+        self._close()
+
+    def stopped(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        # RocksDB locks its directory: the next instance can only open it once this one closed.
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def _head_header(store: ChainStore) -> Header:
+    head = store.head()
+    if head is None:
+        raise StorageError("the store has no head")
+    block = store.block(head[1])
+    if block is None:
+        raise StorageError(f"the head 0x{head[1].hex()} has no stored block")
+    return decode_header(block.header)
+
+
+class StoreClient:
+    """The :class:`~alys_fast.chain.workflows.BlockStore` the chain's workflows write through."""
+
+    def __init__(self, ctx: NodeContext, timeout: float = 30.0) -> None:
+        self.ctx = ctx
+        self.timeout = timeout
+
+    async def head(self) -> tuple[int, bytes] | None:
+        return await self.ctx.ref(STORAGE).ask(GetHead(), self.timeout)
+
+    async def write_block(
+        self,
+        block: BlockRecord,
+        receipts: Sequence[Receipt],
+        state_changes: Mapping[bytes, Account | None],
+    ) -> None:
+        await self.ctx.ref(STORAGE).ask(WriteBlock(block, receipts, state_changes), self.timeout)
+
+    async def head_header(self) -> Header:
+        return await self.ctx.ref(STORAGE).ask(GetHeadHeader(), self.timeout)
+
+    async def block(self, *, number: int | None = None, hash: bytes | None = None
+                    ) -> BlockRecord | None:
+        return await self.ctx.ref(STORAGE).ask(GetBlock(number, hash), self.timeout)
+
+    async def receipts(self, block_hash: bytes) -> tuple[Receipt, ...] | None:
+        return await self.ctx.ref(STORAGE).ask(GetReceipts(block_hash), self.timeout)
+
+    async def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        return await self.ctx.ref(STORAGE).ask(GetTxLocation(tx_hash), self.timeout)
+
+    async def load_state(self) -> dict[bytes, Account]:
+        return await self.ctx.ref(STORAGE).ask(LoadState(), self.timeout)
