@@ -63,7 +63,6 @@ from alys_fast.validation import (
     validate_block,
 )
 
-_rlp_encode = require("rlp").encode
 _keccak256 = require("hashing").keccak256
 
 DEFAULT_MAX_RETRIES = 3
@@ -176,30 +175,6 @@ def child_base_fee(spec: ChainSpec, parent: Header) -> int:
         spec.fees.elasticity_multiplier,
         spec.fees.max_change_denominator,
     )
-
-
-def encode_receipt(receipt: Receipt) -> bytes:
-    """Ethereum's consensus receipt encoding: ``[type ||] rlp([status, cumulative, bloom, logs])``.
-
-    What the receipts root commits to, as in Ethereum, so the root means the same thing here.
-    """
-    body = _rlp_encode(
-        [receipt.status, receipt.cumulative_gas_used, receipt.logs_bloom, list(receipt.logs)]
-    )
-    return bytes([receipt.tx_type]) + body if receipt.tx_type else body
-
-
-def receipts_root(receipts: Sequence[Receipt]) -> bytes:
-    """The ordered trie root of the receipts' consensus encodings."""
-    return ordered_trie_root([encode_receipt(r) for r in receipts])
-
-
-def logs_bloom(receipts: Sequence[Receipt]) -> bytes:
-    """The block's bloom: the bitwise OR of its receipts' blooms."""
-    bloom = 0
-    for receipt in receipts:
-        bloom |= int.from_bytes(receipt.logs_bloom, "big")
-    return bloom.to_bytes(256, "big")
 
 
 def _block_env(spec: ChainSpec, header: Header) -> BlockEnv:
@@ -374,8 +349,8 @@ class BlockImportWorkflow:
         for field, computed, claimed in (
             ("state root", execution.state_root, header.state_root),
             ("gas used", execution.gas_used, header.gas_used),
-            ("receipts root", receipts_root(execution.receipts), header.receipts_root),
-            ("logs bloom", logs_bloom(execution.receipts), header.logs_bloom),
+            ("receipts root", execution.receipts_root, header.receipts_root),
+            ("logs bloom", execution.logs_bloom, header.logs_bloom),
         ):
             if computed != claimed:
                 raise HeaderMismatch(
@@ -466,8 +441,8 @@ async def build_block(
         unsigned,
         state_root=execution.state_root,
         transactions_root=ordered_trie_root(raws),
-        receipts_root=receipts_root(execution.receipts),
-        logs_bloom=logs_bloom(execution.receipts),
+        receipts_root=execution.receipts_root,
+        logs_bloom=execution.logs_bloom,
         gas_used=execution.gas_used,
     )
     return Block(sign_header(header, authority_key), raws), execution

@@ -20,6 +20,7 @@ from alys_fast.chain.spec import ChainSpec
 from alys_fast.engine.errors import NOT_SUPPORTED, TransactionRejected, UnknownParentState
 from alys_fast.engine.fees import effective_gas_price, fee_caps
 from alys_fast.engine.interface import BlockEnv, BlockExecution, Receipt
+from alys_fast.engine.receipts import logs_bloom, receipts_root
 from alys_fast.engine.state import EMPTY_CODE_HASH, Account, State, StateUpdate
 from alys_fast.validation import Transaction
 
@@ -134,6 +135,8 @@ class EmbeddedEngine:
             burned=burned,
             transactions=tuple(included),
             receipts=tuple(receipts),
+            receipts_root=receipts_root(receipts),
+            logs_bloom=logs_bloom(receipts),
             skipped=tuple(skipped),
             changes=update.changes,
         )

@@ -59,6 +59,7 @@ class BlockExecution:
     ``transactions`` are those included (all of them when importing; when building, the ones
     that applied), ``skipped`` the (transaction, reason) pairs left out while building.
     ``changes`` are the accounts written (None: deleted), what storage persists.
+    ``receipts_root`` and ``logs_bloom`` are what the header must carry for these receipts.
     """
 
     parent_state_root: bytes
@@ -68,6 +69,8 @@ class BlockExecution:
     burned: int
     transactions: tuple[Transaction, ...]
     receipts: tuple[Receipt, ...]
+    receipts_root: bytes
+    logs_bloom: bytes
     skipped: tuple[tuple[Transaction, str], ...]
     changes: Mapping[bytes, Account | None]
 

@@ -25,9 +25,9 @@ from alys_fast.chain.workflows import (
     ImportState,
     build_block,
     child_base_fee,
-    receipts_root,
 )
 from alys_fast.engine import Account, BlockEnv, BlockExecution, EmbeddedEngine, Receipt
+from alys_fast.engine.receipts import receipts_root
 from alys_fast.storage import BlockRecord, ChainStore, StorageError
 from alys_fast.validation import (
     Block,
