@@ -283,14 +283,14 @@ class EthApi:
             header, record = await self._header(number=number)
             base_fees.append(hex(header.base_fee_per_gas))
             ratios.append(header.gas_used / header.gas_limit)
-            if percentiles is not None:
+            if wanted:
                 receipts = await self.store.receipts(record.hash) or ()
                 rewards.append(_rewards(receipts, header, wanted))
         base_fees.append(hex(child_base_fee(self.spec, header)))
         out: dict[str, Any] = {
             "oldestBlock": hex(first), "baseFeePerGas": base_fees, "gasUsedRatio": ratios
         }
-        if percentiles is not None:
+        if wanted:  # geth: no "reward" member unless percentiles were asked for (web3 sends [])
             out["reward"] = rewards
         return out
 
