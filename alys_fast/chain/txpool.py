@@ -119,7 +119,9 @@ def _reject(message: str, detail: str = "") -> TxPoolError:
 
 def _from_invalid(exc: InvalidTransaction) -> TxPoolError:
     message = _RULE_MESSAGES.get(exc.rule) or f"rlp: {exc.rule}"
-    return _reject(message, str(exc))
+    # The detail adds the validator's rule only where geth's message does not already say it.
+    values = ", ".join(f"{key}={_show(value)}" for key, value in exc.values.items())
+    return _reject(message, values if exc.rule == message else str(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,10 @@ def state_reader(state: State) -> StateReader:
 
 def _hex(address: bytes) -> str:
     return "0x" + address.hex()
+
+
+def _show(value: object) -> str:
+    return _hex(value) if isinstance(value, bytes) else str(value)
 
 
 class _Entry:

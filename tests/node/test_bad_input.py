@@ -278,14 +278,14 @@ def test_params_neither_array_nor_object(node: ThreadNode) -> None:
 
 def test_wrong_chain_id(w3: Web3, node: ThreadNode) -> None:
     sender = CHAIN_ID_ACCT
-    message = "invalid chain id: invalid chain id (chain_id=1, expected_chain_id=121212)"
+    message = "invalid chain id: chain_id=1, expected_chain_id=121212"
     assert refused(node, sign(w3, sender, chainId=1).raw_transaction) == message
     legacy = sender.sign_transaction({
         "to": address_for("bad-input"), "value": 1, "gas": 21_000, "gasPrice": 10 * GWEI,
         "nonce": 0, "chainId": 1})
     assert legacy.v == 37  # EIP-155 for chain 1: the node names the v it found
     assert refused(node, legacy.raw_transaction) == (
-        "invalid chain id: invalid chain id (v=37, expected_chain_id=121212)")
+        "invalid chain id: v=37, expected_chain_id=121212")
     assert w3.eth.get_transaction_count(sender.address, "pending") == 0
 
 
@@ -376,14 +376,14 @@ def test_gas_limit_above_block_gas_limit(w3: Web3, node: ThreadNode) -> None:
 def test_intrinsic_gas_too_low(w3: Web3, node: ThreadNode) -> None:
     sender = INTRINSIC
     assert refused(node, sign(w3, sender, gas=20_999).raw_transaction) == (
-        "intrinsic gas too low: intrinsic gas too low (intrinsic_gas=21000, gas_limit=20999)")
+        "intrinsic gas too low: intrinsic_gas=21000, gas_limit=20999")
     with_data = sign(w3, sender, gas=21_000, data="0x0100")  # 16 + 4 more
     assert refused(node, with_data.raw_transaction) == (
-        "intrinsic gas too low: intrinsic gas too low (intrinsic_gas=21020, gas_limit=21000)")
+        "intrinsic gas too low: intrinsic_gas=21020, gas_limit=21000")
     access = sign(w3, sender, gas=21_000, accessList=[
         {"address": address_for("listed"), "storageKeys": []}])
     assert refused(node, access.raw_transaction) == (
-        "intrinsic gas too low: intrinsic gas too low (intrinsic_gas=23400, gas_limit=21000)")
+        "intrinsic gas too low: intrinsic_gas=23400, gas_limit=21000")
 
 
 def test_replacement_underpriced_then_bumped(w3: Web3, node: ThreadNode) -> None:
