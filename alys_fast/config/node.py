@@ -30,6 +30,9 @@ from alys_fast.chain.spec import ChainSpec, SpecError, dev_spec, load_spec
 from alys_fast.rpc import Limits
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
+# The defaults come from an instance: on the slotted Limits class, ``Limits.max_body`` is the
+# slot's member descriptor, not its default value.
+_LIMITS = Limits()
 
 
 class ConfigError(ValueError):
@@ -41,9 +44,9 @@ class RpcConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     host: str = "127.0.0.1"
     port: Port = 8545
-    max_body: Annotated[int, Meta(ge=1024)] = Limits.max_body
-    max_batch: Annotated[int, Meta(ge=1)] = Limits.max_batch
-    max_connections: Annotated[int, Meta(ge=1)] = Limits.max_connections
+    max_body: Annotated[int, Meta(ge=1024)] = _LIMITS.max_body
+    max_batch: Annotated[int, Meta(ge=1)] = _LIMITS.max_batch
+    max_connections: Annotated[int, Meta(ge=1)] = _LIMITS.max_connections
 
     def limits(self) -> Limits:
         return Limits(

@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(ctx: NodeContext, log_level: str, *, banner: bool) -> int:
+    from alys_fast.actors import StartFailed
     from alys_fast.actors.runtime import run
     from alys_fast.cli import CliError
 
@@ -108,7 +109,9 @@ def _serve(ctx: NodeContext, log_level: str, *, banner: bool) -> int:
         node = Node(ctx)
         try:
             await node.start()
-        except NodeStartError as exc:
+        except (NodeStartError, StartFailed) as exc:
+            # StartFailed: an actor's constructor refused the config (e.g. an authority key
+            # that is not in the spec); the tree already stopped what it had started.
             raise CliError(f"the node did not start: {exc}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
