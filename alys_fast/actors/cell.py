@@ -108,6 +108,7 @@ class ActorCell:
         self.generation = 0
         self.up_since = 0.0
         self._probe_mark = -1        # handled count when a half-open probe started
+        self.serving = False
 
     # -- supervisor side -------------------------------------------------------------
     async def start(self) -> None:
@@ -121,6 +122,7 @@ class ActorCell:
         self.generation += 1
         self.up_since = monotonic()
         self.state = "running"
+        self.serving = False        # True once started() returned: messages are being read
         self.mailbox.accept()
         self.task = asyncio.get_running_loop().create_task(
             self._run(instance, self.generation), name=self.path
@@ -133,6 +135,13 @@ class ActorCell:
             self.call_hook("stopped")   # a crashed instance no restart will replace
             return
         self.generation += 1     # whatever this task reports now is stale
+        if not self.serving:
+            # Still in started(): it cannot read the stop request, and has no message to finish.
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.call_hook("stopped")
+            self.state = "stopped"
+            return
         if not self.mailbox.refusing:
             self.mailbox.put_system(Stop())
         try:
@@ -186,6 +195,7 @@ class ActorCell:
             ready = instance.started()
             if inspect.isawaitable(ready):
                 await ready
+            self.serving = True
             while True:
                 outcome = mailbox.process(handler, BATCH)
                 if self._probe_mark >= 0 and mailbox.handled > self._probe_mark:

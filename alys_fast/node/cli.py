@@ -98,7 +98,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(ctx: NodeContext, log_level: str, *, banner: bool) -> int:
-    from alys_fast.actors import StartFailed
     from alys_fast.actors.runtime import run
     from alys_fast.cli import CliError
 
@@ -109,17 +108,12 @@ def _serve(ctx: NodeContext, log_level: str, *, banner: bool) -> int:
         node = Node(ctx)
         try:
             await node.start()
-        except (NodeStartError, StartFailed) as exc:
-            # StartFailed: an actor's constructor refused the config (e.g. an authority key
-            # that is not in the spec); the tree already stopped what it had started.
+        except NodeStartError as exc:
             raise CliError(f"the node did not start: {exc}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(node.stop()))
-        if banner:
-            print(_banner(ctx, node.url), flush=True)
-        else:
-            logging.getLogger("alys_fast").info("serving JSON-RPC on %s", node.url)
+        print(_banner(ctx, node.url) if banner else f"JSON-RPC   {node.url}", flush=True)
         return await node.wait()
 
     return run(main())

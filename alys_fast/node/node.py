@@ -1,17 +1,21 @@
 """Start and stop one node: build the context and the supervision tree, wait until it serves.
 
 ``Node.start`` returns once the RPC port is bound (every actor it depends on is up by then),
-or raises :class:`NodeStartError` with the reason if the tree gives up first, e.g. a data
-directory that belongs to another chain, or a port already in use.
+or raises :class:`NodeStartError` with the reason if the tree gives up first. What can be
+checked before any actor runs is checked first, so a wrong setup fails at once with its own
+message: the data directory is opened (a directory of another chain is refused) and every
+actor is constructed (an authority key that is not in the spec is refused).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from alys_fast.actors import ActorSystem
+from alys_fast.actors import ActorSystem, StartFailed
 from alys_fast.metrics.actor import NodeCollector
 from alys_fast.node.context import NodeContext
+from alys_fast.storage.actor import open_store
+from alys_fast.storage.store import StorageError
 from alys_fast.system.tree import build_spec
 
 
@@ -31,7 +35,14 @@ class Node:
 
     async def start(self, timeout: float = 60.0) -> Node:
         ready = self.ctx.rpc_ready = asyncio.Event()
-        await self.system.start()
+        try:
+            open_store(self.ctx).close()
+        except (StorageError, OSError) as exc:
+            raise NodeStartError(str(exc)) from None
+        try:
+            await self.system.start()
+        except StartFailed as exc:
+            raise NodeStartError(str(exc)) from None
         waiting = asyncio.ensure_future(ready.wait())
         stopping = asyncio.ensure_future(self.system.until_stopping())
         done, _ = await asyncio.wait({waiting, stopping}, timeout=timeout,

@@ -67,6 +67,26 @@ StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts |
 StorageMessage |= LoadState
 
 
+def open_store(ctx: NodeContext) -> ChainStore:
+    """Open the node's store, writing genesis into an empty one; StorageError if the directory
+    holds another chain (its block 0 is not this spec's genesis)."""
+    ctx.data_dir.mkdir(parents=True, exist_ok=True)
+    store = ChainStore(ctx.data_dir / "chain", sync=ctx.sync_writes)
+    genesis = genesis_header(ctx.spec)
+    stored = store.block_hash(0)
+    if stored is None:
+        record = BlockRecord(0, genesis.hash, genesis.parent_hash, genesis.encode(), ())
+        store.write_block(record, (), genesis_accounts(ctx.spec))
+        log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), ctx.data_dir)
+    elif stored != genesis.hash:
+        store.close()
+        raise StorageError(
+            f"{ctx.data_dir} holds another chain: its genesis is 0x{stored.hex()}, "
+            f"the spec's is 0x{genesis.hash.hex()}"
+        )
+    return store
+
+
 class StorageActor(Actor):
     """Owns the RocksDB store at ``<data dir>/chain``; see the module docstring."""
 
@@ -75,19 +95,7 @@ class StorageActor(Actor):
         self.store: ChainStore | None = None
 
     def started(self) -> None:
-        self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
-        store = self.store = ChainStore(self.ctx.data_dir / "chain", sync=self.ctx.sync_writes)
-        genesis = genesis_header(self.ctx.spec)
-        if store.head() is None:
-            record = BlockRecord(0, genesis.hash, genesis.parent_hash, genesis.encode(), ())
-            store.write_block(record, (), genesis_accounts(self.ctx.spec))
-            log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), self.ctx.data_dir)
-        elif store.block_hash(0) != genesis.hash:
-            stored = store.block_hash(0)
-            raise StorageError(
-                f"{self.ctx.data_dir} holds another chain: its genesis is "
-                f"0x{(stored or b'').hex()}, the spec's is 0x{genesis.hash.hex()}"
-            )
+        self.store = open_store(self.ctx)
 
     def receive(self, message: StorageMessage) -> object:
         store = self.store

@@ -166,8 +166,8 @@ def test_run_from_a_config_file_produces_blocks_and_serves(
     # From another directory: the config's relative paths are relative to the file.
     node = Running("run", "--config", str(config), "--log-level", "INFO", cwd=tmp_path)
     running.append(node)
-    # `run` prints no banner: with port 0 the bound URL is only in the INFO log.
-    url = node.expect(r"serving JSON-RPC on (http://127\.0\.0\.1:\d+/)").group(1)
+    # `run` prints one line with the bound URL (the port is 0 here).
+    url = node.expect(r"JSON-RPC\s+(http://127\.0\.0\.1:\d+/)").group(1)
     assert (tmp_path / "conf" / "chaindata" / "chain").is_dir()
     assert int(rpc(url, "eth_chainId"), 16) == DEV_CHAIN_ID
     first = int(rpc(url, "eth_blockNumber"), 16)

@@ -388,11 +388,6 @@ def test_data_dir_of_another_chain_is_never_served_and_left_intact(
         assert again.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node bug: the storage actor's 'holds another chain' error escalates to the root "
-    "(ONE_FOR_ALL), which restarts the whole tree every ~15 s (engine/chain/rpc hang 5 s each "
-    "in started() on asks to the dead storage) and never trips its intensity; Node.start "
-    "then fails after 60 s with 'not serving after 60s' instead of the storage error"))
 def test_data_dir_of_another_chain_fails_at_once_with_a_clear_error(
     foreign_start: dict[str, Any],
 ) -> None:
