@@ -60,7 +60,7 @@ class RpcActor(Actor):
             size = 0
             if message.imported is not None:
                 size = len(Block(header, message.imported.block.transactions).encode())
-            self.server.publish("newHeads", header_json(header, size))
+            self.server.publish("newHeads", header_json(header, size, self.api.miner))
 
     def _pending(self, hashes: list[bytes]) -> None:
         server = self.server

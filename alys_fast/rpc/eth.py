@@ -77,6 +77,7 @@ class EthApi:
     def __init__(self, ctx: NodeContext, head: Header) -> None:
         self.ctx = ctx
         self.spec: ChainSpec = ctx.spec
+        self.miner = ctx.spec.fee_recipient_bytes()
         self.head = head
         self.store = StoreClient(ctx)
         self.engine = EngineClient(ctx)
@@ -323,9 +324,9 @@ class EthApi:
         header = decode_header(record.header)
         size = len(Block(header, record.transactions).encode())
         if not want_full:
-            return block_json(header, size, [hexdata(h) for h in _hashes(record)])
+            return block_json(header, size, self.miner, [hexdata(h) for h in _hashes(record)])
         txs = recover_transactions(record.transactions, self.spec.chain_id)
-        return block_json(header, size, [
+        return block_json(header, size, self.miner, [
             transaction_json(
                 _valid(tx), block_hash=record.hash, block_number=record.number, index=i,
                 base_fee=header.base_fee_per_gas,

@@ -1,8 +1,10 @@
 """Ethereum JSON-RPC shapes of the node's blocks, transactions and receipts (as geth answers).
 
-Quantities are ``0x`` hex without leading zeros, data ``0x`` hex of the bytes. Alys headers
-have no PoW fields; they are answered with Ethereum's post-merge constants (difficulty 0, zero
-nonce and mix hash, empty uncles) so standard clients parse them unchanged.
+Quantities are ``0x`` hex without leading zeros, data ``0x`` hex of the bytes. ``miner`` is
+the fee recipient (Ethereum's coinbase: whoever receives the tips, the chain spec's
+``fee_recipient``), not the Aura author who signed the header. Alys headers have no PoW
+fields; they are answered with Ethereum's post-merge constants (difficulty 0, zero nonce and
+mix hash, empty uncles) so standard clients parse them unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def hexdata(value: bytes) -> str:
     return "0x" + value.hex()
 
 
-def header_json(header: Header, size: int) -> dict[str, Any]:
+def header_json(header: Header, size: int, miner: bytes) -> dict[str, Any]:
     """The header fields of a block object (also the ``newHeads`` notification)."""
     return {
         "number": hex(header.number),
@@ -36,7 +38,7 @@ def header_json(header: Header, size: int) -> dict[str, Any]:
         "transactionsRoot": hexdata(header.transactions_root),
         "stateRoot": hexdata(header.state_root),
         "receiptsRoot": hexdata(header.receipts_root),
-        "miner": hexdata(header.author),
+        "miner": hexdata(miner),
         "difficulty": "0x0",
         "totalDifficulty": "0x0",
         "extraData": hexdata(header.extra_data),
@@ -49,10 +51,13 @@ def header_json(header: Header, size: int) -> dict[str, Any]:
 
 
 def block_json(
-    header: Header, size: int, transactions: Sequence[str] | Sequence[dict[str, Any]]
+    header: Header,
+    size: int,
+    miner: bytes,
+    transactions: Sequence[str] | Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
     """A block object: the header fields plus transaction hashes or objects."""
-    out = header_json(header, size)
+    out = header_json(header, size, miner)
     out["transactions"] = list(transactions)
     out["uncles"] = []
     return out

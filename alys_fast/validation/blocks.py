@@ -9,7 +9,7 @@ Header wire format, an RLP list of 15 items (integers canonical, no leading zero
    1  number              uint64        parent's number + 1
    2  slot                uint64        Aura slot; strictly increasing along the chain
    3  timestamp           uint64        seconds since the Unix epoch, not below the parent's
-   4  author              20 bytes      the authority that signs (and collects the fees)
+   4  author              20 bytes      the Aura authority that signs the header
    5  state_root          32 bytes      state trie root after the block
    6  transactions_root   32 bytes      ordered trie of the transactions (``trie.py``)
    7  receipts_root       32 bytes      ordered trie of the receipts

@@ -28,8 +28,8 @@ SLOT_MS = 200
 SENDER_KEY = DEV_ACCOUNTS[1][1]
 SENDER = Account.from_key(SENDER_KEY).address
 RECIPIENT = DEV_ACCOUNTS[7][0]
-# Tips go to the spec's fee recipient (the zero address on the dev chain), not to the block's
-# author, which eth_getBlockBy* report as "miner".
+# Tips go to the spec's fee recipient (the zero address on the dev chain), which
+# eth_getBlockBy* report as "miner"; the Aura author who signs is not paid.
 FEE_RECIPIENT = dev_spec().fee_recipient
 
 
