@@ -33,6 +33,7 @@ from alys_fast.chain.workflows import (
 from alys_fast.engine.actor import EngineClient
 from alys_fast.metrics.histogram import Histogram
 from alys_fast.node.context import RPC, TXPOOL, NodeContext
+from alys_fast.node.offload import Worker
 from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Header
 from alys_fast.validation.blocks import address_of
@@ -75,6 +76,7 @@ class ChainActor(Actor):
         self.pool = PoolClient(ctx)
         self.head: Header | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.worker = Worker("chain")  # hashing and validating blocks, off the event loop
         self.my_slot: int | None = None
         if ctx.authority_key is not None:
             me = address_of(ctx.authority_key)
@@ -117,9 +119,11 @@ class ChainActor(Actor):
 
     def pre_restart(self, error: BaseException) -> None:
         self._cancel()
+        self.worker.close()
 
     def stopped(self) -> None:
         self._cancel()
+        self.worker.close()
 
     # --- slots ------------------------------------------------------------------------------
 
@@ -165,11 +169,13 @@ class ChainActor(Actor):
         started = time.perf_counter()
         candidates = await self.pool.best(spec.gas_limit, child_base_fee(spec, parent))
         block, execution = await build_block(
-            spec, parent, candidates, self.engine, slot, self.ctx.authority_key
+            spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
+            offload=self.worker.run,
         )
         built = time.perf_counter()
         workflow = BlockImportWorkflow(
-            parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head
+            parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head,
+            offload=self.worker.run,
         )
         known = {tx.raw: tx for tx in execution.transactions}
         await workflow.run(block, execution=execution, known=known)

@@ -11,6 +11,7 @@ its journal) and senders are fetched afresh.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import msgspec
 
@@ -19,6 +20,7 @@ from alys_fast.chain.txpool import TxPool, TxPoolError, TxPoolLimits
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.state import Account
 from alys_fast.node.context import TXPOOL, NodeContext
+from alys_fast.node.offload import Worker
 from alys_fast.validation import InvalidTransaction, Transaction
 
 
@@ -75,6 +77,7 @@ class TxPoolActor(Actor):
         self.ctx = ctx
         self.engine = EngineClient(ctx)
         self.accounts: dict[bytes, tuple[int, int]] = {}
+        self.worker = Worker("txpool")  # block-sized steps (best, remove_included) off the loop
         spec = ctx.spec
         self.pool = TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__, limits)
 
@@ -86,11 +89,12 @@ class TxPoolActor(Actor):
             )
             return pool.admit_many(message.items)
         if type(message) is Best:
-            return pool.best(message.gas_limit, message.base_fee)
+            return await self.worker.run(pool.best, message.gas_limit, message.base_fee)
         if type(message) is BlockIncluded:
             self._apply(message.changes)
-            pool.remove_included(
-                message.transactions, self.accounts.__getitem__, base_fee=message.base_fee
+            await self.worker.run(
+                partial(pool.remove_included, base_fee=message.base_fee),
+                message.transactions, self.accounts.__getitem__,
             )
             return None
         if type(message) is PendingNonce:
@@ -108,6 +112,12 @@ class TxPoolActor(Actor):
             pool.resync(senders, self.accounts.__getitem__)
             return None
         raise TypeError(f"txpool: unexpected message {message!r}")
+
+    def pre_restart(self, error: BaseException) -> None:
+        self.worker.close()
+
+    def stopped(self) -> None:
+        self.worker.close()
 
     async def _fetch(self, addresses: set[bytes]) -> None:
         missing = [a for a in addresses if a not in self.accounts]

@@ -39,10 +39,10 @@ commit loses nothing: the engine's state is rebuilt from the store (``load_state
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from coincurve import PublicKey
@@ -187,6 +187,17 @@ def _block_env(spec: ChainSpec, header: Header) -> BlockEnv:
     )
 
 
+Offload = Callable[..., Awaitable[Any]]
+"""``await offload(fn, *args)`` runs the pure, CPU-heavy ``fn(*args)`` (validating a block,
+hashing its transactions) wherever the caller wants: inline by default, on a worker thread in
+the node so the event loop keeps serving."""
+
+
+async def inline(fn: Callable[..., Any], *args: Any) -> Any:
+    """The default :data:`Offload`: call ``fn`` right here."""
+    return fn(*args)
+
+
 class BlockImportWorkflow:
     """Imports one block on top of ``parent``: validate, execute, store, commit, publish.
 
@@ -208,6 +219,7 @@ class BlockImportWorkflow:
         on_head: Callable[[ImportedBlock], None] | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         fork: Fork = Fork.CANCUN,
+        offload: Offload = inline,
     ) -> None:
         self.parent = parent
         self.spec = spec
@@ -216,6 +228,7 @@ class BlockImportWorkflow:
         self.on_head = on_head
         self.max_retries = max_retries
         self.fork = fork
+        self.offload = offload
         self.state = ImportState.WAITING_FOR_BLOCK
         self.history: list[tuple[ImportState, str]] = [(self.state, "")]
         self.retries = 0
@@ -264,7 +277,10 @@ class BlockImportWorkflow:
         step = self.state
         try:
             if step is ImportState.VALIDATING:
-                self._validate(self.block)
+                self._txs = await self.offload(self._validate, self.block)
+                self._enter(
+                    ImportState.EXECUTING, f"{len(self.block.transactions)} transactions valid"
+                )
             elif step is ImportState.EXECUTING:
                 await self._execute(self.block)
             elif step is ImportState.STORING:
@@ -301,9 +317,10 @@ class BlockImportWorkflow:
 
     # --- the steps ---------------------------------------------------------------------------
 
-    def _validate(self, block: Block) -> None:
+    def _validate(self, block: Block) -> tuple[Transaction, ...]:
+        """Every stateless check; pure (it may run on another thread): returns the txs."""
         header = block.header
-        self._txs = validate_block(
+        txs = validate_block(
             block,
             self.parent,
             authorities=authority_addresses(self.spec),
@@ -326,7 +343,7 @@ class BlockImportWorkflow:
             raise InvalidBlock(
                 "wrong base fee", base_fee=header.base_fee_per_gas, expected=base_fee
             )
-        self._enter(ImportState.EXECUTING, f"{len(block.transactions)} transactions valid")
+        return txs
 
     async def _execute(self, block: Block) -> None:
         header = block.header
@@ -410,13 +427,15 @@ async def build_block(
     engine: ExecutionClient,
     slot: int,
     authority_key: bytes,
+    offload: Offload = inline,
 ) -> tuple[Block, BlockExecution]:
     """Author the block of ``slot`` on ``parent`` from ``candidates`` (the pool's best, in order).
 
     Candidates the engine cannot apply are left out (``skip_invalid``); the engine's head does
     not move: the block still goes through :class:`BlockImportWorkflow`, like any other (hand it
     the returned execution so it is not executed twice). The author is the address of
-    ``authority_key``; the import rejects it if that is not the slot's Aura author.
+    ``authority_key``; the import rejects it if that is not the slot's Aura author. Hashing the
+    transactions and signing run through ``offload``.
     """
     base_fee = child_base_fee(spec, parent)
     unsigned = Header(
@@ -440,9 +459,9 @@ async def build_block(
     header = msgspec.structs.replace(
         unsigned,
         state_root=execution.state_root,
-        transactions_root=ordered_trie_root(raws),
+        transactions_root=await offload(ordered_trie_root, raws),
         receipts_root=execution.receipts_root,
         logs_bloom=execution.logs_bloom,
         gas_used=execution.gas_used,
     )
-    return Block(sign_header(header, authority_key), raws), execution
+    return Block(await offload(sign_header, header, authority_key), raws), execution

@@ -4,10 +4,16 @@ On start it rebuilds the head state from storage and checks it against the head 
 root, so a restarted engine (or node) continues exactly where the store is. The chain drives it
 with :class:`EngineClient` (the workflow's ``ExecutionClient``); the pool and the RPC read
 accounts through it.
+
+A full block takes tens of milliseconds to execute; the actor runs it in pieces
+(:meth:`EmbeddedEngine.execute_steps`) and lets the event loop answer RPC requests between
+them. It takes no other message until the block is done, so nothing sees a half-executed
+block.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import msgspec
@@ -72,17 +78,23 @@ class EngineActor(Actor):
             )
         self.engine = EmbeddedEngine(state)
 
-    def receive(self, message: EngineMessage) -> object:
+    async def receive(self, message: EngineMessage) -> object:
         engine = self.engine
         assert engine is not None
         if type(message) is GetAccounts:
             get = engine.state.get
             return [get(address) for address in message.addresses]
         if type(message) is Execute:
-            return engine.execute_block(
+            steps = engine.execute_steps(
                 message.parent_state_root, message.env, message.txs,
                 skip_invalid=message.skip_invalid,
             )
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    return done.value
+                await asyncio.sleep(0)  # let the loop answer requests between pieces
         if type(message) is Commit:
             engine.commit(message.execution)
             return None

@@ -20,10 +20,13 @@ from alys_fast.chain.spec import ChainSpec
 from alys_fast.engine.errors import NOT_SUPPORTED, TransactionRejected, UnknownParentState
 from alys_fast.engine.fees import effective_gas_price, fee_caps
 from alys_fast.engine.interface import BlockEnv, BlockExecution, Receipt
-from alys_fast.engine.receipts import logs_bloom, receipts_root
+from alys_fast.engine.receipts import logs_bloom, receipts_root_steps
 from alys_fast.engine.state import EMPTY_CODE_HASH, Account, State, StateUpdate
+from alys_fast.engine.steps import Steps, finish
 from alys_fast.validation import Transaction
 
+# Transactions executed between two pauses of execute_steps (about a millisecond's worth).
+EXECUTION_CHUNK = 256
 # Blocks executed on the head but not committed (a builder's attempts); the oldest go first.
 _MAX_PREPARED = 8
 
@@ -69,6 +72,21 @@ class EmbeddedEngine:
         *,
         skip_invalid: bool = False,
     ) -> BlockExecution:
+        return finish(self.execute_steps(parent_state_root, env, txs, skip_invalid=skip_invalid))
+
+    def execute_steps(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: Sequence[Transaction],
+        *,
+        skip_invalid: bool = False,
+        chunk: int = EXECUTION_CHUNK,
+    ) -> Steps[BlockExecution]:
+        """:meth:`execute_block` in resumable pieces: pauses (yields) after every ``chunk``
+        transactions and returns the BlockExecution, so an actor can answer other work between
+        pieces of a large block instead of holding its event loop for the whole block. The
+        caller must not commit or execute anything else until the generator is done."""
         if parent_state_root != self._state.root:
             raise UnknownParentState(
                 f"parent state root {parent_state_root.hex()} is not the engine's head "
@@ -86,7 +104,9 @@ class EmbeddedEngine:
         skipped: list[tuple[Transaction, str]] = []
         gas_used = burned = 0
         base_fee = env.base_fee
-        for tx in txs:
+        for position, tx in enumerate(txs, 1):
+            if position % chunk == 0:
+                yield
             try:
                 sender = load(tx.sender)
                 _check(tx, sender, base_fee, env.gas_limit - gas_used, len(included))
@@ -123,7 +143,8 @@ class EmbeddedEngine:
             receipts.append(Receipt(tx.hash, tx.type, 1, used, gas_used, price))
         # A zero-value transfer to a fresh address leaves it empty: State.prepare drops it
         # (EIP-161), so it is never created.
-        update = state.prepare(written)
+        update = yield from state.prepare_steps(written)
+        root_of_receipts = yield from receipts_root_steps(receipts)
         if len(self._prepared) >= _MAX_PREPARED:
             self._prepared.pop(next(iter(self._prepared)))
         self._prepared[update.root] = update
@@ -135,7 +156,7 @@ class EmbeddedEngine:
             burned=burned,
             transactions=tuple(included),
             receipts=tuple(receipts),
-            receipts_root=receipts_root(receipts),
+            receipts_root=root_of_receipts,
             logs_bloom=logs_bloom(receipts),
             skipped=tuple(skipped),
             changes=update.changes,

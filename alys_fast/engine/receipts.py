@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from alys_fast._cext import require
 from alys_fast.engine.interface import Receipt
+from alys_fast.engine.steps import Steps, finish
 from alys_fast.validation import ordered_trie_root
 
 _rlp_encode = require("rlp").encode
@@ -28,7 +29,18 @@ def encode_receipt(receipt: Receipt) -> bytes:
 
 def receipts_root(receipts: Sequence[Receipt]) -> bytes:
     """The ordered trie root of the receipts' consensus encodings."""
-    return ordered_trie_root([encode_receipt(r) for r in receipts])
+    return finish(receipts_root_steps(receipts))
+
+
+def receipts_root_steps(receipts: Sequence[Receipt], chunk: int = 1024) -> Steps[bytes]:
+    """:func:`receipts_root`, pausing after every ``chunk`` encodings (see ``engine.steps``)."""
+    encoded = []
+    for position, receipt in enumerate(receipts, 1):
+        if position % chunk == 0:
+            yield
+        encoded.append(encode_receipt(receipt))
+    yield
+    return ordered_trie_root(encoded)
 
 
 def logs_bloom(receipts: Sequence[Receipt]) -> bytes:

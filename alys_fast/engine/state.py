@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import msgspec
 
 from alys_fast._cext import require
+from alys_fast.engine.steps import Steps, finish
 
 keccak256 = require("hashing").keccak256
 _rlp_encode = require("rlp").encode
@@ -100,9 +101,17 @@ class State:
 
     def prepare(self, changes: Mapping[bytes, Account | None]) -> StateUpdate:
         """Compute the commitment after ``changes`` without touching this state."""
+        return finish(self.prepare_steps(changes))
+
+    def prepare_steps(
+        self, changes: Mapping[bytes, Account | None], chunk: int = 512
+    ) -> Steps[StateUpdate]:
+        """:meth:`prepare`, pausing after every ``chunk`` accounts (see ``engine.steps``)."""
         normalized: dict[bytes, Account | None] = {}
         buckets: dict[int, dict[bytes, bytes]] = {}
-        for address, account in changes.items():
+        for position, (address, account) in enumerate(changes.items(), 1):
+            if position % chunk == 0:
+                yield
             if account is not None and account.is_empty():
                 account = None
             normalized[address] = account
@@ -115,10 +124,12 @@ class State:
                 bucket.pop(key, None)
             else:
                 bucket[key] = leaf_hash(address, account)
+        yield
         bucket_hashes = {
             i: keccak256(b"".join(b[k] for k in sorted(b))) if b else ZERO_HASH
             for i, b in buckets.items()
         }
+        yield
         group_hashes: dict[int, bytes] = {}
         for group in {i >> 8 for i in bucket_hashes}:
             start = group << 8

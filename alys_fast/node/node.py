@@ -14,6 +14,7 @@ import asyncio
 from alys_fast.actors import ActorSystem, StartFailed
 from alys_fast.metrics.actor import NodeCollector
 from alys_fast.node.context import NodeContext
+from alys_fast.node.offload import tune_interpreter
 from alys_fast.storage.actor import open_store
 from alys_fast.storage.store import StorageError
 from alys_fast.system.tree import build_spec
@@ -35,6 +36,7 @@ class Node:
 
     async def start(self, timeout: float = 60.0) -> Node:
         ready = self.ctx.rpc_ready = asyncio.Event()
+        tune_interpreter()
         try:
             open_store(self.ctx).close()
         except (StorageError, OSError) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,7 @@ _keccak256 = require("hashing").keccak256
 SUGGESTED_TIP = 1_000_000_000
 MAX_FEE_HISTORY_BLOCKS = 1024
 MAX_REWARD_PERCENTILES = 100
+_HASH_CACHE_BLOCKS = 64
 # Below this many transactions, recovering inline is cheaper than a hop to a worker thread.
 _INLINE_RECOVERY = 16
 
@@ -85,6 +87,7 @@ class EthApi:
         # Called with the hashes of newly pooled transactions (newPendingTransactions).
         self.on_pending: Callable[[list[bytes]], None] | None = None
         self.stats = ctx.stats.setdefault("rpc", {"received": 0})
+        self._tx_hashes: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
 
     def methods(self) -> Methods:
         chain_id = hex(self.spec.chain_id)
@@ -324,7 +327,7 @@ class EthApi:
         header = decode_header(record.header)
         size = len(Block(header, record.transactions).encode())
         if not want_full:
-            return block_json(header, size, self.miner, [hexdata(h) for h in _hashes(record)])
+            return block_json(header, size, self.miner, [hexdata(h) for h in self._hashes(record)])
         txs = recover_transactions(record.transactions, self.spec.chain_id)
         return block_json(header, size, self.miner, [
             transaction_json(
@@ -333,6 +336,16 @@ class EthApi:
             )
             for i, tx in enumerate(txs)
         ])
+
+    def _hashes(self, record: BlockRecord) -> tuple[bytes, ...]:
+        """A block's transaction hashes, cached for the newest blocks clients keep polling."""
+        cache = self._tx_hashes
+        hashes = cache.get(record.hash)
+        if hashes is None:
+            hashes = cache[record.hash] = _hashes(record)
+            if len(cache) > _HASH_CACHE_BLOCKS:
+                cache.popitem(last=False)
+        return hashes
 
     async def get_block(self, block: Any, full: Any = False) -> dict[str, Any] | None:
         return await self._block_json(await self._record(block), full)
@@ -415,8 +428,8 @@ class EthApi:
         return {"pending": hex(stats["pending"]), "queued": hex(stats["queued"])}
 
 
-def _hashes(record: BlockRecord) -> list[bytes]:
-    return [_keccak256(raw) for raw in record.transactions]
+def _hashes(record: BlockRecord) -> tuple[bytes, ...]:
+    return tuple(_keccak256(raw) for raw in record.transactions)
 
 
 def _valid(tx: Transaction | InvalidTransaction) -> Transaction:

@@ -31,6 +31,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 from alys_fast.engine.interface import Receipt
 from alys_fast.engine.state import Account
 
+MEMTABLE_BUDGET = 64 * 1024 * 1024
 COLUMN_FAMILIES = ("headers", "blocks", "receipts", "txindex", "canonical", "state", "meta")
 _HEAD = b"head"
 
@@ -88,10 +89,16 @@ class ChainStore:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.create_missing_column_families(True)
+        # Memtables are RocksDB's main memory use; cap them for all column families together so
+        # the node's footprint stays flat however long it runs (RocksDB's default is 64 MB per
+        # column family, twice over).
+        options.set_db_write_buffer_size(MEMTABLE_BUDGET)
+        column_options = Options(raw_mode=True)
+        column_options.set_write_buffer_size(MEMTABLE_BUDGET // 4)
         self._db = Rdict(
             str(path),
             options,
-            column_families={name: Options(raw_mode=True) for name in COLUMN_FAMILIES},
+            column_families={name: column_options for name in COLUMN_FAMILIES},
         )
         write_options = WriteOptions()
         write_options.sync = sync
