@@ -25,8 +25,8 @@ from alys_fast.engine.state import EMPTY_CODE_HASH, Account, State, StateUpdate
 from alys_fast.engine.steps import Steps, finish
 from alys_fast.validation import Transaction
 
-# Transactions executed between two pauses of execute_steps (about a millisecond's worth).
-EXECUTION_CHUNK = 256
+# Transactions executed between two pauses of execute_steps (about half a millisecond's worth).
+EXECUTION_CHUNK = 128
 # Blocks executed on the head but not committed (a builder's attempts); the oldest go first.
 _MAX_PREPARED = 8
 

@@ -32,7 +32,7 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
     return finish(receipts_root_steps(receipts))
 
 
-def receipts_root_steps(receipts: Sequence[Receipt], chunk: int = 1024) -> Steps[bytes]:
+def receipts_root_steps(receipts: Sequence[Receipt], chunk: int = 256) -> Steps[bytes]:
     """:func:`receipts_root`, pausing after every ``chunk`` encodings (see ``engine.steps``)."""
     encoded = []
     for position, receipt in enumerate(receipts, 1):

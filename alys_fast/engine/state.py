@@ -104,7 +104,7 @@ class State:
         return finish(self.prepare_steps(changes))
 
     def prepare_steps(
-        self, changes: Mapping[bytes, Account | None], chunk: int = 512
+        self, changes: Mapping[bytes, Account | None], chunk: int = 256
     ) -> Steps[StateUpdate]:
         """:meth:`prepare`, pausing after every ``chunk`` accounts (see ``engine.steps``)."""
         normalized: dict[bytes, Account | None] = {}
@@ -124,14 +124,15 @@ class State:
                 bucket.pop(key, None)
             else:
                 bucket[key] = leaf_hash(address, account)
-        yield
-        bucket_hashes = {
-            i: keccak256(b"".join(b[k] for k in sorted(b))) if b else ZERO_HASH
-            for i, b in buckets.items()
-        }
-        yield
+        bucket_hashes: dict[int, bytes] = {}
+        for position, (i, b) in enumerate(buckets.items(), 1):
+            if position % chunk == 0:
+                yield
+            bucket_hashes[i] = keccak256(b"".join(b[k] for k in sorted(b))) if b else ZERO_HASH
         group_hashes: dict[int, bytes] = {}
-        for group in {i >> 8 for i in bucket_hashes}:
+        for position, group in enumerate({i >> 8 for i in bucket_hashes}, 1):
+            if position % 32 == 0:
+                yield
             start = group << 8
             joined = b"".join(
                 bucket_hashes.get(i, self._bucket_hashes[i]) for i in range(start, start + 256)
