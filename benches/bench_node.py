@@ -8,7 +8,8 @@ latency percentiles, the node's RSS at start / middle / end and CPU, and the iss
 memory). See tools/loadgen.py for how each figure is measured.
 
 Prints one JSON object. ``--short`` for CI: ~5 s of load at 4,000 tx/s (< 20 s in all); the
-full run is 60 s at 10,000 tx/s with 500 ms slots (about 80 s with the pre-signing).
+full run is 60 s at 10,000 tx/s with 250 ms slots and batches of 25 (about 80 s with the
+pre-signing).
 """
 
 from __future__ import annotations

@@ -53,11 +53,11 @@ and for the main thread (the event loop). py-spy counts some waiting threads as 
 executor threads blocked in ``_worker`` / ``Condition.wait``); the CPU figures from ``/proc``
 are the ones to trust for how busy a thread is.
 
-``--short`` (CI): 5 s at 4,000 tx/s from 400 senders, 500 ms slots (about 6 s in all).
+``--short`` (CI): 5 s at 4,000 tx/s from 400 senders, 250 ms slots (about 6 s in all).
 
 Examples::
 
-    python tools/loadgen.py                         # 60 s at 10,000 tx/s, 500 ms slots
+    python tools/loadgen.py                         # 60 s at 10,000 tx/s, 250 ms slots
     python tools/loadgen.py --rate 11000 --slot-ms 1000 --profile /tmp/node.txt
     python tools/loadgen.py --short                 # the CI run (a few seconds)
 """
@@ -74,6 +74,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -726,8 +727,11 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
     inclusion_ms = percentiles(inclusion)
     ack_ms = percentiles(acks)
     included_rate = round(included / include_span) if include_span else 0
+    sustained = statistics.median(windows) if windows else included_rate
     goals: dict[str, bool | None] = {
-        "included_tx_per_s>=10000": included_rate >= 10_000 if args.rate >= 10_000 else None,
+        # Sustained: the median 5 s window (the run's overall rate is a little under the offered
+        # rate by construction: the last transactions wait up to a slot after the load stops).
+        "included_tx_per_s>=10000": sustained >= 10_000 if args.rate >= 10_000 else None,
         "p95_ack_ms<10": ack_ms["p95"] is not None and ack_ms["p95"] < 10,
         "p95_inclusion_ms<=slot+100": inclusion_ms["p95"] is not None
         and inclusion_ms["p95"] <= slot_ms + 100,
@@ -755,6 +759,7 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
         "submit_tx_per_s": round(submitted / submit_span) if submit_span else 0,
         "included_tx_per_s": included_rate,
         "included_tx_per_s_5s_windows": windows,
+        "included_tx_per_s_sustained": sustained,
         "inclusion_latency_ms": inclusion_ms,
         "ack_latency_ms": ack_ms,
         "pacing": {"late_batches": results.late_batches,
@@ -791,9 +796,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds of load (default 60)")
     parser.add_argument("--senders", type=int, help="funded senders (default 2,000)")
     parser.add_argument("--clients", type=int, default=4, help="connections (default 4)")
-    parser.add_argument("--batch", type=int, default=100, help="calls per batch (default 100)")
+    parser.add_argument("--batch", type=int, default=25, help="calls per batch (default 25)")
     parser.add_argument("--slot-ms", type=int,
-                        help="slot length (default 500; with --url: the observed block interval)")
+                        help="slot length (default 250; with --url: the observed block interval)")
     parser.add_argument("--gas-limit", type=int,
                         help=f"block gas limit (default {GAS_HEADROOM} x a slot's load)")
     parser.add_argument("--max-fee-gwei", type=float, default=10.0)
@@ -821,7 +826,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.duration = args.duration or (5.0 if short else 60.0)
     args.senders = args.senders or (400 if short else 2_000)
     if args.slot_ms is None and (args.url is None or args.prepare):
-        args.slot_ms = 500
+        args.slot_ms = 250
     if args.drain is None:
         args.drain = 3 * (args.slot_ms or 1000) / 1000 + 2
     return args
