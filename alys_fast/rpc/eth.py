@@ -21,6 +21,8 @@ import asyncio
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 from alys_fast import __version__
@@ -57,6 +59,7 @@ from alys_fast.validation import (
     recover_transaction,
     recover_transactions,
 )
+from alys_fast.validation.transactions import usable_cores
 
 _keccak256 = require("hashing").keccak256
 
@@ -155,7 +158,7 @@ class EthApi:
                 items = recover_transactions(raws, chain_id)
             else:
                 items = await asyncio.get_running_loop().run_in_executor(
-                    None, recover_transactions, raws, chain_id
+                    _recovery_pool(), recover_transactions, raws, chain_id
                 )
             try:
                 results = await self.pool.submit(items)
@@ -426,6 +429,13 @@ class EthApi:
     async def txpool_status(self) -> dict[str, str]:
         stats = await self.pool.stats()
         return {"pending": hex(stats["pending"]), "queued": hex(stats["queued"])}
+
+
+@cache
+def _recovery_pool() -> ThreadPoolExecutor:
+    """Threads for signature recovery, one per usable core: more would only take turns on the
+    same cores (and the GIL) with the event loop."""
+    return ThreadPoolExecutor(usable_cores(), thread_name_prefix="rpc-recover")
 
 
 def _hashes(record: BlockRecord) -> tuple[bytes, ...]:
