@@ -136,8 +136,10 @@ def intrinsic_gas(
     return _txcore.intrinsic_gas(data, len(access_list), keys, create, fork)
 
 
+@cache
 def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), the default batch parallelism."""
+    """Cores this process may run on (its CPU affinity, read once), the default batch
+    parallelism."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
