@@ -94,6 +94,11 @@ class ChainActor(Actor):
         head = await self.store.head_header()
         root = await self.engine.state_root()
         if root != head.state_root:
+            # A block was stored but the engine never committed it (the commit ask failed):
+            # the store is the truth, so the engine reloads from it.
+            log.warning("engine behind stored head %d: reloading it from storage", head.number)
+            root = await self.engine.reload()
+        if root != head.state_root:
             raise RuntimeError(
                 f"engine state 0x{root.hex()} is not head {head.number}'s 0x{head.state_root.hex()}"
             )
@@ -152,14 +157,15 @@ class ChainActor(Actor):
 
     async def _on_slot(self, slot: int) -> None:
         now = slot_at(time.time_ns() // 1_000_000, self.spec.slot_ms)
-        if now > slot:
-            self.stats["missed_slots"] += now - slot
-            slot = now
         head = self.head
         assert head is not None
-        if self.my_slot is None or slot <= head.slot:
+        if self.my_slot is None:
             return
-        if slot_author_index(self.spec, slot) != self.my_slot:
+        if now > slot:  # behind: count our own slots that passed without a block
+            first, n, mine = max(slot, head.slot + 1), len(self.spec.authorities), self.my_slot
+            self.stats["missed_slots"] += max(0, (now - 1 - mine) // n - (first - 1 - mine) // n)
+            slot = now
+        if slot <= head.slot or slot_author_index(self.spec, slot) != self.my_slot:
             return
         await self._author(head, slot)
 

@@ -4,6 +4,8 @@ The pool judges transactions against the head state, which the engine owns. It k
 copy of the few accounts it needs (its senders' nonce and balance): fetched from the engine in
 one ask when a batch brings new senders, and kept current by the state changes each new block
 carries (:class:`BlockIncluded`), so admission never waits on another actor for known senders.
+Accounts whose transactions all left the pool are pruned, so the copy stays the size of the
+pool's senders, not of everyone who ever sent.
 After a restart the pool is empty (pending transactions are not persisted, as in geth without
 its journal) and senders are fetched afresh.
 """
@@ -15,13 +17,16 @@ from functools import partial
 
 import msgspec
 
-from alys_fast.actors import Actor
-from alys_fast.chain.txpool import TxPool, TxPoolError, TxPoolLimits
+from alys_fast.actors import Actor, ActorError
+from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError, TxPoolLimits
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.state import Account
 from alys_fast.node.context import TXPOOL, NodeContext
 from alys_fast.node.offload import Worker
 from alys_fast.validation import InvalidTransaction, Transaction
+
+# Cached accounts beyond twice the pooled senders before a prune (a prune costs O(cache)).
+_SPARE_ACCOUNTS = 4096
 
 
 class Submit(msgspec.Struct, frozen=True):
@@ -84,22 +89,30 @@ class TxPoolActor(Actor):
     async def receive(self, message: PoolMessage) -> object:
         pool = self.pool
         if type(message) is Submit:
-            await self._fetch(
-                {i.sender for i in message.items if isinstance(i, Transaction)}
-            )
+            try:
+                await self._fetch(
+                    {i.sender for i in message.items if isinstance(i, Transaction)}
+                )
+            except ActorError as exc:  # the engine restarting: refuse, don't crash the pool
+                return [TxPoolError(RPC_TX_REJECTED, "state unavailable, retry", str(exc))
+                        for _ in message.items]
             return pool.admit_many(message.items)
         if type(message) is Best:
             return await self.worker.run(pool.best, message.gas_limit, message.base_fee)
         if type(message) is BlockIncluded:
             self._apply(message.changes)
+            if len(self.accounts) > 2 * len(pool.senders()) + _SPARE_ACCOUNTS:
+                self._prune()
             await self.worker.run(
                 partial(pool.remove_included, base_fee=message.base_fee),
                 message.transactions, self.accounts.__getitem__,
             )
             return None
         if type(message) is PendingNonce:
-            await self._fetch({message.address})
-            return pool.pending_nonce(message.address)
+            if pool.has_sender(message.address):
+                return pool.pending_nonce(message.address)
+            # Not a sender: its account nonce, read without caching (readers are unbounded).
+            return (await self.engine.account(message.address)).nonce
         if type(message) is GetPooled:
             return pool.get(message.tx_hash)
         if type(message) is PoolStats:
@@ -125,6 +138,12 @@ class TxPoolActor(Actor):
             found = await self.engine.accounts(missing)
             for address, account in zip(missing, found, strict=True):
                 self.accounts[address] = (account.nonce, account.balance)
+
+    def _prune(self) -> None:
+        """Forget accounts that no longer have pooled transactions (fetched again if needed)."""
+        keep = set(self.pool.senders())
+        for address in [a for a in self.accounts if a not in keep]:
+            del self.accounts[address]
 
     def _apply(self, changes: Mapping[bytes, Account | None]) -> None:
         accounts = self.accounts

@@ -334,6 +334,10 @@ class TxPool:
         """Addresses with pooled transactions."""
         return list(self._senders)
 
+    def has_sender(self, address: bytes) -> bool:
+        """Whether ``address`` has pooled transactions."""
+        return address in self._senders
+
     def resync(self, addresses: Iterable[bytes], state_reader: StateReader) -> None:
         """Re-read these senders at the head (after a head change the pool did not see)."""
         self._read = state_reader
@@ -421,6 +425,12 @@ class TxPool:
 
     def _push_tail(self, sender: _Sender) -> None:
         if self._tails_fresh:
+            if len(self._tails) > 2 * len(self._senders) + 64:
+                # Mostly stale entries (included or replaced): drop them all and let the next
+                # eviction rebuild, so a pool that is never full does not keep every tx alive.
+                self._tails_fresh = False
+                self._tails.clear()
+                return
             entry = sender.txs[sender.tail]
             heappush(self._tails, (entry.tip(self.base_fee), entry.seq, entry, sender))
 

@@ -53,7 +53,12 @@ class GetStateRoot(msgspec.Struct, frozen=True):
     """-> the head state root."""
 
 
-EngineMessage = Execute | Commit | GetAccounts | GetStateRoot
+class Reload(msgspec.Struct, frozen=True):
+    """Rebuild the state from storage (the store moved without this engine, e.g. a block was
+    stored but its commit never arrived); -> the new state root."""
+
+
+EngineMessage = Execute | Commit | GetAccounts | GetStateRoot | Reload
 
 
 class StateMismatch(EngineError):
@@ -68,6 +73,10 @@ class EngineActor(Actor):
         self.engine: EmbeddedEngine | None = None
 
     async def started(self) -> None:
+        await self._load()
+
+    async def _load(self) -> bytes:
+        """Take the head state from storage, checked against the head header."""
         store = StoreClient(self.ctx)
         head = await store.head_header()
         state = State(await store.load_state())
@@ -77,6 +86,7 @@ class EngineActor(Actor):
                 f"0x{head.state_root.hex()}"
             )
         self.engine = EmbeddedEngine(state)
+        return state.root
 
     async def receive(self, message: EngineMessage) -> object:
         engine = self.engine
@@ -100,6 +110,8 @@ class EngineActor(Actor):
             return None
         if type(message) is GetStateRoot:
             return engine.state_root
+        if type(message) is Reload:
+            return await self._load()
         raise TypeError(f"engine: unexpected message {message!r}")
 
 
@@ -132,3 +144,6 @@ class EngineClient:
 
     async def state_root(self) -> bytes:
         return await self.ctx.ref(ENGINE).ask(GetStateRoot(), self.timeout)
+
+    async def reload(self) -> bytes:
+        return await self.ctx.ref(ENGINE).ask(Reload(), self.timeout)

@@ -10,6 +10,7 @@ actor is constructed (an authority key that is not in the spec is refused).
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from alys_fast.actors import ActorSystem, StartFailed
 from alys_fast.metrics.actor import NodeCollector
@@ -22,6 +23,20 @@ from alys_fast.system.tree import build_spec
 
 class NodeStartError(RuntimeError):
     """The node could not come up; the message says why."""
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail now, with the reason, if the RPC cannot listen there (taken, not an address…)."""
+    if not 0 <= port <= 65535:
+        raise NodeStartError(f"RPC port {port} is not in 0..65535")
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise NodeStartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class Node:
@@ -37,6 +52,7 @@ class Node:
     async def start(self, timeout: float = 60.0) -> Node:
         ready = self.ctx.rpc_ready = asyncio.Event()
         tune_interpreter()
+        _check_port(self.ctx.rpc_host, self.ctx.rpc_port)
         try:
             open_store(self.ctx).close()
         except (StorageError, OSError) as exc:

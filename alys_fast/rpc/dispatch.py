@@ -303,6 +303,8 @@ class Dispatcher:
                 results = method.batch(params)
                 if hasattr(results, "__await__"):
                     results = await results
+            except RpcError as exc:
+                results = [exc] * len(indexes)
             except Exception:
                 log.exception("rpc batch method %s failed", name)
                 results = [RpcError(INTERNAL_ERROR, "internal error")] * len(indexes)

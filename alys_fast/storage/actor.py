@@ -25,6 +25,8 @@ from alys_fast.validation import Header, decode_header
 
 log = logging.getLogger(__name__)
 
+_SPEC = b"spec"
+
 
 class WriteBlock(msgspec.Struct, frozen=True):
     """Persist a block with its receipts and state changes and make it the head."""
@@ -70,23 +72,49 @@ StorageMessage |= LoadState
 
 
 def open_store(ctx: NodeContext) -> ChainStore:
-    """Open the node's store, writing genesis into an empty one; StorageError if the directory
-    holds another chain (its block 0 is not this spec's genesis)."""
+    """Open the node's store, writing genesis into an empty one.
+
+    StorageError if the directory holds another chain (its block 0 is not this spec's
+    genesis) or was made with other consensus rules (e.g. another slot length, which genesis
+    does not commit to but which decides who authors every later slot).
+    """
     ctx.data_dir.mkdir(parents=True, exist_ok=True)
     store = ChainStore(ctx.data_dir / "chain", sync=ctx.sync_writes)
+    try:
+        _check_chain(store, ctx)
+    except StorageError:
+        store.close()
+        raise
+    return store
+
+
+def _check_chain(store: ChainStore, ctx: NodeContext) -> None:
     genesis = genesis_header(ctx.spec)
+    spec = msgspec.json.encode(ctx.spec)
     stored = store.block_hash(0)
     if stored is None:
         record = BlockRecord(0, genesis.hash, genesis.parent_hash, genesis.encode(), ())
         store.write_block(record, (), genesis_accounts(ctx.spec))
         log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), ctx.data_dir)
     elif stored != genesis.hash:
-        store.close()
         raise StorageError(
             f"{ctx.data_dir} holds another chain: its genesis is 0x{stored.hex()}, "
             f"the spec's is 0x{genesis.hash.hex()}"
         )
-    return store
+    known = store.meta(_SPEC)
+    if known is None:
+        store.set_meta(_SPEC, spec)
+    elif known != spec:
+        before = msgspec.json.decode(known)
+        after = msgspec.json.decode(spec)
+        changed = ", ".join(
+            f"{key} {before.get(key)!r} -> {after.get(key)!r}"
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
+        )
+        raise StorageError(
+            f"{ctx.data_dir} was made with other chain rules ({changed}); use the same spec "
+            f"(e.g. the same --block-time) or another data dir"
+        )
 
 
 class StorageActor(Actor):
@@ -104,9 +132,14 @@ class StorageActor(Actor):
         store = self.store
         assert store is not None
         if type(message) is WriteBlock:
-            await self.worker.run(
-                store.write_block, message.block, message.receipts, message.changes
-            )
+            # A failed write is the writer's answer, not this actor's crash: the batch was not
+            # applied, the database is fine, and the chain's workflow decides about retrying.
+            try:
+                await self.worker.run(
+                    store.write_block, message.block, message.receipts, message.changes
+                )
+            except Exception as exc:
+                return exc
             return None
         if type(message) is GetBlock:
             block_hash = message.hash
@@ -168,7 +201,11 @@ class StoreClient:
         receipts: Sequence[Receipt],
         state_changes: Mapping[bytes, Account | None],
     ) -> None:
-        await self.ctx.ref(STORAGE).ask(WriteBlock(block, receipts, state_changes), self.timeout)
+        failure = await self.ctx.ref(STORAGE).ask(
+            WriteBlock(block, receipts, state_changes), self.timeout
+        )
+        if failure is not None:
+            raise failure
 
     async def head_header(self) -> Header:
         return await self.ctx.ref(STORAGE).ask(GetHeadHeader(), self.timeout)

@@ -9,7 +9,7 @@ Column families (keys -> values, values msgpack unless noted):
 - ``txindex``:   tx hash -> [block hash, block number, index in block]
 - ``canonical``: block number (8 bytes big-endian) -> block hash
 - ``state``:     address (20 bytes) -> account [nonce, balance, code hash]
-- ``meta``:      ``b"head"`` -> [number, hash]
+- ``meta``:      ``b"head"`` -> [number, hash]; other keys are the owner's (:meth:`ChainStore.meta`)
 
 :meth:`ChainStore.write_block` puts a block, its receipts, its tx index entries, its state
 changes and the new head in ONE WriteBatch, so after any crash the head names a block whose
@@ -176,6 +176,17 @@ class ChainStore:
                 batch.put(address, _encode(value), h["state"])
         batch.put(_HEAD, _encode((block.number, block.hash)), h["meta"])
         self._db.write(batch)
+
+    def meta(self, key: bytes) -> bytes | None:
+        """A value the store's owner keeps beside the chain (e.g. the spec it was made with)."""
+        if key == _HEAD:
+            raise StorageError("the head is written only with its block")
+        return self._cf["meta"].get(key)
+
+    def set_meta(self, key: bytes, value: bytes) -> None:
+        if key == _HEAD:
+            raise StorageError("the head is written only with its block")
+        self._cf["meta"][key] = value
 
     def block_hash(self, number: int) -> bytes | None:
         """The hash of the block at ``number``, or None past the head."""

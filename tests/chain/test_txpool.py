@@ -438,3 +438,14 @@ def test_best_never_reorders_a_senders_nonces_nor_exceeds_the_gas(
     ) == len(pool)
     for address, by_nonce in pending.items():
         assert list(by_nonce) == list(range(head(address)[0], head(address)[0] + len(by_nonce)))
+
+
+def test_eviction_heap_stays_bounded_when_the_pool_never_fills(pool: TxPool, head: Head) -> None:
+    # Every admission pushes an eviction candidate; included ones go stale. A pool that is never
+    # full never evicts, so without a bound the heap would keep every transaction ever admitted.
+    for nonce in range(300):
+        tx = pool.add(sign(0, nonce))
+        head.accounts[ADDRS[0]] = (nonce + 1, head.accounts[ADDRS[0]][1])
+        pool.remove_included([tx], head)
+    assert len(pool) == 0
+    assert len(pool._tails) <= 2 * len(pool._senders) + 65
