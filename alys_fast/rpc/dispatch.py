@@ -12,8 +12,9 @@ Semantics, following the JSON-RPC 2.0 specification and geth where the spec is s
 - A batch is a non-empty array of requests, at most ``max_batch`` long; its items run one after
   another, in order, and the answer holds one response per non-notification item. A method
   registered with a ``batch`` form (``Methods.add(name, fn, batch=…)``) gets all of its items
-  in a batch in one call, before the others run: ``eth_sendRawTransaction`` uses it to
-  validate a whole batch of transactions in parallel and hand them to the pool at once. An empty
+  in a batch in one call, run where its first item sits (items before it see none of them):
+  ``eth_sendRawTransaction`` uses it to validate a whole batch of transactions in parallel and
+  hand them to the pool at once. An empty
   batch, or one over the limit, is answered by a single -32600 error.
 - Methods are plain callables, sync or async (anything whose result has ``__await__`` is
   awaited). Their arity is read once, at registration, so a wrong number of arguments is a
@@ -271,16 +272,22 @@ class Dispatcher:
             return error_response(
                 None, INVALID_REQUEST,
                 f"batch of {len(message)} requests exceeds the limit of {self.max_batch}")
-        grouped = await self._grouped(message, local)
+        groups = self._groups(message, local)
+        first = {indexes[0]: name for name, (_, indexes, _) in groups.items()}
+        grouped: dict[int, bytes | None] = {}
         parts = []
         for index, request in enumerate(message):
+            if index in first:  # a batchable method's calls all run where the first one sits
+                grouped.update(await self._run_group(message, first[index], groups))
             part = grouped[index] if index in grouped else await self._one(request, local)
             if part is not None:
                 parts.append(part)
         return b"[" + b",".join(parts) + b"]" if parts else None
 
-    async def _grouped(self, batch: list[Any], local: Methods | None) -> dict[int, bytes | None]:
-        """Answer the well-formed calls of methods with a batch form, one call per method."""
+    def _groups(
+        self, batch: list[Any], local: Methods | None
+    ) -> dict[str, tuple[_Method, list[int], list[Any]]]:
+        """The well-formed calls of methods with a batch form, by method, in batch order."""
         calls: dict[str, tuple[_Method, list[int], list[Any]]] = {}
         for index, request in enumerate(batch):
             if type(request) is not dict or request.get("jsonrpc") != "2.0":
@@ -297,25 +304,32 @@ class Dispatcher:
             entry = calls.setdefault(name, (method, [], []))
             entry[1].append(index)
             entry[2].append(request.get("params"))
+        return calls
+
+    async def _run_group(
+        self, batch: list[Any], name: str,
+        groups: dict[str, tuple[_Method, list[int], list[Any]]],
+    ) -> dict[int, bytes | None]:
+        """Run one method's batch form over all its calls; the encoded answer per index."""
+        method, indexes, params = groups[name]
+        try:
+            results = method.batch(params)
+            if hasattr(results, "__await__"):
+                results = await results
+        except RpcError as exc:
+            results = [exc] * len(indexes)
+        except Exception:
+            log.exception("rpc batch method %s failed", name)
+            results = [RpcError(INTERNAL_ERROR, "internal error")] * len(indexes)
         out: dict[int, bytes | None] = {}
-        for name, (method, indexes, params) in calls.items():
-            try:
-                results = method.batch(params)
-                if hasattr(results, "__await__"):
-                    results = await results
-            except RpcError as exc:
-                results = [exc] * len(indexes)
-            except Exception:
-                log.exception("rpc batch method %s failed", name)
-                results = [RpcError(INTERNAL_ERROR, "internal error")] * len(indexes)
-            for index, result in zip(indexes, results, strict=True):
-                id_ = batch[index].get("id", _MISSING)
-                if id_ is _MISSING:
-                    out[index] = None
-                elif isinstance(result, RpcError):
-                    out[index] = error_response(id_, result.code, result.message, result.data)
-                else:
-                    out[index] = _encode(_Ok("2.0", id_, result))
+        for index, result in zip(indexes, results, strict=True):
+            id_ = batch[index].get("id", _MISSING)
+            if id_ is _MISSING:
+                out[index] = None
+            elif isinstance(result, RpcError):
+                out[index] = error_response(id_, result.code, result.message, result.data)
+            else:
+                out[index] = _encode(_Ok("2.0", id_, result))
         return out
 
     async def _one(self, request: Any, local: Methods | None) -> bytes | None:

@@ -19,6 +19,7 @@ from alys_fast.rpc import (
     Dispatcher,
     InvalidParams,
     Methods,
+    ServerError,
 )
 from alys_fast.rpc.dispatch import address, block_id, boolean, data, hash32, quantity
 from tests.rpc.helpers import Chain, call, methods
@@ -175,3 +176,38 @@ def test_param_helpers_refuse_with_the_value(fn, value, reason):
     with pytest.raises(InvalidParams, match=reason) as caught:
         fn(value)
     assert caught.value.code == INVALID_PARAMS
+
+
+def test_a_batch_form_runs_where_its_first_call_sits() -> None:
+    # Calls before the first batchable one must not see its effects; its calls answer in place.
+    seen: list[str] = []
+
+    def send_all(calls: list) -> list:
+        seen.extend(p[0] for p in calls)
+        return [p[0] for p in calls]
+
+    methods = Methods({"read": lambda: list(seen)})
+    methods.add("send", seen.append, batch=send_all)
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "read"},
+        {"jsonrpc": "2.0", "id": 2, "method": "send", "params": ["a"]},
+        {"jsonrpc": "2.0", "id": 3, "method": "read"},
+        {"jsonrpc": "2.0", "id": 4, "method": "send", "params": ["b"]},
+    ]
+    out = msgspec.json.decode(asyncio.run(Dispatcher(methods).handle(msgspec.json.encode(batch))))
+    assert [r["id"] for r in out] == [1, 2, 3, 4]
+    assert out[0]["result"] == []
+    assert out[2]["result"] == ["a", "b"]
+    assert (out[1]["result"], out[3]["result"]) == ("a", "b")
+
+
+def test_a_batch_form_raising_an_rpc_error_keeps_its_code() -> None:
+    def refuse(calls):
+        raise ServerError("pool unavailable")
+
+    methods = Methods()
+    methods.add("send", lambda x: x, batch=refuse)
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "send", "params": [i]} for i in range(2)]
+    out = msgspec.json.decode(asyncio.run(Dispatcher(methods).handle(msgspec.json.encode(batch))))
+    assert [r["error"]["code"] for r in out] == [-32000, -32000]
+    assert out[0]["error"]["message"] == "pool unavailable"
