@@ -525,8 +525,12 @@ cdef void _signing_hash(const TxCore *tx, uint8_t *out) noexcept nogil:
 
 
 cdef int _validate(const uint8_t *raw, size_t n, uint64_t chain_id, int fork,
-                   TxCore *tx) noexcept nogil:
-    """Run every stateless rule on ``raw``; fill ``tx`` and return E_OK or the failing rule."""
+                   TxCore *tx, const uint8_t *sender=NULL) noexcept nogil:
+    """Run every stateless rule on ``raw``; fill ``tx`` and return E_OK or the failing rule.
+
+    With ``sender`` (20 bytes, recovered from this very transaction elsewhere) the signature's
+    range is still checked but the costly public-key recovery is skipped.
+    """
     cdef uint8_t rs[64]
     cdef uint8_t sighash[32]
     cdef int recid, code
@@ -539,12 +543,15 @@ cdef int _validate(const uint8_t *raw, size_t n, uint64_t chain_id, int fork,
     code = _check_rs(rs)
     if code != SIG_OK:
         return _fail(tx, E_SIGNATURE, F_R if code == SIG_R_RANGE else F_S, code)
-    recid = <int> ((tx.v - 35) % 2 if tx.type == 0 and tx.has_chain_id
-                   else (tx.v - 27 if tx.type == 0 else tx.v))
-    _signing_hash(tx, sighash)
-    code = _recover_address(rs, recid, sighash, tx.sender)
-    if code != SIG_OK:
-        return _fail(tx, E_SIGNATURE, F_R, code)
+    if sender != NULL:
+        memcpy(tx.sender, sender, 20)
+    else:
+        recid = <int> ((tx.v - 35) % 2 if tx.type == 0 and tx.has_chain_id
+                       else (tx.v - 27 if tx.type == 0 else tx.v))
+        _signing_hash(tx, sighash)
+        code = _recover_address(rs, recid, sighash, tx.sender)
+        if code != SIG_OK:
+            return _fail(tx, E_SIGNATURE, F_R, code)
     keccak256(raw, n, tx.hash)
     return E_OK
 
@@ -689,6 +696,20 @@ def recover(raw, uint64_t chain_id, int fork):
     cdef const uint8_t *p = _bytes_ptr(raw, &n)
     with nogil:
         _validate(p, n, chain_id, fork, &tx)
+    if tx.err != E_OK:
+        raise _error(&tx, chain_id)
+    return _result(&tx, raw)
+
+
+def with_sender(raw, bytes sender, uint64_t chain_id, int fork):
+    """The result object of a transaction whose ``sender`` was recovered elsewhere (another
+    process ran :func:`recover` on the same bytes): every rule but the recovery runs again."""
+    cdef TxCore tx
+    cdef size_t n
+    cdef const uint8_t *p = _bytes_ptr(raw, &n)
+    if len(sender) != 20:
+        raise ValueError(f"a sender is 20 bytes, got {len(sender)}")
+    _validate(p, n, chain_id, fork, &tx, <const uint8_t *> sender)
     if tx.err != E_OK:
         raise _error(&tx, chain_id)
     return _result(&tx, raw)

@@ -22,3 +22,6 @@ def recover_address(msg_hash: bytes, signature: bytes) -> bytes:
 def intrinsic_gas(
     data: bytes, access_addresses: int, access_keys: int, create: bool, fork: int
 ) -> int: ...
+
+def with_sender(raw: bytes, sender: bytes, chain_id: int, fork: int) -> Transaction:
+    """The result of a transaction whose sender was recovered elsewhere (no key recovery)."""

@@ -32,6 +32,7 @@ ENGINE = "chain/engine"
 TXPOOL = "chain/txpool"
 CHAIN = "chain/chain"
 RPC = "rpc/rpc"
+RECOVERY = ("rpc/recovery-0", "rpc/recovery-1")  # taken in turn
 METRICS = "storage/metrics"
 
 

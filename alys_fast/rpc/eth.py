@@ -33,7 +33,7 @@ from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolError
 from alys_fast.chain.workflows import child_base_fee
 from alys_fast.engine.actor import EngineClient
-from alys_fast.node.context import NodeContext
+from alys_fast.node.context import RECOVERY, NodeContext
 from alys_fast.rpc.dispatch import (
     InvalidParams,
     Methods,
@@ -58,7 +58,9 @@ from alys_fast.validation import (
     intrinsic_gas,
     recover_transaction,
     recover_transactions,
+    with_sender,
 )
+from alys_fast.validation.actor import Recover, Refusal
 from alys_fast.validation.transactions import usable_cores
 
 _keccak256 = require("hashing").keccak256
@@ -68,6 +70,7 @@ SUGGESTED_TIP = 1_000_000_000
 MAX_FEE_HISTORY_BLOCKS = 1024
 MAX_REWARD_PERCENTILES = 100
 _HASH_CACHE_BLOCKS = 64
+_RECOVERY_TIMEOUT = 5.0
 # Below this many transactions, recovering inline is cheaper than a hop to a worker thread.
 _INLINE_RECOVERY = 16
 
@@ -91,6 +94,7 @@ class EthApi:
         self.on_pending: Callable[[list[bytes]], None] | None = None
         self.stats = ctx.stats.setdefault("rpc", {"received": 0})
         self._tx_hashes: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._turn = 0
 
     def methods(self) -> Methods:
         chain_id = hex(self.spec.chain_id)
@@ -153,13 +157,7 @@ class EthApi:
                 out[i] = exc
         self.stats["received"] += len(calls)
         if raws:
-            chain_id = self.spec.chain_id
-            if len(raws) < _INLINE_RECOVERY:
-                items = recover_transactions(raws, chain_id)
-            else:
-                items = await asyncio.get_running_loop().run_in_executor(
-                    _recovery_pool(), recover_transactions, raws, chain_id
-                )
+            items = await self._recover(raws)
             try:
                 results = await self.pool.submit(items)
             except ActorError as exc:
@@ -174,6 +172,31 @@ class EthApi:
             if accepted and self.on_pending is not None:
                 self.on_pending(accepted)
         return out  # type: ignore[return-value]
+
+    async def _recover(self, raws: list[bytes]) -> list[Transaction | InvalidTransaction]:
+        """Recover the senders: inline for a few, else in the recovery process (rebuilt here
+        with :func:`with_sender`), or on local threads while that process is unavailable."""
+        chain_id = self.spec.chain_id
+        if len(raws) < _INLINE_RECOVERY:
+            return recover_transactions(raws, chain_id)
+        try:
+            self._turn += 1
+            path = RECOVERY[self._turn % len(RECOVERY)]
+            answers = await self.ctx.ref(path).ask(Recover(raws), _RECOVERY_TIMEOUT)
+        except (ActorError, KeyError):
+            return await asyncio.get_running_loop().run_in_executor(
+                _recovery_pool(), recover_transactions, raws, chain_id
+            )
+        items: list[Transaction | InvalidTransaction] = []
+        for raw, answer in zip(raws, answers, strict=True):
+            if isinstance(answer, Refusal):
+                items.append(answer.error())
+                continue
+            try:
+                items.append(with_sender(raw, answer, chain_id))
+            except InvalidTransaction as exc:
+                items.append(exc)
+        return items
 
     # --- state --------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class Row:
     policy: Policy
     actor: str | None      # "module:Class", or None until the issue that builds it lands
     built_by: str
+    process: bool = False  # run in a child process (its class says its args: remote_args(ctx))
 
 
 # supervisor  child         restart policy          actor class    built by
@@ -65,6 +66,10 @@ TREE: tuple[Row, ...] = (
     Row("network", "stream", Immediate(), None, "roadmap 5 (governance stream)"),
     Row("bridge", "bridge", CircuitBreaker(), None, "roadmap 4 (peg)"),
     Row("bridge", "federation", ExponentialBackoff(), None, "roadmap 4 (peg)"),
+    Row("rpc", "recovery-0", Immediate(), "alys_fast.validation.actor:RecoveryActor", "issue 5",
+        process=True),
+    Row("rpc", "recovery-1", Immediate(), "alys_fast.validation.actor:RecoveryActor", "issue 5",
+        process=True),
     Row("rpc", "rpc", ExponentialBackoff(), "alys_fast.rpc.actor:RpcActor", "issue 5"),
 )
 
@@ -72,6 +77,15 @@ TREE: tuple[Row, ...] = (
 def _load(target: str) -> type:
     module, _, name = target.partition(":")
     return getattr(import_module(module), name)
+
+
+def _child(row: Row, ctx: NodeContext) -> ChildSpec:
+    assert row.actor is not None
+    actor = _load(row.actor)
+    if row.process:  # a child process gets msgpack-able arguments, not the context
+        return ChildSpec(row.name, actor, args=actor.remote_args(ctx), policy=row.policy,
+                         process=True)
+    return ChildSpec(row.name, actor, args=(ctx,), policy=row.policy)
 
 
 def build_spec(
@@ -83,7 +97,7 @@ def build_spec(
     supervisors = []
     for sup, strategy in SUPERVISORS.items():
         children = tuple(
-            ChildSpec(row.name, _load(row.actor), args=(ctx,), policy=row.policy)
+            _child(row, ctx)
             for row in TREE
             if row.supervisor == sup and row.actor is not None and ctx is not None
         )

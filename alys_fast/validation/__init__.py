@@ -27,6 +27,7 @@ from alys_fast.validation.transactions import (
     intrinsic_gas,
     recover_transaction,
     recover_transactions,
+    with_sender,
 )
 from alys_fast.validation.trie import ordered_trie_root
 
@@ -47,4 +48,5 @@ __all__ = [
     "recover_transactions",
     "sign_header",
     "validate_block",
+    "with_sender",
 ]

@@ -127,6 +127,14 @@ def recover_transaction(raw: bytes, chain_id: int, fork: Fork = Fork.CANCUN) -> 
 _MIN_PER_THREAD = 16
 
 
+def with_sender(raw: bytes, sender: bytes, chain_id: int, fork: Fork = Fork.CANCUN) -> Transaction:
+    """:func:`recover_transaction` for a transaction whose sender another process recovered
+    from these same bytes: every rule is checked again, only the key recovery is skipped
+    (about 1.5 µs instead of 45). Raises InvalidTransaction like :func:`recover_transaction`."""
+    _check_chain_id(chain_id)
+    return _txcore.with_sender(raw, sender, chain_id, fork)
+
+
 def intrinsic_gas(
     data: bytes, access_list: AccessList = (), *, create: bool = False, fork: Fork = Fork.CANCUN
 ) -> int:
