@@ -188,12 +188,8 @@ class RpcServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Ask, wait up to ``grace`` seconds, then kill what is left (module docstring)."""
-        if self._server is None or self._closing:
+        if not self._stop_listening():
             return
-        self._closing = True
-        self._server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         for conn in list(self._conns):
             if conn.ws is not None:
                 conn.ws.close(CLOSE_GOING_AWAY, "server shutting down")
@@ -202,28 +198,38 @@ class RpcServer:
         if self._conns:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), grace)
-        tasks: list[asyncio.Task[Any]] = [] if self._sweeper is None else [self._sweeper]
-        for conn in list(self._conns):
-            conn.transport.abort()
-            if conn.task is not None:
-                conn.task.cancel()
-                tasks.append(conn.task)
+        tasks = self._kill_connections()
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
         await asyncio.gather(*tasks, return_exceptions=True)
+        assert self._server is not None
         await self._server.wait_closed()
 
     def abort(self) -> None:
         """Stop at once, from synchronous code (an actor's stop hook): the port is released now,
         connections are reset and their tasks cancelled without waiting for answers."""
+        if self._stop_listening():
+            self._kill_connections()
+
+    def _stop_listening(self) -> bool:
+        """Close the listening socket and the idle sweep; False if already stopping."""
         if self._server is None or self._closing:
-            return
+            return False
         self._closing = True
         self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        return True
+
+    def _kill_connections(self) -> list[asyncio.Task[Any]]:
+        """Reset every connection and cancel its task; the tasks, to await if one can."""
+        tasks: list[asyncio.Task[Any]] = []
         for conn in list(self._conns):
             conn.transport.abort()
             if conn.task is not None:
                 conn.task.cancel()
+                tasks.append(conn.task)
+        return tasks
 
     async def __aenter__(self) -> RpcServer:
         return await self.start()

@@ -4,6 +4,7 @@ uvloop in a background thread (so a test can reach into its actor system)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,29 @@ class DevProcess:
     def stop(self) -> int:
         """SIGTERM and wait: the graceful path."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return terminate(self.proc)
+
+
+def terminate(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM, wait (SIGKILL after 20 s); the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def running_node(data_dir: Path, **kwargs: Any) -> Iterator[ThreadNode]:
+    """A started :class:`ThreadNode`, stopped on exit (module fixtures use it)."""
+    node = ThreadNode(data_dir, **kwargs).start()
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 class ThreadNode:

@@ -27,7 +27,7 @@ from web3.providers import HTTPProvider
 
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID
 from alys_fast.rpc import Limits
-from tests.node.harness import ThreadNode, rpc
+from tests.node.harness import ThreadNode, rpc, running_node
 
 GWEI = 10**9
 BLOCK_GAS_LIMIT = 30_000_000
@@ -41,23 +41,17 @@ SMALL_BATCH = 4
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadNode]:
-    running = ThreadNode(tmp_path_factory.mktemp("bad-input-node"), slot_ms=200).start()
-    try:
+    with running_node(tmp_path_factory.mktemp("bad-input-node"), slot_ms=200) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
 def small_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadNode]:
-    running = ThreadNode(
+    with running_node(
         tmp_path_factory.mktemp("small-limits-node"), slot_ms=200,
         rpc_limits=Limits(max_body=SMALL_BODY, max_batch=SMALL_BATCH),
-    ).start()
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

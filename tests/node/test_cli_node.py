@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 from eth_account import Account
 
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_AUTHORITY_KEY, DEV_CHAIN_ID, dev_spec
-from tests.node.harness import rpc
+from tests.node.harness import rpc, terminate
 from tests.node.test_durability import batch, transfer, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,14 +63,7 @@ class Running:
                              + "\n".join(self.seen))
 
     def terminate(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return terminate(self.proc)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from eth_account import Account
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID
 from alys_fast.validation import InvalidTransaction, recover_transaction, with_sender
 from alys_fast.validation.actor import Recover, RecoveryActor, Refusal
-from tests.node.harness import ThreadNode, rpc
+from tests.node.harness import ThreadNode, rpc, running_node
 
 KEY = DEV_ACCOUNTS[6][1]
 TO = DEV_ACCOUNTS[8][0]
@@ -31,9 +31,8 @@ def bad_signature(raw: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadNode]:
-    running = ThreadNode(Path(tmp_path_factory.mktemp("recovery")) / "d").start()
-    yield running
-    running.stop()
+    with running_node(Path(tmp_path_factory.mktemp("recovery")) / "d") as running:
+        yield running
 
 
 def post(url: str, body: list) -> list:

@@ -28,7 +28,7 @@ from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
 from web3.providers import HTTPProvider
 
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID
-from tests.node.harness import ThreadNode, rpc
+from tests.node.harness import ThreadNode, rpc, running_node
 
 GWEI = 10**9
 BLOCK_GAS_LIMIT = 30_000_000
@@ -41,11 +41,8 @@ NONCES, BLOCKS, FEES, PENDING, BATCH, METRICS = ACCOUNTS[4:10]
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadNode]:
-    running = ThreadNode(tmp_path_factory.mktemp("web3-node"), slot_ms=200).start()
-    try:
+    with running_node(tmp_path_factory.mktemp("web3-node"), slot_ms=200) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
