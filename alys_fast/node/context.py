@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from alys_fast.actors import ActorStopped, CircuitOpen, MailboxFull
 from alys_fast.chain.spec import ChainSpec
-from alys_fast.rpc import Limits
+from alys_fast.rpc import Limits, RpcServer
 
 if TYPE_CHECKING:
     from alys_fast.actors import ActorRef, ActorSystem
@@ -56,6 +56,7 @@ class NodeContext:
     # Filled by actors as they come up, read by the node and the tests.
     rpc_bound: int | None = None
     rpc_ready: asyncio.Event | None = None
+    rpc_server: RpcServer | None = None  # so a node stop can let answers in flight finish
     stats: dict[str, Any] = field(default_factory=dict)
 
     def ref(self, path: str) -> ActorRef:

@@ -85,5 +85,10 @@ class Node:
         """Until the node stops (``stop`` or an escalation); its exit code."""
         return await self.system.wait()
 
-    async def stop(self) -> int:
+    async def stop(self, grace: float = 2.0) -> int:
+        """Stop serving first, letting answers in flight finish (up to ``grace`` s, while the
+        actors they wait on still run), then stop the tree."""
+        server = self.ctx.rpc_server
+        if server is not None:
+            await server.stop(grace)
         return await self.system.stop()

@@ -46,6 +46,7 @@ class RpcActor(Actor):
         )
         await self.server.start()
         ctx.rpc_bound = self.server.port
+        ctx.rpc_server = self.server
         log.info("JSON-RPC on %s (WebSocket %s)", self.server.url, self.server.ws_url)
         if ctx.rpc_ready is not None:
             ctx.rpc_ready.set()
@@ -87,5 +88,7 @@ class RpcActor(Actor):
 
     def _release(self) -> None:
         if self.server is not None:
-            self.server.abort()
+            self.server.abort()  # a no-op after the node's graceful RpcServer.stop
+            if self.ctx.rpc_server is self.server:
+                self.ctx.rpc_server = None
             self.server = None
