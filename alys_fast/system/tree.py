@@ -8,7 +8,8 @@ started, so nothing runs that does not exist yet.
 Supervisors start in the order listed and stop in reverse: storage first (every other actor
 reads its state from it on start), then the chain's actors (engine before pool before chain),
 then the RPC that serves them. The RPC has its own supervisor, beside the seed's four, so a
-crash elsewhere never takes the client-facing port down with it.
+crash elsewhere never takes the client-facing port down with it; its two signature-recovery
+actors run in child processes (``process=True``), taking that CPU off the node's event loop.
 """
 
 from __future__ import annotations
