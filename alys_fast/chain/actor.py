@@ -47,22 +47,14 @@ class Tick(msgspec.Struct, frozen=True):
     slot: int
 
 
-class GetHead(msgspec.Struct, frozen=True):
-    """-> the head Header."""
-
-
-class ChainStats(msgspec.Struct, frozen=True):
-    """-> the chain's counters and timings, for the metrics actor."""
-
-
 class NewHead(msgspec.Struct, frozen=True):
-    """Told to the RPC actor when the head moves (``execution`` None after a restart)."""
+    """Told to the RPC actor when the head moves (``imported`` None after a restart)."""
 
     header: Header
     imported: ImportedBlock | None = None
 
 
-ChainMessage = Tick | GetHead | ChainStats
+ChainMessage = Tick
 
 
 class ChainActor(Actor):
@@ -116,10 +108,6 @@ class ChainActor(Actor):
             finally:
                 self._schedule()
             return None
-        if type(message) is GetHead:
-            return self.head
-        if type(message) is ChainStats:
-            return self.stats
         raise TypeError(f"chain: unexpected message {message!r}")
 
     def pre_restart(self, error: BaseException) -> None:

@@ -13,7 +13,6 @@ block.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import msgspec
@@ -23,6 +22,7 @@ from alys_fast.engine.embedded import EmbeddedEngine
 from alys_fast.engine.errors import EngineError
 from alys_fast.engine.interface import BlockEnv, BlockExecution
 from alys_fast.engine.state import Account, State
+from alys_fast.engine.steps import finish_paused
 from alys_fast.node.context import ENGINE, NodeContext
 from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Transaction
@@ -95,16 +95,10 @@ class EngineActor(Actor):
             get = engine.state.get
             return [get(address) for address in message.addresses]
         if type(message) is Execute:
-            steps = engine.execute_steps(
+            return await finish_paused(engine.execute_steps(
                 message.parent_state_root, message.env, message.txs,
                 skip_invalid=message.skip_invalid,
-            )
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    return done.value
-                await asyncio.sleep(0)  # let the loop answer requests between pieces
+            ))
         if type(message) is Commit:
             engine.commit(message.execution)
             return None

@@ -457,7 +457,8 @@ class EthApi:
 @cache
 def _recovery_pool() -> ThreadPoolExecutor:
     """Threads for signature recovery, one per usable core: more would only take turns on the
-    same cores (and the GIL) with the event loop."""
+    same cores (and the GIL) with the event loop. Not validation's own pool: a large batch
+    recovered there would wait on jobs queued behind itself."""
     return ThreadPoolExecutor(usable_cores(), thread_name_prefix="rpc-recover")
 
 
