@@ -30,6 +30,10 @@ class BlockEnv(msgspec.Struct, frozen=True):
     fee_recipient: bytes
     gas_limit: int
     base_fee: int
+    # Alys payloads carry zero randomness (PREVRANDAO 0); state tests set their own.
+    prev_randao: bytes = bytes(32)
+    # EIP-4844's excess blob gas, which prices blob gas; always 0 on this chain (no blobs).
+    excess_blob_gas: int = 0
 
 
 class Receipt(msgspec.Struct, frozen=True, array_like=True):
@@ -102,3 +106,12 @@ class ExecutionEngine(Protocol):
     def commit(self, execution: BlockExecution) -> None:
         """Make an executed block's state the head."""
         ...
+
+
+class AllocAccount(msgspec.Struct, frozen=True):
+    """An account of a starting state (a genesis alloc, a state test's ``pre``)."""
+
+    balance: int = 0
+    nonce: int = 0
+    code: bytes = b""
+    storage: dict[int, int] = {}

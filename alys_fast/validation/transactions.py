@@ -101,6 +101,23 @@ class DynamicFeeTransaction(Transaction, frozen=True, tag=2):
     access_list: AccessList
 
 
+class BlobTransaction(Transaction, frozen=True, tag=3):
+    """Type 3 (EIP-4844): EIP-1559 fees plus blob hashes and a blob fee cap.
+
+    This chain carries no blobs, so the wire decoder refuses type 3 ("transaction type not
+    supported"); the type exists so the EVM can run blob transactions built from fields, as the
+    Ethereum state tests do (``alys-fast evm statetest``).
+    """
+
+    type: ClassVar[int] = 3
+    _fee_cap_field: ClassVar[str] = "max_fee_per_gas"
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    access_list: AccessList
+    max_fee_per_blob_gas: int
+    blob_versioned_hashes: tuple[bytes, ...]
+
+
 TRANSACTION_TYPES: dict[int, type[Transaction]] = {
     0: LegacyTransaction,
     1: AccessListTransaction,
