@@ -1,4 +1,5 @@
-"""Build the compiled kernels: every ``cext/*.pyx`` becomes ``alys_fast._cext.<name>``.
+"""Build the compiled kernels: every ``cext/*.pyx`` becomes ``alys_fast._cext.<name>``, and the
+Rust crate ``cext/evm`` (revm and the state trie, PyO3) becomes ``alys_fast._cext.evm``.
 
 The Python packages import these modules directly; there is no pure-Python fallback,
 so a missing build fails loudly (see ``alys_fast/_cext/__init__.py``).
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools_rust import Binding, RustExtension
 
 ROOT = Path(__file__).parent
 CEXT = ROOT / "cext"
@@ -26,6 +28,14 @@ def extensions() -> list[Extension]:
 
 
 setup(
+    rust_extensions=[
+        RustExtension(
+            "alys_fast._cext.evm",
+            path="cext/evm/Cargo.toml",
+            binding=Binding.PyO3,
+            debug=False,
+        )
+    ],
     ext_modules=cythonize(
         extensions(),
         language_level=3,

@@ -29,4 +29,4 @@ class TransactionRejected(EngineError):
         super().__init__(message)
 
 
-NOT_SUPPORTED = "contract creation and calls are not supported by this engine"
+

@@ -3,23 +3,22 @@
 The shape follows the Engine API: the consensus side hands over a parent (by state root), the
 block's environment and its transactions; the engine returns receipts, gas used and the new
 state root without changing its head (``engine_newPayload``), and moves its head only on
-:meth:`ExecutionEngine.commit` (``engine_forkchoiceUpdated``). The embedded engine
-(:mod:`alys_fast.engine.embedded`) is the first implementation; geth or reth behind the Engine
-API would be another.
+:meth:`ExecutionEngine.commit` (``engine_forkchoiceUpdated``). The revm engine
+(:mod:`alys_fast.engine.revm`) is the first implementation; geth or reth behind the Engine API
+would be another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
-from alys_fast.engine.state import Account
+from alys_fast.engine.state import StateDiff
 from alys_fast.validation import Transaction
-
-EMPTY_BLOOM = bytes(256)
+from alys_fast.validation.receipts import Receipt
 
 
 class BlockEnv(msgspec.Struct, frozen=True):
@@ -36,33 +35,14 @@ class BlockEnv(msgspec.Struct, frozen=True):
     excess_blob_gas: int = 0
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
-    """One transaction's outcome, in the fields ``eth_getTransactionReceipt`` reports.
-
-    Transfers emit no logs, so ``logs`` is empty and the bloom is :data:`EMPTY_BLOOM`.
-    """
-
-    tx_hash: bytes
-    tx_type: int
-    status: int
-    gas_used: int
-    cumulative_gas_used: int
-    effective_gas_price: int
-    logs: tuple[()] = ()
-
-    @property
-    def logs_bloom(self) -> bytes:
-        """The 256-byte bloom of the logs (all zero: no logs)."""
-        return EMPTY_BLOOM
-
-
 @dataclass(frozen=True, slots=True)
 class BlockExecution:
     """The result of executing one block on a parent state.
 
     ``transactions`` are those included (all of them when importing; when building, the ones
     that applied), ``skipped`` the (transaction, reason) pairs left out while building.
-    ``changes`` are the accounts written (None: deleted), what storage persists.
+    ``changes`` is the state diff (accounts, storage, code, previous values): what storage
+    persists and history keeps.
     ``receipts_root`` and ``logs_bloom`` are what the header must carry for these receipts.
     """
 
@@ -76,7 +56,7 @@ class BlockExecution:
     receipts_root: bytes
     logs_bloom: bytes
     skipped: tuple[tuple[Transaction, str], ...]
-    changes: Mapping[bytes, Account | None]
+    changes: StateDiff
 
 
 class ExecutionEngine(Protocol):

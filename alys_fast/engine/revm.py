@@ -1,0 +1,307 @@
+"""The execution engine: revm (``cext/evm``, compiled Rust) behind the node's engine seam.
+
+A block runs whole in Rust with the GIL released: the transactions (recovered and checked by
+the validation core) go in, receipts, logs and the state diff come out, and the new
+Ethereum state root is computed on copies of the tries, installed only by :meth:`commit`.
+
+Data the compiled head does not hold is a *miss* (see ``engine.state``): the run pauses,
+names every miss it found, and :meth:`RevmEngine.execute_steps` yields them; whoever drives
+the steps loads them in one batch and sends back a :class:`Loaded`. In the node the storage
+actor, the only owner of the RocksDB database, answers (``engine.actor``); a standalone
+engine (:meth:`RevmEngine.from_alloc`: tests, the state-test runner, benchmarks) holds all
+of its state and only asks for block hashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, Protocol
+
+from alys_fast._cext import require
+from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownParentState
+from alys_fast.engine.fees import effective_gas_price
+from alys_fast.engine.interface import AllocAccount, BlockEnv, BlockExecution
+from alys_fast.engine.state import (
+    EMPTY_CODE_HASH,
+    Account,
+    Loaded,
+    Miss,
+    StateDiff,
+    StorageDiff,
+    account_from_record,
+    keccak256,
+    storage_root,
+    word,
+)
+from alys_fast.validation import Transaction
+from alys_fast.validation.receipts import Log, Receipt, bloom_of, combine_blooms, receipts_root
+
+_evm = require("evm")
+
+FORKS = ("shanghai", "cancun", "prague")
+DEFAULT_FORK = "cancun"
+
+Steps = Generator[list[Miss], Loaded, Any]
+"""A computation that yields the misses it needs and takes the :class:`Loaded` answer."""
+
+
+class StateSource(Protocol):
+    """Answers an engine's misses synchronously (the node's actor answers asynchronously)."""
+
+    def load(self, misses: Sequence[Miss]) -> Loaded: ...
+
+
+class BlockHashes:
+    """A :class:`StateSource` for an engine that holds all its state: block hashes only."""
+
+    def __init__(self, block_hash: Callable[[int], bytes]) -> None:
+        self.block_hash = block_hash
+
+    def load(self, misses: Sequence[Miss]) -> Loaded:
+        loaded = Loaded()
+        for miss in misses:
+            if miss[0] != "blockhash":
+                raise EngineError(f"a standalone engine holds all its state, yet missed {miss!r}")
+            loaded.block_hashes.append((miss[1], self.block_hash(miss[1])))
+        return loaded
+
+
+def _no_block_hashes(number: int) -> bytes:
+    raise EngineError(f"block hash {number} is unknown to this engine")
+
+
+def finish(steps: Steps, source: StateSource) -> Any:
+    """Drive ``steps`` to the end, answering its misses from ``source``."""
+    answer: Loaded | None = None
+    while True:
+        try:
+            misses = steps.send(answer)  # type: ignore[arg-type]
+        except StopIteration as done:
+            return done.value
+        answer = source.load(misses)
+
+
+def check_fork(fork: str) -> str:
+    """``fork`` if the engine runs it, else a ValueError naming the ones it does."""
+    if fork not in FORKS:
+        raise ValueError(f"unknown fork {fork!r}: the engine runs {', '.join(FORKS)}")
+    return fork
+
+
+def tx_tuple(tx: Transaction) -> tuple:
+    """A transaction in the compiled engine's shape (OverflowError if a field cannot fit)."""
+    tip = getattr(tx, "max_priority_fee_per_gas", None)
+    access = [(a, list(keys)) for a, keys in getattr(tx, "access_list", ())]
+    blobs = (list(getattr(tx, "blob_versioned_hashes", ())), getattr(tx, "max_fee_per_blob_gas", 0))
+    return (
+        tx.type, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.fee_cap, tip,
+        tx.nonce, tx.chain_id, access, blobs,
+    )
+
+
+def env_tuple(env: BlockEnv) -> tuple:
+    return (
+        env.number, env.timestamp, env.fee_recipient, env.gas_limit, env.base_fee,
+        env.prev_randao, env.excess_blob_gas,
+    )
+
+
+def _split_reason(text: str) -> tuple[str, str]:
+    reason, _, detail = text.partition(": ")
+    return reason, detail
+
+
+class RevmEngine:
+    """An :class:`~alys_fast.engine.interface.ExecutionEngine` over the compiled revm engine.
+
+    It holds the head state only: it executes on that state root and refuses any other parent.
+    ``source`` answers misses when :meth:`execute_block` drives the steps itself.
+    """
+
+    def __init__(
+        self, *, fork: str = DEFAULT_FORK, chain_id: int, source: StateSource | None = None
+    ) -> None:
+        self.fork = check_fork(fork)
+        self.chain_id = chain_id
+        self.source = source or BlockHashes(_no_block_hashes)
+        self._evm = _evm.Engine(fork, chain_id, True)
+
+    @classmethod
+    def from_alloc(
+        cls,
+        alloc: Mapping[bytes, AllocAccount],
+        *,
+        fork: str = DEFAULT_FORK,
+        chain_id: int,
+        block_hash: Callable[[int], bytes] | None = None,
+    ) -> RevmEngine:
+        """A standalone engine holding exactly ``alloc`` (a genesis, a state test's ``pre``)."""
+        engine = cls(fork=fork, chain_id=chain_id,
+                     source=BlockHashes(block_hash or _no_block_hashes))
+        engine.put(Loaded(*alloc_contents(alloc)))
+        return engine
+
+    @property
+    def state_root(self) -> bytes:
+        return self._evm.state_root
+
+    def put(self, loaded: Loaded) -> None:
+        """Hand the compiled head what was loaded for its misses (or at start)."""
+        evm = self._evm
+        if loaded.code:
+            evm.put_code(loaded.code)
+        present = [(a, acct) for a, acct in loaded.accounts if acct is not None]
+        if present:
+            evm.put_accounts([
+                (a, acct.nonce, word(acct.balance), acct.code_hash, acct.storage_root)
+                for a, acct in present
+            ])
+        for address, slots, complete in loaded.storage:
+            evm.put_storage(address, [(word(k), word(v)) for k, v in slots], complete)
+        if loaded.block_hashes:
+            evm.put_block_hashes(loaded.block_hashes)
+
+    def account(self, address: bytes) -> Account:
+        """The head account at ``address`` (the empty account if there is none)."""
+        record = self._evm.account(address)
+        return Account() if record is None else account_from_record(record)
+
+    def execute_block(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: Sequence[Transaction],
+        *,
+        skip_invalid: bool = False,
+    ) -> BlockExecution:
+        return finish(
+            self.execute_steps(parent_state_root, env, txs, skip_invalid=skip_invalid),
+            self.source,
+        )
+
+    def execute_steps(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: Sequence[Transaction],
+        *,
+        skip_invalid: bool = False,
+    ) -> Steps:
+        """:meth:`execute_block` as steps: yields misses, takes what was loaded for them.
+
+        Importing (``skip_invalid=False``), a transaction that cannot apply raises
+        TransactionRejected with its index; building, it is skipped with geth's reason.
+        """
+        if parent_state_root != self.state_root:
+            raise UnknownParentState(
+                f"parent state root {parent_state_root.hex()} is not the engine's head "
+                f"{self.state_root.hex()}"
+            )
+        tuples: list[tuple] = []
+        runnable: list[Transaction] = []
+        unfit: list[tuple[Transaction, str]] = []
+        for index, tx in enumerate(txs):
+            try:
+                tuples.append(tx_tuple(tx))
+                runnable.append(tx)
+            except OverflowError:
+                if not skip_invalid:
+                    raise TransactionRejected(
+                        "field out of range", "a value does not fit the EVM's widths", index
+                    ) from None
+                unfit.append((tx, "field out of range"))
+        evm = self._evm
+        run = evm.begin(env_tuple(env), tuples, skip_invalid)
+        while (stop := evm.execute(run)) is not None:
+            if type(stop) is tuple:
+                reason, detail = _split_reason(stop[1])
+                raise TransactionRejected(reason, detail, stop[0])
+            self.put((yield stop))
+        while type(root := evm.prepare(run)) is not bytes:
+            self.put((yield root))
+        return self._execution(parent_state_root, env, runnable, run, root, unfit)
+
+    def _execution(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        txs: list[Transaction],
+        run: Any,
+        root: bytes,
+        unfit: list[tuple[Transaction, str]],
+    ) -> BlockExecution:
+        gas_used, outcomes, skipped = run.result()
+        base_fee = env.base_fee
+        included: list[Transaction] = []
+        receipts: list[Receipt] = []
+        burned = 0
+        for position, status, used, cumulative, logs, created, output in outcomes:
+            tx = txs[position]
+            entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
+            included.append(tx)
+            receipts.append(Receipt(
+                tx.hash, tx.type, int(status), used, cumulative,
+                effective_gas_price(tx, base_fee), entries, bloom_of(entries), created, output,
+            ))
+            burned += used * base_fee
+        accounts, storage, code = run.changes()
+        diff = StateDiff(
+            accounts={a: None if new is None else account_from_record(new)
+                      for a, new, _ in accounts},
+            storage=tuple(
+                StorageDiff(a, wiped, tuple(
+                    (int.from_bytes(s, "big"), int.from_bytes(n, "big"), int.from_bytes(o, "big"))
+                    for s, n, o in slots
+                ))
+                for a, wiped, slots in storage
+            ),
+            code=tuple(code),
+            previous={a: None if old is None else account_from_record(old)
+                      for a, _, old in accounts},
+        )
+        return BlockExecution(
+            parent_state_root=parent_state_root,
+            env=env,
+            state_root=root,
+            gas_used=gas_used,
+            burned=burned,
+            transactions=tuple(included),
+            receipts=tuple(receipts),
+            receipts_root=receipts_root(receipts),
+            logs_bloom=combine_blooms(r.logs_bloom for r in receipts),
+            skipped=tuple([(txs[p], reason) for p, reason in skipped] + unfit),
+            changes=diff,
+        )
+
+    def commit(self, execution: BlockExecution) -> None:
+        try:
+            self._evm.commit(execution.state_root)
+        except KeyError:
+            raise UnknownParentState(
+                f"no executed block on the head state {self.state_root.hex()} leads to "
+                f"{execution.state_root.hex()}"
+            ) from None
+
+
+def alloc_contents(
+    alloc: Mapping[bytes, AllocAccount],
+) -> tuple[list, list, list]:
+    """(accounts, storage, code) of a starting state, as :class:`Loaded` takes them; empty
+    accounts are left out (EIP-161: they do not exist)."""
+    accounts: list[tuple[bytes, Account | None]] = []
+    storage: list[tuple[bytes, list[tuple[int, int]], bool]] = []
+    code: list[bytes] = []
+    for address, spec in alloc.items():
+        slots = {k: v for k, v in spec.storage.items() if v}
+        account = Account(
+            spec.nonce, spec.balance, keccak256(spec.code) if spec.code else EMPTY_CODE_HASH,
+            storage_root(slots),
+        )
+        if account.is_empty() and not slots:
+            continue
+        accounts.append((address, account))
+        if slots:
+            storage.append((address, sorted(slots.items()), True))
+        if spec.code:
+            code.append(spec.code)
+    return accounts, storage, code

@@ -1,0 +1,430 @@
+//! Executing a block on the head: transactions through revm one by one into an [`Overlay`],
+//! then the new state root on copies of the tries, installed only on commit.
+//!
+//! A block run is resumable: when a transaction meets a [`Miss`], the run keeps going
+//! speculatively (without committing) to collect the misses of the following transactions
+//! too, then stops at the first transaction that missed; the caller loads every miss in one
+//! batch and calls [`execute`] again, which redoes that transaction on complete data.
+
+use crate::state::{AccountRecord, ContractStorage, Head, Miss, Overlay, OverlayDb};
+use crate::trie::{Trie, EMPTY_ROOT};
+use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::context_interface::block::BlobExcessGasAndPrice;
+use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
+use revm::primitives::hardfork::SpecId;
+use revm::primitives::{keccak256, Address, HashMap, Log, B256, U256};
+use revm::state::EvmState;
+use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+
+/// How many transactions past the first miss a run goes on speculatively to find more.
+const SPECULATION: usize = 512;
+
+/// The forks a chain spec may name.
+pub fn spec_id(fork: &str) -> Option<SpecId> {
+    match fork {
+        "shanghai" => Some(SpecId::SHANGHAI),
+        "cancun" => Some(SpecId::CANCUN),
+        "prague" => Some(SpecId::PRAGUE),
+        _ => None,
+    }
+}
+
+/// The header fields execution reads.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub number: u64,
+    pub timestamp: u64,
+    pub coinbase: Address,
+    pub gas_limit: u64,
+    pub base_fee: u64,
+    pub prev_randao: B256,
+    pub excess_blob_gas: u64,
+}
+
+impl Env {
+    pub fn block_env(&self, spec: SpecId) -> BlockEnv {
+        let mut block = BlockEnv {
+            number: U256::from(self.number),
+            beneficiary: self.coinbase,
+            timestamp: U256::from(self.timestamp),
+            gas_limit: self.gas_limit,
+            basefee: self.base_fee,
+            difficulty: U256::ZERO,
+            prevrandao: Some(self.prev_randao),
+            ..Default::default()
+        };
+        block.blob_excess_gas_and_price = if spec.is_enabled_in(SpecId::CANCUN) {
+            let fraction = if spec.is_enabled_in(SpecId::PRAGUE) {
+                revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE
+            } else {
+                BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN
+            };
+            Some(BlobExcessGasAndPrice::new(self.excess_blob_gas, fraction))
+        } else {
+            None
+        };
+        block
+    }
+}
+
+/// Engine-wide rules.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub spec: SpecId,
+    pub chain_id: u64,
+}
+
+impl Rules {
+    pub fn cfg(&self) -> CfgEnv {
+        let mut cfg = CfgEnv::new_with_spec(self.spec);
+        cfg.chain_id = self.chain_id;
+        cfg.max_blobs_per_tx = Some(if self.spec.is_enabled_in(SpecId::PRAGUE) { 9 } else { 6 });
+        cfg
+    }
+}
+
+/// One transaction's outcome.
+#[derive(Clone, Debug)]
+pub struct TxOutcome {
+    pub status: bool,
+    pub gas_used: u64,
+    pub cumulative_gas_used: u64,
+    pub logs: Vec<Log>,
+    pub contract_address: Option<Address>,
+    pub output: Vec<u8>,
+}
+
+/// A block being executed; see the module docstring.
+pub struct BlockRun {
+    pub env: Env,
+    pub txs: Vec<TxEnv>,
+    pub skip_invalid: bool,
+    pub next: usize,
+    pub overlay: Overlay,
+    /// (position in `txs`, outcome) of the included transactions.
+    pub outcomes: Vec<(usize, TxOutcome)>,
+    /// (position in `txs`, reason) of the skipped ones (building only).
+    pub skipped: Vec<(usize, String)>,
+    pub gas_used: u64,
+}
+
+/// What stopped a run.
+pub enum Stop {
+    Done,
+    Missing(Vec<Miss>),
+    /// Importing: the transaction at this position cannot apply (geth's reason).
+    Rejected(usize, String),
+}
+
+impl BlockRun {
+    pub fn new(env: Env, txs: Vec<TxEnv>, skip_invalid: bool) -> Self {
+        BlockRun {
+            env,
+            txs,
+            skip_invalid,
+            next: 0,
+            overlay: Overlay::default(),
+            outcomes: Vec::new(),
+            skipped: Vec::new(),
+            gas_used: 0,
+        }
+    }
+}
+
+/// geth's wording for a transaction that cannot apply, so clients see what geth would say.
+pub fn reason(error: &InvalidTransaction) -> String {
+    use InvalidTransaction as E;
+    match error {
+        E::NonceTooLow { tx, state } => format!("nonce too low: tx {tx}, state {state}"),
+        E::NonceTooHigh { tx, state } => format!("nonce too high: tx {tx}, state {state}"),
+        E::LackOfFundForMaxFee { fee, balance } => {
+            format!("insufficient funds for gas * price + value: have {balance} want {fee}")
+        }
+        E::GasPriceLessThanBasefee => "max fee per gas less than block base fee".into(),
+        E::RejectCallerWithCode => "sender not an eoa".into(),
+        E::CallerGasLimitMoreThanBlock => "gas limit reached".into(),
+        E::CallGasCostMoreThanGasLimit { initial_gas, gas_limit } => {
+            format!("intrinsic gas too low: have {gas_limit}, want {initial_gas}")
+        }
+        E::PriorityFeeGreaterThanMaxFee => {
+            "max priority fee per gas higher than max fee per gas".into()
+        }
+        E::NonceOverflowInTransaction => "nonce has max value".into(),
+        E::CreateInitCodeSizeLimit => "max initcode size exceeded".into(),
+        E::InvalidChainId => "invalid chain id".into(),
+        other => other.to_string(),
+    }
+}
+
+fn record_of(info: &revm::state::AccountInfo, storage_root: B256) -> AccountRecord {
+    AccountRecord {
+        nonce: info.nonce,
+        balance: info.balance,
+        code_hash: info.code_hash,
+        storage_root,
+    }
+}
+
+/// Fold one transaction's state changes into the block's overlay (revm's commit semantics:
+/// self-destructed accounts vanish with their storage, created ones start with empty storage,
+/// touched empty accounts are deleted per EIP-161).
+fn commit(overlay: &mut Overlay, state: EvmState) {
+    for (address, account) in state {
+        if !account.is_touched() {
+            continue;
+        }
+        if account.is_selfdestructed() {
+            overlay.accounts.insert(address, None);
+            overlay.wiped.insert(address);
+            overlay.storage.remove(&address);
+            continue;
+        }
+        let created = account.is_created();
+        if created {
+            overlay.wiped.insert(address);
+            overlay.storage.remove(&address);
+        } else if account.is_empty() {
+            overlay.accounts.insert(address, None);
+            continue;
+        }
+        if let Some(code) = &account.info.code {
+            if !code.is_empty() {
+                overlay.code.insert(account.info.code_hash, code.clone());
+            }
+        }
+        let slots = overlay.storage.entry(address).or_default();
+        for (key, slot) in account.storage.iter() {
+            if created || slot.is_changed() {
+                slots.insert(*key, slot.present_value());
+            }
+        }
+        overlay.accounts.insert(address, Some(account.info.clone().without_code()));
+    }
+}
+
+/// Run `run` on `head` until it is done, rejected, or misses data (see the module docstring).
+pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
+    let overlay = std::mem::take(&mut run.overlay);
+    let db = OverlayDb { head, overlay, misses: Vec::new() };
+    let mut evm = Context::mainnet()
+        .with_db(db)
+        .with_block(run.env.block_env(rules.spec))
+        .with_cfg(rules.cfg())
+        .build_mainnet();
+    let mut first_miss: Option<usize> = None;
+    let mut stop = Stop::Done;
+    let mut position = run.next;
+    while position < run.txs.len() {
+        if let Some(first) = first_miss {
+            if position - first > SPECULATION {
+                break;
+            }
+        }
+        let tx = run.txs[position].clone();
+        let gas_left = run.env.gas_limit - run.gas_used;
+        let result = if tx.gas_limit > gas_left {
+            Err(format!("gas limit reached: tx gas {}, block gas left {gas_left}", tx.gas_limit))
+        } else {
+            match evm.transact(tx) {
+                Ok(done) => Ok(done),
+                Err(EVMError::Transaction(error)) => Err(reason(&error)),
+                Err(other) => Err(other.to_string()),
+            }
+        };
+        let db = &mut evm.ctx.journaled_state.database;
+        if !db.misses.is_empty() || first_miss.is_some() {
+            // Speculating: nothing is committed, the misses are all that counts.
+            first_miss.get_or_insert(position);
+            position += 1;
+            continue;
+        }
+        match result {
+            Err(why) => {
+                if !run.skip_invalid {
+                    stop = Stop::Rejected(position, why);
+                    break;
+                }
+                run.skipped.push((position, why));
+            }
+            Ok(done) => {
+                let gas_used = done.result.tx_gas_used();
+                run.gas_used += gas_used;
+                let outcome = outcome(done.result, gas_used, run.gas_used);
+                commit(&mut db.overlay, done.state);
+                run.outcomes.push((position, outcome));
+            }
+        }
+        position += 1;
+    }
+    let db = &mut evm.ctx.journaled_state.database;
+    run.overlay = std::mem::take(&mut db.overlay);
+    if let Some(first) = first_miss {
+        run.next = first;
+        return Stop::Missing(std::mem::take(&mut db.misses));
+    }
+    run.next = position;
+    stop
+}
+
+fn outcome(result: ExecutionResult, gas_used: u64, cumulative: u64) -> TxOutcome {
+    let status = result.is_success();
+    let contract_address = if status { result.created_address() } else { None };
+    let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
+    TxOutcome {
+        status,
+        gas_used,
+        cumulative_gas_used: cumulative,
+        logs: result.into_logs(),
+        contract_address,
+        output,
+    }
+}
+
+/// The state after a block, computed on copies of the head's tries (nothing installed yet).
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub base_root: B256,
+    pub state_root: B256,
+    pub account_trie: Trie,
+    /// New and previous records of every changed account (`None`: absent).
+    pub accounts: Vec<(Address, Option<AccountRecord>, Option<AccountRecord>)>,
+    pub storage_tries: HashMap<Address, Trie>,
+    /// Per changed contract: wiped?, and (slot, new value, previous value) per changed slot.
+    pub storage: Vec<(Address, bool, Vec<(U256, U256, U256)>)>,
+    pub code: Vec<(B256, revm::bytecode::Bytecode)>,
+}
+
+/// Compute the state root after `overlay`; misses if a changed contract's storage is not
+/// loaded (its trie could not be rehashed).
+pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
+    let mut misses = Vec::new();
+    let mut touched: Vec<Address> = overlay.accounts.keys().copied().collect();
+    touched.extend(overlay.storage.keys().filter(|a| !overlay.accounts.contains_key(*a)));
+    touched.sort();
+    for address in &touched {
+        let changes_storage = overlay.wiped.contains(address)
+            || overlay.storage.get(address).is_some_and(|s| !s.is_empty());
+        let previous_root = head.accounts.get(address).map(|r| r.storage_root);
+        let loaded = head.storage.get(address).is_some_and(|s| s.complete);
+        if changes_storage && !loaded && previous_root.is_some_and(|r| r != EMPTY_ROOT) {
+            misses.push(Miss::Storage(*address, None));
+        }
+    }
+    if !misses.is_empty() {
+        return Err(misses);
+    }
+    let mut account_trie = head.account_trie.clone();
+    let mut accounts = Vec::with_capacity(touched.len());
+    let mut storage_tries = HashMap::default();
+    let mut storage = Vec::new();
+    for address in touched {
+        let previous = head.accounts.get(&address).copied();
+        let wiped = overlay.wiped.contains(&address);
+        let empty = ContractStorage::complete([]);
+        let base = if wiped { &empty } else { head.storage.get(&address).unwrap_or(&empty) };
+        let mut trie = base.trie.clone();
+        let mut slot_changes = Vec::new();
+        if wiped {
+            if let Some(old) = head.storage.get(&address) {
+                for (slot, value) in &old.slots {
+                    let new = overlay.storage.get(&address).and_then(|s| s.get(slot));
+                    if new.is_none() {
+                        slot_changes.push((*slot, U256::ZERO, *value));
+                    }
+                }
+            }
+        }
+        if let Some(slots) = overlay.storage.get(&address) {
+            for (slot, value) in slots {
+                let before = if wiped {
+                    head.storage.get(&address).and_then(|s| s.slots.get(slot)).copied()
+                } else {
+                    base.slots.get(slot).copied()
+                }
+                .unwrap_or_default();
+                if *value == before && !wiped {
+                    continue;
+                }
+                trie.set(&keccak256(slot.to_be_bytes::<32>()), crate::state::encode_slot(value));
+                slot_changes.push((*slot, *value, before));
+            }
+        }
+        let changes_storage = wiped || !slot_changes.is_empty();
+        let storage_root = if changes_storage {
+            trie.root()
+        } else {
+            previous.map(|r| r.storage_root).unwrap_or(EMPTY_ROOT)
+        };
+        let record = match overlay.accounts.get(&address) {
+            Some(Some(info)) => Some(record_of(info, storage_root)),
+            Some(None) => None,
+            None => previous.map(|r| AccountRecord { storage_root, ..r }),
+        };
+        let key = keccak256(address);
+        account_trie.set(&key, record.map(|r| r.encode()).unwrap_or_default());
+        if changes_storage {
+            slot_changes.sort_by_key(|c| c.0);
+            storage.push((address, wiped, slot_changes));
+            storage_tries.insert(address, trie);
+        }
+        if record != previous {
+            accounts.push((address, record, previous));
+        }
+    }
+    let mut code: Vec<_> = overlay.code.iter().map(|(h, c)| (*h, c.clone())).collect();
+    code.sort_by_key(|c| c.0);
+    Ok(Prepared {
+        base_root: head.state_root(),
+        state_root: account_trie.root(),
+        account_trie,
+        accounts,
+        storage_tries,
+        storage,
+        code,
+    })
+}
+
+/// Install a prepared block as the head.
+pub fn install(head: &mut Head, prepared: Prepared) {
+    for (address, record, _) in &prepared.accounts {
+        match record {
+            Some(record) => {
+                head.accounts.insert(*address, *record);
+                head.absent.remove(address);
+            }
+            None => {
+                head.accounts.remove(address);
+                head.storage.remove(address);
+            }
+        }
+    }
+    let mut tries = prepared.storage_tries;
+    for (address, wiped, slots) in prepared.storage {
+        if !head.accounts.contains_key(&address) {
+            continue;
+        }
+        let storage = head.storage.entry(address).or_insert_with(|| ContractStorage {
+            complete: true,
+            ..Default::default()
+        });
+        if wiped {
+            storage.slots.clear();
+            storage.complete = true;
+        }
+        for (slot, value, _) in slots {
+            if value.is_zero() {
+                storage.slots.remove(&slot);
+            } else {
+                storage.slots.insert(slot, value);
+            }
+        }
+        if let Some(trie) = tries.remove(&address) {
+            storage.trie = trie;
+        }
+    }
+    for (hash, code) in prepared.code {
+        head.code.insert(hash, code);
+    }
+    head.account_trie = prepared.account_trie;
+}

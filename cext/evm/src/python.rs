@@ -1,0 +1,425 @@
+//! The PyO3 module: plain tuples and bytes across the boundary, typed on the Python side.
+//!
+//! Words (balances, values, slots) cross as 32-byte big-endian `bytes`, addresses as 20 and
+//! hashes as 32 bytes. A miss crosses as `(kind, key...)` with kind `"account"`, `"storage"`
+//! (address, slot or None for the whole contract), `"code"` or `"blockhash"`.
+
+use crate::exec::{self, BlockRun, Env, Prepared, Rules, Stop};
+use crate::state::{AccountRecord, ContractStorage, Head, Miss};
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use revm::bytecode::Bytecode;
+use revm::context::TxEnv;
+use revm::context_interface::transaction::{AccessList, AccessListItem};
+use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+
+/// Executed-but-uncommitted blocks kept for a commit; the oldest are dropped first.
+const MAX_PREPARED: usize = 8;
+
+fn address(bytes: &[u8]) -> PyResult<Address> {
+    Address::try_from(bytes).map_err(|_| PyValueError::new_err("an address must be 20 bytes"))
+}
+
+fn hash(bytes: &[u8]) -> PyResult<B256> {
+    B256::try_from(bytes).map_err(|_| PyValueError::new_err("a hash must be 32 bytes"))
+}
+
+fn word(bytes: &[u8]) -> PyResult<U256> {
+    if bytes.len() != 32 {
+        return Err(PyValueError::new_err("a word must be 32 bytes"));
+    }
+    Ok(U256::from_be_slice(bytes))
+}
+
+fn pybytes<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, data)
+}
+
+fn pyword<'py>(py: Python<'py>, value: &U256) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &value.to_be_bytes::<32>())
+}
+
+fn miss_tuple<'py>(py: Python<'py>, miss: &Miss) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match miss {
+        Miss::Account(a) => ("account", pybytes(py, a.as_slice())).into_pyobject(py)?.into_any(),
+        Miss::Storage(a, slot) => {
+            let slot = slot.map(|s| pyword(py, &s));
+            ("storage", pybytes(py, a.as_slice()), slot).into_pyobject(py)?.into_any()
+        }
+        Miss::Code(h) => ("code", pybytes(py, h.as_slice())).into_pyobject(py)?.into_any(),
+        Miss::BlockHash(n) => ("blockhash", *n).into_pyobject(py)?.into_any(),
+    })
+}
+
+fn misses<'py>(py: Python<'py>, misses: &[Miss]) -> PyResult<Bound<'py, PyList>> {
+    let items: PyResult<Vec<_>> = misses.iter().map(|m| miss_tuple(py, m)).collect();
+    PyList::new(py, items?)
+}
+
+type TxTuple = (
+    u8,                              // type
+    Vec<u8>,                         // caller
+    Option<Vec<u8>>,                 // to (None: creation)
+    Vec<u8>,                         // value (32 bytes)
+    Vec<u8>,                         // data
+    u64,                             // gas limit
+    u128,                            // gas price, or max fee per gas
+    Option<u128>,                    // max priority fee per gas
+    u64,                             // nonce
+    Option<u64>,                     // chain id
+    Vec<(Vec<u8>, Vec<Vec<u8>>)>,    // access list
+    (Vec<Vec<u8>>, u128),            // blob versioned hashes, max fee per blob gas
+);
+
+fn tx_env(t: TxTuple) -> PyResult<TxEnv> {
+    let (kind, caller, to, value, data, gas_limit, gas_price, tip, nonce, chain_id, al, (blobs, blob_fee)) =
+        t;
+    let mut items = Vec::with_capacity(al.len());
+    for (a, keys) in al {
+        let storage_keys: PyResult<Vec<B256>> = keys.iter().map(|k| hash(k)).collect();
+        items.push(AccessListItem { address: address(&a)?, storage_keys: storage_keys? });
+    }
+    let blob_hashes: PyResult<Vec<B256>> = blobs.iter().map(|h| hash(h)).collect();
+    Ok(TxEnv {
+        tx_type: kind,
+        caller: address(&caller)?,
+        gas_limit,
+        gas_price,
+        kind: match to {
+            Some(to) => TxKind::Call(address(&to)?),
+            None => TxKind::Create,
+        },
+        value: word(&value)?,
+        data: Bytes::from(data),
+        nonce,
+        chain_id,
+        access_list: AccessList(items),
+        gas_priority_fee: tip,
+        blob_hashes: blob_hashes?,
+        max_fee_per_blob_gas: blob_fee,
+        ..Default::default()
+    })
+}
+
+type EnvTuple<'a> = (u64, u64, &'a [u8], u64, u64, &'a [u8], u64);
+
+fn env(t: EnvTuple<'_>) -> PyResult<Env> {
+    let (number, timestamp, coinbase, gas_limit, base_fee, prev_randao, excess_blob_gas) = t;
+    Ok(Env {
+        number,
+        timestamp,
+        coinbase: address(coinbase)?,
+        gas_limit,
+        base_fee,
+        prev_randao: hash(prev_randao)?,
+        excess_blob_gas,
+    })
+}
+
+fn record_tuple<'py>(py: Python<'py>, r: &AccountRecord) -> PyResult<Bound<'py, PyTuple>> {
+    (r.nonce, pyword(py, &r.balance), pybytes(py, r.code_hash.as_slice()),
+     pybytes(py, r.storage_root.as_slice()))
+        .into_pyobject(py)
+}
+
+/// A block being executed (opaque to Python; see `exec::BlockRun`).
+#[pyclass(module = "alys_fast._cext.evm")]
+struct Run {
+    inner: BlockRun,
+    prepared: Option<Prepared>,
+}
+
+/// The engine: the head state and the blocks prepared on it.
+#[pyclass(module = "alys_fast._cext.evm")]
+struct Engine {
+    head: Head,
+    rules: Rules,
+    prepared: Vec<Prepared>,
+}
+
+#[pymethods]
+impl Engine {
+    /// `complete`: the caller will load every account (a node's head); otherwise each unknown
+    /// account and slot is a miss (a view at an older block).
+    #[new]
+    #[pyo3(signature = (fork, chain_id, complete = true))]
+    fn new(fork: &str, chain_id: u64, complete: bool) -> PyResult<Self> {
+        let spec = exec::spec_id(fork)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown fork {fork:?}")))?;
+        let head = if complete { Head::complete() } else { Head::default() };
+        Ok(Engine { head, rules: Rules { spec, chain_id }, prepared: Vec::new() })
+    }
+
+    #[getter]
+    fn state_root<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        pybytes(py, self.head.state_root().as_slice())
+    }
+
+    /// Load accounts as stored: (address, nonce, balance, code hash, storage root).
+    fn put_accounts(&mut self, items: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+        for (a, nonce, balance, code_hash, storage_root) in items {
+            let record = AccountRecord {
+                nonce,
+                balance: word(&balance)?,
+                code_hash: hash(&code_hash)?,
+                storage_root: hash(&storage_root)?,
+            };
+            self.head.put_account(address(&a)?, Some(record));
+        }
+        Ok(())
+    }
+
+    /// Record addresses that do not exist (answers to account misses of a view).
+    fn put_absent(&mut self, items: Vec<Vec<u8>>) -> PyResult<()> {
+        for a in items {
+            self.head.absent.insert(address(&a)?);
+        }
+        Ok(())
+    }
+
+    /// Load a contract's slots; `complete`: these are all its non-zero slots (its trie is
+    /// built and checked against the account's storage root).
+    fn put_storage(&mut self, account: &[u8], slots: Vec<(Vec<u8>, Vec<u8>)>, complete: bool) -> PyResult<()> {
+        let account = address(account)?;
+        let mut parsed = Vec::with_capacity(slots.len());
+        for (slot, value) in slots {
+            parsed.push((word(&slot)?, word(&value)?));
+        }
+        if complete {
+            let storage = ContractStorage::complete(parsed);
+            if let Some(record) = self.head.accounts.get(&account) {
+                if storage.trie.root() != record.storage_root {
+                    return Err(PyValueError::new_err(format!(
+                        "storage of {account} hashes to {} but its account says {}",
+                        storage.trie.root(), record.storage_root
+                    )));
+                }
+            }
+            self.head.storage.insert(account, storage);
+        } else {
+            let storage = self.head.storage.entry(account).or_default();
+            storage.slots.extend(parsed);
+        }
+        Ok(())
+    }
+
+    /// Load code; its hash is computed here.
+    fn put_code(&mut self, items: Vec<Vec<u8>>) {
+        for code in items {
+            let hash = keccak256(&code);
+            self.head.code.insert(hash, Bytecode::new_raw(Bytes::from(code)));
+        }
+    }
+
+    fn put_block_hashes(&mut self, items: Vec<(u64, Vec<u8>)>) -> PyResult<()> {
+        for (number, h) in items {
+            self.head.block_hashes.insert(number, hash(&h)?);
+        }
+        // BLOCKHASH reaches 256 blocks back; keep a little more than that.
+        if self.head.block_hashes.len() > 1024 {
+            let newest = self.head.block_hashes.keys().copied().max().unwrap_or(0);
+            self.head.block_hashes.retain(|n, _| n + 300 > newest);
+        }
+        Ok(())
+    }
+
+    /// Forget the storage of contracts not in `keep` (bounding memory; they reload on a miss).
+    fn evict_storage(&mut self, keep: Vec<Vec<u8>>) -> PyResult<usize> {
+        let keep: PyResult<Vec<Address>> = keep.iter().map(|a| address(a)).collect();
+        let keep = keep?;
+        let before = self.head.storage.len();
+        self.head.storage.retain(|a, _| keep.contains(a));
+        Ok(before - self.head.storage.len())
+    }
+
+    fn storage_loaded(&self) -> usize {
+        self.head.storage.len()
+    }
+
+    fn begin(&self, env_tuple: EnvTuple<'_>, txs: Vec<TxTuple>, skip_invalid: bool) -> PyResult<Run> {
+        let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
+        Ok(Run { inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid), prepared: None })
+    }
+
+    /// Go on with `run`; -> None (done), a list of misses, or (index, reason) if rejected.
+    fn execute<'py>(&self, py: Python<'py>, mut run: PyRefMut<'py, Run>) -> PyResult<Bound<'py, PyAny>> {
+        let head = &self.head;
+        let rules = &self.rules;
+        let inner = &mut run.inner;
+        let stop = py.detach(|| exec::execute(head, rules, inner));
+        Ok(match stop {
+            Stop::Done => py.None().into_bound(py),
+            Stop::Missing(m) => misses(py, &m)?.into_any(),
+            Stop::Rejected(index, why) => (index, why).into_pyobject(py)?.into_any(),
+        })
+    }
+
+    /// Compute the state root after a finished run; -> the root, or a list of misses.
+    fn prepare<'py>(&mut self, py: Python<'py>, mut run: PyRefMut<'py, Run>) -> PyResult<Bound<'py, PyAny>> {
+        let head = &self.head;
+        let overlay = &run.inner.overlay;
+        let result = py.detach(|| exec::prepare(head, overlay));
+        match result {
+            Err(m) => Ok(misses(py, &m)?.into_any()),
+            Ok(prepared) => {
+                let root = pybytes(py, prepared.state_root.as_slice()).into_any();
+                if self.prepared.len() >= MAX_PREPARED {
+                    self.prepared.remove(0);
+                }
+                self.prepared.push(prepared.clone());
+                run.prepared = Some(prepared);
+                Ok(root)
+            }
+        }
+    }
+
+    /// Make the prepared block with this state root the head.
+    fn commit(&mut self, state_root: &[u8]) -> PyResult<()> {
+        let root = hash(state_root)?;
+        let current = self.head.state_root();
+        let position = self
+            .prepared
+            .iter()
+            .position(|p| p.state_root == root && p.base_root == current)
+            .ok_or_else(|| PyKeyError::new_err(format!(
+                "no executed block on the head state {current} leads to {root}"
+            )))?;
+        let prepared = self.prepared.swap_remove(position);
+        exec::install(&mut self.head, prepared);
+        self.prepared.clear();
+        Ok(())
+    }
+
+    /// The head account: (nonce, balance, code hash, storage root), None if absent, or a miss.
+    fn account<'py>(&self, py: Python<'py>, account: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let account = address(account)?;
+        Ok(match self.head.account(&account) {
+            crate::state::Lookup::Found(Some(r)) => record_tuple(py, &r)?.into_any(),
+            crate::state::Lookup::Found(None) => py.None().into_bound(py),
+            crate::state::Lookup::Missing(m) => misses(py, &[m])?.into_any(),
+        })
+    }
+
+    /// A head slot as 32 bytes, or a list with the miss.
+    fn storage<'py>(&self, py: Python<'py>, account: &[u8], slot: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let account = address(account)?;
+        Ok(match self.head.slot(&account, &word(slot)?) {
+            crate::state::Lookup::Found(v) => pyword(py, &v).into_any(),
+            crate::state::Lookup::Missing(m) => misses(py, &[m])?.into_any(),
+        })
+    }
+
+    /// Code by hash, or None if it is not loaded.
+    fn code<'py>(&self, py: Python<'py>, code_hash: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let h = hash(code_hash)?;
+        if h == revm::primitives::KECCAK_EMPTY {
+            return Ok(Some(pybytes(py, b"")));
+        }
+        Ok(self.head.code.get(&h).map(|c| pybytes(py, c.original_byte_slice())))
+    }
+
+    /// EIP-1186 proofs at the head: (account proof, [(slot, value, proof)]); storage of the
+    /// account must be loaded when slots are asked for (else a list with the miss).
+    fn proof<'py>(&self, py: Python<'py>, account: &[u8], slots: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyAny>> {
+        let account = address(account)?;
+        let nodes = |proof: Vec<Vec<u8>>| -> PyResult<Bound<'py, PyList>> {
+            PyList::new(py, proof.iter().map(|n| pybytes(py, n)))
+        };
+        let account_proof = nodes(self.head.account_trie.proof(&keccak256(account)))?;
+        let record = self.head.accounts.get(&account);
+        let empty = ContractStorage::complete([]);
+        let storage = match record {
+            Some(r) if r.storage_root != crate::trie::EMPTY_ROOT => match self.head.storage.get(&account) {
+                Some(s) if s.complete => s,
+                _ => return Ok(misses(py, &[Miss::Storage(account, None)])?.into_any()),
+            },
+            _ => &empty,
+        };
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let key = word(&slot)?;
+            let value = storage.slots.get(&key).copied().unwrap_or_default();
+            let proof = nodes(storage.trie.proof(&keccak256(key.to_be_bytes::<32>())))?;
+            out.push((pyword(py, &key), pyword(py, &value), proof).into_pyobject(py)?);
+        }
+        Ok((account_proof, PyList::new(py, out)?).into_pyobject(py)?.into_any())
+    }
+}
+
+#[pymethods]
+impl Run {
+    /// The positions in the block's transaction list that were applied so far (for resuming).
+    #[getter]
+    fn next(&self) -> usize {
+        self.inner.next
+    }
+
+    /// -> (gas used, outcomes, skipped): outcomes as (position, status, gas used, cumulative gas,
+    /// logs [(address, [topics], data)], contract address | None, output); skipped as
+    /// (position, reason).
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let mut outcomes = Vec::with_capacity(self.inner.outcomes.len());
+        for (position, o) in &self.inner.outcomes {
+            let mut logs = Vec::with_capacity(o.logs.len());
+            for log in &o.logs {
+                let topics = PyList::new(py, log.data.topics().iter().map(|t| pybytes(py, t.as_slice())))?;
+                logs.push((pybytes(py, log.address.as_slice()), topics, pybytes(py, &log.data.data))
+                    .into_pyobject(py)?);
+            }
+            let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
+            outcomes.push(
+                (*position, o.status, o.gas_used, o.cumulative_gas_used, PyList::new(py, logs)?,
+                 created, pybytes(py, &o.output))
+                    .into_pyobject(py)?,
+            );
+        }
+        let skipped = PyList::new(py, self.inner.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
+        (self.inner.gas_used, PyList::new(py, outcomes)?, skipped).into_pyobject(py)
+    }
+
+    /// The state changes of the prepared block: (accounts, storage, code), accounts as
+    /// (address, new record | None, previous record | None), storage as (address, wiped,
+    /// [(slot, new, previous)]), code as code bytes (hashes are keccak of them).
+    fn changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let prepared = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("the run is not prepared"))?;
+        let mut accounts = Vec::with_capacity(prepared.accounts.len());
+        for (a, new, old) in &prepared.accounts {
+            let new = new.as_ref().map(|r| record_tuple(py, r)).transpose()?;
+            let old = old.as_ref().map(|r| record_tuple(py, r)).transpose()?;
+            accounts.push((pybytes(py, a.as_slice()), new, old).into_pyobject(py)?);
+        }
+        let mut storage = Vec::with_capacity(prepared.storage.len());
+        for (a, wiped, slots) in &prepared.storage {
+            let slots = PyList::new(
+                py,
+                slots.iter().map(|(s, new, old)| (pyword(py, s), pyword(py, new), pyword(py, old))),
+            )?;
+            storage.push((pybytes(py, a.as_slice()), *wiped, slots).into_pyobject(py)?);
+        }
+        let code = PyList::new(py, prepared.code.iter().map(|(_, c)| pybytes(py, c.original_byte_slice())))?;
+        (PyList::new(py, accounts)?, PyList::new(py, storage)?, code).into_pyobject(py)
+    }
+}
+
+/// The storage root of a contract holding these (slot, value) words.
+#[pyfunction]
+fn storage_root<'py>(py: Python<'py>, slots: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut parsed = Vec::with_capacity(slots.len());
+    for (slot, value) in slots {
+        parsed.push((word(&slot)?, word(&value)?));
+    }
+    Ok(pybytes(py, ContractStorage::complete(parsed).trie.root().as_slice()))
+}
+
+#[pymodule]
+fn evm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(storage_root, m)?)?;
+    m.add_class::<Engine>()?;
+    m.add_class::<Run>()?;
+    m.add("EMPTY_ROOT", PyBytes::new(m.py(), crate::trie::EMPTY_ROOT.as_slice()))?;
+    Ok(())
+}
