@@ -304,6 +304,11 @@ def read_sources(paths: Iterable[str | Path]) -> Iterator[tuple[str, bytes]]:
             raise FileNotFoundError(f"no such file or directory: {path}")
 
 
+def block_hash(number: int) -> bytes:
+    """BLOCKHASH in state tests: keccak256 of the number in decimal (geth's and revm's rule)."""
+    return keccak256(str(number).encode())
+
+
 def _verdict(case: StateTestCase, skipped: str | None, root: bytes, logs: bytes) -> str | None:
     """Why a case failed (None if it passed), given the engine's outcome."""
     if case.expect_exception is not None and skipped is None:
@@ -328,7 +333,9 @@ def run_test(test: StateTest) -> Iterator[CaseResult]:
     for case in test.cases:
         root = logs = None
         try:
-            engine = RevmEngine.from_alloc(test.pre, fork="cancun", chain_id=1)
+            engine = RevmEngine.from_alloc(
+                test.pre, fork="cancun", chain_id=1, block_hash=block_hash
+            )
             if case.transaction is None:
                 root, logs = engine.state_root, EMPTY_LOGS_HASH
                 skipped: str | None = f"not sendable: {case.unrepresentable}"
