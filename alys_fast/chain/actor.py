@@ -187,7 +187,8 @@ class ChainActor(Actor):
         self.ctx.tell(
             TXPOOL,
             BlockIncluded(
-                execution.transactions, execution.changes, child_base_fee(self.spec, header)
+                execution.transactions, execution.changes.accounts,
+                child_base_fee(self.spec, header), tuple(tx.hash for tx, _ in execution.skipped),
             ),
         )
         self.ctx.tell(RPC, NewHead(header, imported))

@@ -1,25 +1,51 @@
 """Block 0 of a chain, derived from its spec alone, so every node computes the same one.
 
 The genesis header has no parent (zero hash), slot 0, the spec's timestamp, no author and no
-signature; its state root commits to the spec's ``alloc`` and its base fee is the spec's
-initial base fee. Its hash identifies the chain: a data directory whose block 0 has another
-hash belongs to another chain.
+signature; its state root is the Ethereum state root of the spec's ``alloc`` (accounts, code
+and storage) and its base fee is the spec's initial base fee. Its hash identifies the chain: a
+data directory whose block 0 has another hash belongs to another chain.
 """
 
 from __future__ import annotations
 
 from alys_fast.chain.spec import ChainSpec
-from alys_fast.engine.state import Account, State
+from alys_fast.engine import AllocAccount, RevmEngine, StateDiff, StorageDiff
+from alys_fast.engine.revm import alloc_contents
 from alys_fast.validation import Header, ordered_trie_root
 
 
-def genesis_accounts(spec: ChainSpec) -> dict[bytes, Account]:
-    """The prefunded accounts of ``spec`` as engine accounts (empty ones are left out)."""
-    accounts = {
-        address: Account(nonce=g.nonce, balance=g.balance)
+def genesis_alloc(spec: ChainSpec) -> dict[bytes, AllocAccount]:
+    """The spec's alloc in the engine's terms (bytes, ints)."""
+    return {
+        address: AllocAccount(
+            balance=g.balance,
+            nonce=g.nonce,
+            code=bytes.fromhex(g.code[2:]),
+            storage={int(k, 16): int(v, 16) for k, v in g.storage.items()},
+        )
         for address, g in spec.alloc_bytes().items()
     }
-    return {address: a for address, a in accounts.items() if not a.is_empty()}
+
+
+def genesis_diff(spec: ChainSpec) -> StateDiff:
+    """The genesis state as a diff on the empty state: what storage writes for block 0."""
+    accounts, storage, code = alloc_contents(genesis_alloc(spec))
+    return StateDiff(
+        accounts=dict(accounts),
+        storage=tuple(
+            StorageDiff(address, False, tuple((k, v, 0) for k, v in slots))
+            for address, slots, _ in storage
+        ),
+        code=tuple(code),
+        previous=dict.fromkeys(dict(accounts)),
+    )
+
+
+def genesis_state_root(spec: ChainSpec) -> bytes:
+    """The Ethereum state root of the spec's alloc."""
+    return RevmEngine.from_alloc(
+        genesis_alloc(spec), fork=spec.fork, chain_id=spec.chain_id
+    ).state_root
 
 
 def genesis_header(spec: ChainSpec) -> Header:
@@ -31,7 +57,7 @@ def genesis_header(spec: ChainSpec) -> Header:
         slot=0,
         timestamp=spec.genesis_timestamp,
         author=bytes(20),
-        state_root=State(genesis_accounts(spec)).root,
+        state_root=genesis_state_root(spec),
         transactions_root=empty_root,
         receipts_root=empty_root,
         logs_bloom=bytes(256),

@@ -48,6 +48,8 @@ class BlockIncluded(msgspec.Struct, frozen=True):
     transactions: Sequence[Transaction]
     changes: Mapping[bytes, Account | None]
     base_fee: int
+    # Transactions the builder skipped (they cannot apply at this head): they leave the pool.
+    dropped: Sequence[bytes] = ()
 
 
 class PendingNonce(msgspec.Struct, frozen=True):
@@ -100,6 +102,7 @@ class TxPoolActor(Actor):
         if type(message) is Best:
             return await self.worker.run(pool.best, message.gas_limit, message.base_fee)
         if type(message) is BlockIncluded:
+            pool.drop(message.dropped)
             self._apply(message.changes)
             if len(self.accounts) > 2 * len(pool.senders()) + _SPARE_ACCOUNTS:
                 self._prune()

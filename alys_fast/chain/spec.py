@@ -17,7 +17,9 @@ Field meanings:
 - ``fees``: EIP-1559 parameters: genesis base fee, elasticity multiplier and max change
   denominator (London's defaults: 1 gwei, 2, 8).
 - ``fee_recipient``: where priority fees go (base fees are burned).
-- ``alloc``: prefunded accounts, address -> balance (wei) and nonce.
+- ``fork``: the EVM rules, ``cancun`` by default; ``shanghai`` is Alys's own genesis fork.
+- ``alloc``: the genesis accounts, address -> balance (wei), nonce, and for contracts their
+  code (hex) and storage (hex slot -> hex value).
 
 Addresses and keys are ``0x`` hex strings in files and in the Struct; :meth:`ChainSpec.alloc_bytes`
 and :meth:`ChainSpec.authority_keys` give the 20/33-byte forms the engine works with.
@@ -37,6 +39,11 @@ from alys_fast.validation.transactions import MAX_CHAIN_ID
 
 Address = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
 PublicKey = Annotated[str, Meta(pattern=r"^0x0[23][0-9a-fA-F]{64}$")]
+HexBytes = Annotated[str, Meta(pattern=r"^0x([0-9a-fA-F]{2})*$")]
+HexWord = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{1,64}$")]
+# The forks the engine runs (alys_fast.engine.revm.FORKS); checked here so a bad spec fails at
+# load with the field's name.
+FORKS = ("shanghai", "cancun", "prague")
 # msgspec bounds must fit in an int64, so upper limits beyond that are checked in __post_init__.
 U64 = Annotated[int, Meta(ge=0)]
 U256 = Annotated[int, Meta(ge=0)]
@@ -56,10 +63,12 @@ class SpecError(ValueError):
 
 
 class GenesisAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A prefunded account: its balance in wei and its starting nonce."""
+    """A genesis account: balance in wei, starting nonce, and a contract's code and storage."""
 
-    balance: U256
+    balance: U256 = 0
     nonce: U64 = 0
+    code: HexBytes = "0x"
+    storage: dict[HexWord, HexWord] = {}
 
     def __post_init__(self) -> None:
         _check_width("balance", self.balance, 256)
@@ -90,9 +99,12 @@ class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fees: FeeRules = FeeRules()
     fee_recipient: Address = ZERO_ADDRESS
     genesis_timestamp: U64 = 0
+    fork: str = "cancun"
     alloc: dict[Address, GenesisAccount] = {}
 
     def __post_init__(self) -> None:
+        if self.fork not in FORKS:
+            raise ValueError(f"fork must be one of {', '.join(FORKS)}, got {self.fork!r}")
         _check_width("slot_ms", self.slot_ms, 64)
         _check_width("genesis_timestamp", self.genesis_timestamp, 64)
         # Hex case must not let one account appear twice (0xAB… and 0xab… are one address).

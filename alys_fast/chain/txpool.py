@@ -48,7 +48,7 @@ from alys_fast.validation import (
 )
 
 if TYPE_CHECKING:
-    from alys_fast.engine.state import State
+    from alys_fast.engine.revm import RevmEngine
 
 keccak256 = require("hashing").keccak256
 
@@ -137,16 +137,13 @@ class TxPoolLimits:
     price_bump: int = 10
 
 
-def state_reader(state: State) -> StateReader:
-    """A :data:`StateReader` over the engine's head :class:`~alys_fast.engine.state.State`.
-
-    The engine applies blocks to that State in place, so the reader always sees the head.
-    """
-    get = state.get
+def state_reader(engine: RevmEngine) -> StateReader:
+    """A :data:`StateReader` over an engine's head, which moves as the engine commits."""
+    account = engine.account
 
     def read(address: bytes) -> tuple[int, int]:
-        account = get(address)
-        return account.nonce, account.balance
+        found = account(address)
+        return found.nonce, found.balance
 
     return read
 
@@ -407,6 +404,19 @@ class TxPool:
         if nonce > sender.tail:
             sender.tail = nonce
             self._push_tail(sender)
+
+    def drop(self, tx_hashes: Iterable[bytes]) -> int:
+        """Forget transactions the block builder could not include (a reason that holds at
+        the head: funds, code at the sender, intrinsic gas...), so none waits forever; later
+        nonces of their senders become queued. -> how many were pooled."""
+        dropped = 0
+        for tx_hash in tx_hashes:
+            entry = self._by_hash.get(tx_hash)
+            if entry is not None:
+                self._remove(self._senders[entry.tx.sender], entry)
+                dropped += 1
+        self.counters["dropped"] += dropped
+        return dropped
 
     def _remove(self, sender: _Sender, entry: _Entry) -> None:
         """Take one transaction out; later nonces of its sender become queued."""

@@ -50,7 +50,7 @@ from coincurve import PublicKey
 from alys_fast._cext import require
 from alys_fast.chain.aura import slot_timestamp
 from alys_fast.chain.spec import ChainSpec
-from alys_fast.engine import Account, BlockEnv, BlockExecution, Receipt, next_base_fee
+from alys_fast.engine import BlockEnv, BlockExecution, StateDiff, next_base_fee
 from alys_fast.storage import BlockRecord, StorageError
 from alys_fast.validation import (
     Block,
@@ -62,6 +62,7 @@ from alys_fast.validation import (
     sign_header,
     validate_block,
 )
+from alys_fast.validation.receipts import Receipt
 
 _keccak256 = require("hashing").keccak256
 
@@ -95,7 +96,7 @@ class ExecutionClient(Protocol):
         skip_invalid: bool = False,
     ) -> BlockExecution: ...
 
-    async def commit(self, execution: BlockExecution) -> None: ...
+    async def commit(self, execution: BlockExecution, block_hash: bytes) -> None: ...
 
 
 class BlockStore(Protocol):
@@ -107,7 +108,7 @@ class BlockStore(Protocol):
         self,
         block: BlockRecord,
         receipts: Sequence[Receipt],
-        state_changes: Mapping[bytes, Account | None],
+        diff: StateDiff,
     ) -> None: ...
 
 
@@ -393,7 +394,7 @@ class BlockImportWorkflow:
 
     async def _finalize(self, block: Block) -> None:
         assert self._execution is not None
-        await self.engine.commit(self._execution)
+        await self.engine.commit(self._execution, block.hash)
         self.result = ImportedBlock(block, self._execution)
         self._enter(ImportState.COMPLETED, f"head {block.header.number} 0x{block.hash.hex()}")
 

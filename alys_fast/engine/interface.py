@@ -18,7 +18,7 @@ import msgspec
 
 from alys_fast.engine.state import StateDiff
 from alys_fast.validation import Transaction
-from alys_fast.validation.receipts import Receipt
+from alys_fast.validation.receipts import Log, Receipt
 
 
 class BlockEnv(msgspec.Struct, frozen=True):
@@ -95,3 +95,31 @@ class AllocAccount(msgspec.Struct, frozen=True):
     nonce: int = 0
     code: bytes = b""
     storage: dict[int, int] = {}
+
+
+class CallRequest(msgspec.Struct, frozen=True):
+    """An ``eth_call``/``eth_estimateGas`` transaction: unsigned, its sender given.
+
+    ``gas_price`` is the price (or EIP-1559 fee cap) offered; None means none was given, and
+    then the call runs without a base fee, as geth runs it.
+    """
+
+    sender: bytes
+    to: bytes | None
+    value: int = 0
+    data: bytes = b""
+    gas: int = 0
+    gas_price: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    access_list: tuple[tuple[bytes, tuple[bytes, ...]], ...] = ()
+
+
+class CallResult(msgspec.Struct, frozen=True):
+    """What a call did: ``error`` is geth's reason when it failed ("execution reverted",
+    "out of gas"...), ``output`` the return or revert data."""
+
+    success: bool
+    gas_used: int
+    output: bytes
+    error: str | None
+    logs: tuple[Log, ...] = ()

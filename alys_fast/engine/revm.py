@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from alys_fast._cext import require
 from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownParentState
 from alys_fast.engine.fees import effective_gas_price
-from alys_fast.engine.interface import AllocAccount, BlockEnv, BlockExecution
+from alys_fast.engine.interface import (
+    AllocAccount,
+    BlockEnv,
+    BlockExecution,
+    CallRequest,
+    CallResult,
+)
 from alys_fast.engine.state import (
     EMPTY_CODE_HASH,
     Account,
@@ -166,6 +172,50 @@ class RevmEngine:
         record = self._evm.account(address)
         return Account() if record is None else account_from_record(record)
 
+    def code_steps(self, address: bytes) -> Steps:
+        """Steps to the code of the head account at ``address`` (b"" for none)."""
+        code_hash = self.account(address).code_hash
+        while (code := self._evm.code(code_hash)) is None:
+            self.put((yield [("code", code_hash)]))
+        return code
+
+    def storage_steps(self, address: bytes, slot: int) -> Steps:
+        """Steps to the value of a head storage slot."""
+        while type(value := self._evm.storage(address, word(slot))) is not bytes:
+            self.put((yield value))
+        return int.from_bytes(value, "big")
+
+    def proof_steps(self, address: bytes, slots: Sequence[int]) -> Steps:
+        """Steps to the EIP-1186 proof at the head: (account proof, [(slot, value, proof)])."""
+        words = [word(s) for s in slots]
+        while type(proof := self._evm.proof(address, words)) is not tuple:
+            self.put((yield proof))
+        account_proof, storage = proof
+        return account_proof, [
+            (int.from_bytes(s, "big"), int.from_bytes(v, "big"), nodes) for s, v, nodes in storage
+        ]
+
+    def call_steps(self, env: BlockEnv, request: CallRequest) -> Steps:
+        """Steps to a :class:`CallResult` of ``request`` on the head, as geth's eth_call runs it
+        (nothing is committed). TransactionRejected if it cannot start (e.g. funds)."""
+        fee = request.gas_price or 0
+        tx = (
+            2 if request.max_priority_fee_per_gas is not None else 1 if request.access_list else 0,
+            request.sender, request.to, word(request.value), request.data, request.gas, fee,
+            request.max_priority_fee_per_gas, 0, self.chain_id,
+            [(a, list(keys)) for a, keys in request.access_list], ([], 0),
+        )
+        evm = self._evm
+        run = evm.begin(env_tuple(env), [tx], False, 2 if request.gas_price is None else 1)
+        while (stop := evm.execute(run)) is not None:
+            if type(stop) is tuple:
+                reason, detail = _split_reason(stop[1])
+                raise TransactionRejected(reason, detail)
+            self.put((yield stop))
+        _, ((_, status, used, _, logs, _, output, error),), _ = run.result()
+        entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
+        return CallResult(bool(status), used, output, error, entries)
+
     def execute_block(
         self,
         parent_state_root: bytes,
@@ -235,7 +285,7 @@ class RevmEngine:
         included: list[Transaction] = []
         receipts: list[Receipt] = []
         burned = 0
-        for position, status, used, cumulative, logs, created, output in outcomes:
+        for position, status, used, cumulative, logs, created, output, _ in outcomes:
             tx = txs[position]
             entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
             included.append(tx)

@@ -3,8 +3,8 @@
 Validating and hashing a block, choosing its transactions and writing it each hold the CPU for
 milliseconds. On the loop that would stall every RPC request for as long; on a worker thread
 the interpreter hands the GIL back to the loop thread every switch interval (see
-:func:`tune_interpreter`), so requests are answered in between. (Execution, the longest step,
-is cut into pieces on the loop instead: see ``engine.steps``.) One thread per actor keeps its
+:func:`tune_interpreter`), so requests are answered in between. Execution, the longest step,
+runs there too, with the GIL released by the compiled engine. One thread per actor keeps its
 steps in order, and the actor awaits each one before taking its next message, so its state is
 never used by two threads.
 """

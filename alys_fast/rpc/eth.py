@@ -7,23 +7,29 @@ actor, so a block is never reported before it is stored.
 
 What this node does not keep, it says so rather than guessing:
 
-- State is kept for the head only: account reads at an older block fail with a -32000 error.
-- The engine runs value transfers only (see ``engine.embedded``), so there is no contract code
-  (``eth_getCode`` is ``0x``), no logs (``eth_getLogs`` validates its filter and finds none),
-  and ``eth_call`` / ``eth_estimateGas`` of a contract creation fail with a clear error.
+- State is kept for the head only: state reads and calls at an older block fail with a -32000
+  error naming the block the node has.
 - ``safe`` and ``finalized`` are the head: with one authority and no merged mining yet, no
   other chain can replace it. (AuxPoW finality changes this when it lands.)
+
+Calls run on the engine exactly as a transaction would (revm), with geth's eth_call rules;
+a revert answers geth's error 3, ``execution reverted: <reason>`` with the revert data.
+Logs come from the stored receipts; ``eth_getLogs`` scans at most :data:`MAX_LOG_RANGE`
+blocks per query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
+
+import msgspec
 
 from alys_fast import __version__
 from alys_fast._cext import require
@@ -33,6 +39,8 @@ from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolError
 from alys_fast.chain.workflows import child_base_fee
 from alys_fast.engine.actor import EngineClient
+from alys_fast.engine.errors import TransactionRejected
+from alys_fast.engine.interface import BlockEnv, CallRequest, CallResult
 from alys_fast.node.context import RECOVERY, NodeContext
 from alys_fast.rpc.dispatch import (
     InvalidParams,
@@ -46,7 +54,7 @@ from alys_fast.rpc.dispatch import (
     hash32,
     quantity,
 )
-from alys_fast.rpc.formats import block_json, hexdata, receipt_json, transaction_json
+from alys_fast.rpc.formats import block_json, hexdata, log_json, receipt_json, transaction_json
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import BlockRecord
 from alys_fast.validation import (
@@ -55,18 +63,25 @@ from alys_fast.validation import (
     InvalidTransaction,
     Transaction,
     decode_header,
-    intrinsic_gas,
     recover_transaction,
     recover_transactions,
     with_sender,
 )
 from alys_fast.validation.actor import Recover, Refusal
+from alys_fast.validation.receipts import Log
 from alys_fast.validation.transactions import usable_cores
 
 _keccak256 = require("hashing").keccak256
 
 # The tip eth_maxPriorityFeePerGas suggests (anvil's and hardhat's default, 1 gwei).
 SUGGESTED_TIP = 1_000_000_000
+MAX_LOG_RANGE = 10_000
+MAX_LOGS = 10_000
+# eth_call's gas when none is given (geth's RPCGasCap default).
+CALL_GAS_CAP = 50_000_000
+REVERTED = 3  # geth's JSON-RPC code for a reverted call
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 MAX_FEE_HISTORY_BLOCKS = 1024
 MAX_REWARD_PERCENTILES = 100
 _HASH_CACHE_BLOCKS = 64
@@ -123,6 +138,8 @@ class EthApi:
             "eth_getBlockTransactionCountByNumber": self.get_block_transaction_count,
             "eth_getBlockTransactionCountByHash": self.get_block_transaction_count_by_hash,
             "eth_getLogs": self.get_logs,
+            "eth_getBlockReceipts": self.get_block_receipts,
+            "eth_getProof": self.get_proof,
             "txpool_status": self.txpool_status,
         })
         table.add(
@@ -229,63 +246,124 @@ class EthApi:
         return hex((await self.engine.account(who)).nonce)
 
     async def get_code(self, account: Any, block: Any = "latest") -> str:
-        address(account)
+        who = address(account)
         await self._at_head(block)
-        return "0x"
+        return hexdata(await self.engine.code(who))
 
     async def get_storage_at(self, account: Any, slot: Any, block: Any = "latest") -> str:
-        address(account)
-        quantity(slot, "storage slot")
+        who = address(account)
+        key = _slot(slot)
         await self._at_head(block)
-        return "0x" + "00" * 32
+        return "0x" + (await self.engine.storage(who, key)).to_bytes(32, "big").hex()
+
+    async def get_proof(self, account: Any, slots: Any, block: Any = "latest") -> dict[str, Any]:
+        """EIP-1186: the account and storage proofs against the head's state root."""
+        who = address(account)
+        if type(slots) is not list:
+            raise InvalidParams("storageKeys must be a list")
+        keys = [_slot(k) for k in slots]
+        await self._at_head(block)
+        state = await self.engine.account(who)
+        account_proof, storage = await self.engine.proof(who, keys)
+        return {
+            "address": hexdata(who),
+            "accountProof": [hexdata(n) for n in account_proof],
+            "balance": hex(state.balance),
+            "codeHash": hexdata(state.code_hash),
+            "nonce": hex(state.nonce),
+            "storageHash": hexdata(state.storage_root),
+            "storageProof": [
+                {"key": hex(k), "value": hex(v), "proof": [hexdata(n) for n in nodes]}
+                for k, v, nodes in storage
+            ],
+        }
 
     def _next_base_fee(self) -> int:
         return child_base_fee(self.spec, self.head)
 
     # --- calls and estimates ------------------------------------------------------------------
 
-    async def _check_call(self, call: Any) -> tuple[bytes, tuple]:
-        """Validate a call object; return its calldata and access list."""
+    def _call_request(self, call: Any) -> CallRequest:
+        """Validate a call object as geth reads it."""
         if type(call) is not dict:
             raise InvalidParams("the call must be an object")
         if "data" in call and "input" in call and call["data"] != call["input"]:
             raise InvalidParams('both "data" and "input" are set and not equal')
         payload = call.get("input", call.get("data"))
-        calldata = b"" if payload is None else data(payload, "input")
-        sender = address(call["from"]) if call.get("from") is not None else None
-        value = quantity(call["value"], "value") if call.get("value") is not None else 0
+        price = tip = None
+        if call.get("gasPrice") is not None:
+            if call.get("maxFeePerGas") is not None or call.get("maxPriorityFeePerGas") is not None:
+                raise InvalidParams("both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) "
+                                    "specified")
+            price = quantity(call["gasPrice"], "gasPrice")
+        elif call.get("maxFeePerGas") is not None or call.get("maxPriorityFeePerGas") is not None:
+            price = quantity(call.get("maxFeePerGas") or "0x0", "maxFeePerGas")
+            tip = quantity(call.get("maxPriorityFeePerGas") or "0x0", "maxPriorityFeePerGas")
+            if tip > price:
+                raise ServerError("max priority fee per gas higher than max fee per gas")
         gas = quantity(call["gas"], "gas", 64) if call.get("gas") is not None else None
-        price = 0
-        for key in ("gasPrice", "maxFeePerGas"):
-            if call.get(key) is not None:
-                price = quantity(call[key], key)
-        access = tuple(_access_list(call.get("accessList") or []))
-        if call.get("to") is None:
-            raise ServerError(
-                "contract creation is not supported: this node's engine runs value transfers"
-            )
-        address(call["to"])
-        if sender is not None and (value or (gas and price)):
-            balance = (await self.engine.account(sender)).balance
-            if balance < value:
-                raise ServerError("insufficient funds for transfer")
-            if gas and balance < value + gas * price:
-                raise ServerError("insufficient funds for gas * price + value")
-        if gas is not None:
-            need = intrinsic_gas(calldata, access)
-            if gas < need:
-                raise ServerError(f"intrinsic gas too low: gas {gas}, minimum needed {need}")
-        return calldata, access
+        return CallRequest(
+            sender=address(call["from"]) if call.get("from") is not None else bytes(20),
+            to=address(call["to"]) if call.get("to") is not None else None,
+            value=quantity(call["value"], "value") if call.get("value") is not None else 0,
+            data=b"" if payload is None else data(payload, "input"),
+            gas=min(gas, CALL_GAS_CAP) if gas is not None else CALL_GAS_CAP,
+            gas_price=price,
+            max_priority_fee_per_gas=tip,
+            access_list=tuple(_access_list(call.get("accessList") or [])),
+        )
+
+    def _call_env(self) -> BlockEnv:
+        """The environment a call at ``latest`` runs in: the next block's, as geth's pending."""
+        head = self.head
+        return BlockEnv(
+            number=head.number + 1,
+            timestamp=max(head.timestamp + 1, int(time.time())),
+            fee_recipient=self.miner,
+            gas_limit=head.gas_limit,
+            base_fee=self._next_base_fee(),
+        )
+
+    async def _run_call(self, request: CallRequest) -> CallResult:
+        try:
+            return await self.engine.call(self._call_env(), request)
+        except TransactionRejected as exc:
+            raise ServerError(str(exc)) from None
 
     async def call(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
+        request = self._call_request(call)
         await self._at_head(block)
-        await self._check_call(call)
-        return "0x"  # no account has code: a call runs nothing and returns nothing
+        if overrides is not None:
+            raise InvalidParams("state overrides are not supported by this node yet")
+        result = await self._run_call(request)
+        if not result.success:
+            raise _call_error(result)
+        return hexdata(result.output)
 
     async def estimate_gas(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
+        """geth's estimate: run at the cap, then binary-search the least gas that succeeds."""
+        request = self._call_request(call)
         await self._at_head(block)
-        calldata, access = await self._check_call(call)
-        return hex(intrinsic_gas(calldata, access))
+        if overrides is not None:
+            raise InvalidParams("state overrides are not supported by this node yet")
+        cap = min(request.gas, self.head.gas_limit) if call.get("gas") else self.head.gas_limit
+        result = await self._run_call(msgspec.structs.replace(request, gas=cap))
+        if not result.success:
+            if result.error == "out of gas":
+                raise ServerError(f"gas required exceeds allowance ({cap})")
+            raise _call_error(result)
+        low, high = result.gas_used - 1, cap
+        # geth's shortcut: refunds aside, gas used x 64/63 almost always suffices.
+        guess = min(result.gas_used * 64 // 63 + 2300, high)
+        if (await self._run_call(msgspec.structs.replace(request, gas=guess))).success:
+            high = guess
+        while high - low > 1:
+            middle = (low + high) // 2
+            if (await self._run_call(msgspec.structs.replace(request, gas=middle))).success:
+                high = middle
+            else:
+                low = middle
+        return hex(high)
 
     async def fee_history(
         self, block_count: Any, newest: Any, percentiles: Any = None
@@ -419,35 +497,77 @@ class EthApi:
         receipts = await self.store.receipts(record.hash)
         if receipts is None:
             return None
+        first = sum(len(r.logs) for r in receipts[:index])
         return receipt_json(
-            receipts[index], tx, block_hash=record.hash, block_number=record.number, index=index
+            receipts[index], tx, block_hash=record.hash, block_number=record.number, index=index,
+            first_log_index=first,
         )
 
+    async def get_block_receipts(self, block: Any) -> list[dict[str, Any]] | None:
+        record = await self._record(block)
+        if record is None:
+            return None
+        receipts = await self.store.receipts(record.hash) or ()
+        txs = recover_transactions(record.transactions, self.spec.chain_id)
+        out, first = [], 0
+        for index, (receipt, tx) in enumerate(zip(receipts, txs, strict=True)):
+            out.append(receipt_json(
+                receipt, _valid(tx), block_hash=record.hash, block_number=record.number,
+                index=index, first_log_index=first,
+            ))
+            first += len(receipt.logs)
+        return out
+
     async def get_logs(self, query: Any) -> list[Any]:
-        """Validate the filter as geth does; no transaction of this engine emits logs."""
+        """geth's filter: one block by hash or a range, addresses (any of), topics by position
+        (None: any; a list: any of)."""
         if type(query) is not dict:
             raise InvalidParams("the filter must be an object")
         if query.get("blockHash") is not None:
             if query.get("fromBlock") is not None or query.get("toBlock") is not None:
                 raise InvalidParams("cannot specify both BlockHash and FromBlock/ToBlock")
-            if await self.store.block(hash=hash32(query["blockHash"])) is None:
+            record = await self.store.block(hash=hash32(query["blockHash"]))
+            if record is None:
                 raise ServerError("unknown block")
+            low = high = record.number
         else:
             low = await self._resolve_number(query.get("fromBlock") or "latest")
             high = await self._resolve_number(query.get("toBlock") or "latest")
-            if low is not None and high is not None and low > high:
+            if low is None:
+                return []
+            high = self.head.number if high is None else high
+            if low > high:
                 raise ServerError("invalid block range params")
+            if high - low >= MAX_LOG_RANGE:
+                raise ServerError(f"query exceeds max block range {MAX_LOG_RANGE}")
         targets = query.get("address")
-        for target in targets if type(targets) is list else [] if targets is None else [targets]:
-            address(target)
+        wanted = {address(t) for t in (
+            targets if type(targets) is list else [] if targets is None else [targets])}
         topics = query.get("topics") or []
-        if type(topics) is not list:
-            raise InvalidParams("topics must be a list")
+        if type(topics) is not list or len(topics) > 4:
+            raise InvalidParams("topics must be a list of at most 4 positions")
+        positions: list[set[bytes] | None] = []
         for topic in topics:
-            for item in topic if type(topic) is list else [topic]:
-                if item is not None:
-                    hash32(item)
-        return []
+            items = [i for i in (topic if type(topic) is list else [topic]) if i is not None]
+            positions.append({hash32(i) for i in items} or None)
+        out: list[Any] = []
+        for number in range(low, high + 1):
+            record = await self.store.block(number=number)
+            if record is None:
+                break
+            receipts = await self.store.receipts(record.hash) or ()
+            log_index = 0
+            for tx_index, receipt in enumerate(receipts):
+                for log in receipt.logs:
+                    if _matches(log, wanted, positions):
+                        out.append(log_json(
+                            log, block_hash=record.hash, block_number=number,
+                            tx_hash=receipt.tx_hash, tx_index=tx_index, log_index=log_index,
+                        ))
+                        if len(out) > MAX_LOGS:
+                            raise ServerError(f"query returned more than {MAX_LOGS} results")
+                    log_index += 1
+        return out
 
     async def txpool_status(self) -> dict[str, str]:
         stats = await self.pool.stats()
@@ -470,6 +590,39 @@ def _valid(tx: Transaction | InvalidTransaction) -> Transaction:
     if isinstance(tx, InvalidTransaction):  # stored blocks were validated on import
         raise ServerError(f"stored transaction does not decode: {tx}")
     return tx
+
+
+def _slot(value: Any) -> int:
+    """A storage slot as geth takes it: a quantity or a 32-byte hex word."""
+    if type(value) is str and len(value) == 66:
+        return int.from_bytes(hash32(value), "big")
+    return quantity(value, "storage slot")
+
+
+def _matches(log: Log, addresses: set[bytes], positions: list[set[bytes] | None]) -> bool:
+    if addresses and log.address not in addresses:
+        return False
+    if len(positions) > len(log.topics):
+        return False
+    return all(want is None or topic in want
+               for want, topic in zip(positions, log.topics, strict=False))
+
+
+def _call_error(result: CallResult) -> RpcError:
+    """geth's answer to a failed call: code 3 with the revert data, else the halt reason."""
+    if result.error != "execution reverted":
+        return ServerError(result.error or "execution failed")
+    output = result.output
+    message = "execution reverted"
+    if output[:4] == _ERROR_SELECTOR and len(output) >= 68:
+        try:
+            length = int.from_bytes(output[36:68], "big")
+            message += ": " + output[68:68 + length].decode()
+        except UnicodeDecodeError:
+            pass
+    elif output[:4] == _PANIC_SELECTOR and len(output) == 36:
+        message += f": panic: 0x{int.from_bytes(output[4:], 'big'):02x}"
+    return RpcError(REVERTED, message, hexdata(output))
 
 
 def _access_list(items: Any) -> list[tuple[bytes, tuple[bytes, ...]]]:

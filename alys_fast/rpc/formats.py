@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from alys_fast.engine.fees import effective_gas_price
-from alys_fast.engine.interface import Receipt
 from alys_fast.validation import Header, Transaction
+from alys_fast.validation.receipts import Log, Receipt
 
 EMPTY_UNCLES_HASH = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347"
 ZERO_NONCE = "0x0000000000000000"
@@ -107,10 +107,30 @@ def transaction_json(
     return out
 
 
-def receipt_json(
-    receipt: Receipt, tx: Transaction, *, block_hash: bytes, block_number: int, index: int
+def log_json(
+    log: Log, *, block_hash: bytes, block_number: int, tx_hash: bytes, tx_index: int,
+    log_index: int, removed: bool = False,
 ) -> dict[str, Any]:
-    """A receipt object (transfers: no logs, no contract address)."""
+    """A log object as eth_getLogs and receipts give it (``logIndex`` counts in the block)."""
+    return {
+        "address": hexdata(log.address),
+        "topics": [hexdata(t) for t in log.topics],
+        "data": hexdata(log.data),
+        "blockHash": hexdata(block_hash),
+        "blockNumber": hex(block_number),
+        "transactionHash": hexdata(tx_hash),
+        "transactionIndex": hex(tx_index),
+        "logIndex": hex(log_index),
+        "removed": removed,
+    }
+
+
+def receipt_json(
+    receipt: Receipt, tx: Transaction, *, block_hash: bytes, block_number: int, index: int,
+    first_log_index: int,
+) -> dict[str, Any]:
+    """A receipt object; ``first_log_index`` is how many logs the block's earlier
+    transactions emitted."""
     return {
         "transactionHash": hexdata(receipt.tx_hash),
         "transactionIndex": hex(index),
@@ -121,8 +141,14 @@ def receipt_json(
         "cumulativeGasUsed": hex(receipt.cumulative_gas_used),
         "gasUsed": hex(receipt.gas_used),
         "effectiveGasPrice": hex(receipt.effective_gas_price),
-        "contractAddress": None,
-        "logs": [],
+        "contractAddress": (
+            None if receipt.contract_address is None else hexdata(receipt.contract_address)
+        ),
+        "logs": [
+            log_json(log, block_hash=block_hash, block_number=block_number,
+                     tx_hash=receipt.tx_hash, tx_index=index, log_index=first_log_index + i)
+            for i, log in enumerate(receipt.logs)
+        ],
         "logsBloom": hexdata(receipt.logs_bloom),
         "status": hex(receipt.status),
         "type": hex(receipt.tx_type),

@@ -10,18 +10,18 @@ full block) run on the actor's worker thread, so the event loop keeps serving me
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
 from alys_fast.actors import Actor
-from alys_fast.chain.genesis import genesis_accounts, genesis_header
-from alys_fast.engine.interface import Receipt
-from alys_fast.engine.state import Account
+from alys_fast.chain.genesis import genesis_diff, genesis_header
+from alys_fast.engine.state import Account, Loaded, Miss, StateDiff
 from alys_fast.node.context import STORAGE, NodeContext
 from alys_fast.node.offload import Worker
 from alys_fast.storage.store import BlockRecord, ChainStore, StorageError, TxLocation
 from alys_fast.validation import Header, decode_header
+from alys_fast.validation.receipts import Receipt
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,11 @@ _SPEC = b"spec"
 
 
 class WriteBlock(msgspec.Struct, frozen=True):
-    """Persist a block with its receipts and state changes and make it the head."""
+    """Persist a block with its receipts and state diff and make it the head."""
 
     block: BlockRecord
     receipts: Sequence[Receipt]
-    changes: Mapping[bytes, Account | None]
+    changes: StateDiff
 
 
 class GetHead(msgspec.Struct, frozen=True):
@@ -67,8 +67,14 @@ class LoadState(msgspec.Struct, frozen=True):
     """-> every account at the head, {address: Account}."""
 
 
+class Resolve(msgspec.Struct, frozen=True):
+    """-> a :class:`Loaded` answering the engine's misses from the head state."""
+
+    misses: Sequence[Miss]
+
+
 StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
-StorageMessage |= LoadState
+StorageMessage |= LoadState | Resolve
 
 
 def open_store(ctx: NodeContext) -> ChainStore:
@@ -94,7 +100,7 @@ def _check_chain(store: ChainStore, ctx: NodeContext) -> None:
     stored = store.block_hash(0)
     if stored is None:
         record = BlockRecord(0, genesis.hash, genesis.parent_hash, genesis.encode(), ())
-        store.write_block(record, (), genesis_accounts(ctx.spec))
+        store.write_block(record, (), genesis_diff(ctx.spec))
         log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), ctx.data_dir)
     elif stored != genesis.hash:
         raise StorageError(
@@ -157,8 +163,10 @@ class StorageActor(Actor):
             return store.head()
         if type(message) is GetHeadHeader:
             return _head_header(store)
+        if type(message) is Resolve:
+            return await self.worker.run(resolve, store, message.misses)
         if type(message) is LoadState:
-            return store.load_state()
+            return await self.worker.run(store.load_state)
         raise TypeError(f"storage: unexpected message {message!r}")
 
     def pre_restart(self, error: BaseException) -> None:
@@ -173,6 +181,30 @@ class StorageActor(Actor):
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+def resolve(store: ChainStore, misses: Sequence[Miss]) -> Loaded:
+    """Answer the engine's misses at the head (see ``engine.state``)."""
+    loaded = Loaded()
+    for miss in misses:
+        kind = miss[0]
+        if kind == "account":
+            loaded.accounts.append((miss[1], store.account(miss[1])))
+        elif kind == "storage" and miss[2] is None:
+            loaded.storage.append((miss[1], store.contract_storage(miss[1]), True))
+        elif kind == "code":
+            code = store.code(miss[1])
+            if code is None:
+                raise StorageError(f"code 0x{miss[1].hex()} is referenced but not stored")
+            loaded.code.append(code)
+        elif kind == "blockhash":
+            block_hash = store.block_hash(miss[1])
+            if block_hash is None:
+                raise StorageError(f"block {miss[1]} is not stored")
+            loaded.block_hashes.append((miss[1], block_hash))
+        else:
+            raise StorageError(f"storage answers head misses only, not {miss!r}")
+    return loaded
 
 
 def _head_header(store: ChainStore) -> Header:
@@ -196,14 +228,9 @@ class StoreClient:
         return await self.ctx.ref(STORAGE).ask(GetHead(), self.timeout)
 
     async def write_block(
-        self,
-        block: BlockRecord,
-        receipts: Sequence[Receipt],
-        state_changes: Mapping[bytes, Account | None],
+        self, block: BlockRecord, receipts: Sequence[Receipt], diff: StateDiff
     ) -> None:
-        failure = await self.ctx.ref(STORAGE).ask(
-            WriteBlock(block, receipts, state_changes), self.timeout
-        )
+        failure = await self.ctx.ref(STORAGE).ask(WriteBlock(block, receipts, diff), self.timeout)
         if failure is not None:
             raise failure
 
@@ -222,3 +249,6 @@ class StoreClient:
 
     async def load_state(self) -> dict[bytes, Account]:
         return await self.ctx.ref(STORAGE).ask(LoadState(), self.timeout)
+
+    async def resolve(self, misses: Sequence[Miss]) -> Loaded:
+        return await self.ctx.ref(STORAGE).ask(Resolve(misses), self.timeout)

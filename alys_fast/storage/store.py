@@ -5,14 +5,20 @@ Column families (keys -> values, values msgpack unless noted):
 - ``headers``:   block hash -> [number, parent hash, header bytes] (header bytes: the block's
   consensus encoding, opaque here)
 - ``blocks``:    block hash -> [raw transaction, ...]
-- ``receipts``:  block hash -> [receipt, ...]
+- ``receipts``:  block hash -> [receipt (with its logs), ...]
 - ``txindex``:   tx hash -> [block hash, block number, index in block]
 - ``canonical``: block number (8 bytes big-endian) -> block hash
-- ``state``:     address (20 bytes) -> account [nonce, balance, code hash]
-- ``meta``:      ``b"head"`` -> [number, hash]; other keys are the owner's (:meth:`ChainStore.meta`)
+- ``state``:     address (20 bytes) -> account [nonce, balance, code hash, storage root]
+- ``storage``:   address (20) || slot (32) -> value (big-endian, no leading zeros; 0 is absent)
+- ``code``:      code hash -> code (raw bytes)
+- ``meta``:      ``b"head"`` -> [number, hash]; ``b"state-scheme"`` -> :data:`STATE_SCHEME`;
+  other keys are the owner's (:meth:`ChainStore.meta`)
+
+This is the flat state (what the engine loads); the Merkle-Patricia tries over it live in the
+engine, rebuilt from it: accounts at start, a contract's storage the first time it is touched.
 
 :meth:`ChainStore.write_block` puts a block, its receipts, its tx index entries, its state
-changes and the new head in ONE WriteBatch, so after any crash the head names a block whose
+diff and the new head in ONE WriteBatch, so after any crash the head names a block whose
 every part is present, and the state matches that head. Writes go through RocksDB's WAL;
 without ``sync=True`` they survive the process being killed (the OS holds them) but not a power
 cut; with it, each block is fsynced before ``write_block`` returns.
@@ -22,18 +28,25 @@ Balances and fees can exceed msgpack's 64-bit integers, so they are stored as bi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from alys_fast.engine.interface import Receipt
-from alys_fast.engine.state import Account
+from alys_fast._cext import require
+from alys_fast.engine.state import Account, StateDiff
+from alys_fast.validation.receipts import Log, Receipt, bloom_of
 
 MEMTABLE_BUDGET = 64 * 1024 * 1024
-COLUMN_FAMILIES = ("headers", "blocks", "receipts", "txindex", "canonical", "state", "meta")
+COLUMN_FAMILIES = (
+    "headers", "blocks", "receipts", "txindex", "canonical", "state", "storage", "code", "meta"
+)
 _HEAD = b"head"
+_SCHEME = b"state-scheme"
+# What the state root commits to. Directories written before it existed used a bucketed
+# commitment (not Ethereum's trie) and are refused at open.
+STATE_SCHEME = b"ethereum-mpt-1"
 
 
 class StorageError(Exception):
@@ -58,6 +71,9 @@ class TxLocation(msgspec.Struct, frozen=True, array_like=True):
     index: int
 
 
+_keccak256 = require("hashing").keccak256
+
+
 def _big(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
@@ -66,10 +82,14 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_header = msgspec.msgpack.Decoder(tuple[int, bytes, bytes]).decode
 _decode_txs = msgspec.msgpack.Decoder(tuple[bytes, ...]).decode
 _decode_receipts = msgspec.msgpack.Decoder(
-    tuple[tuple[bytes, int, int, int, int, bytes], ...]
+    tuple[
+        tuple[bytes, int, int, int, int, bytes, tuple[tuple[bytes, tuple[bytes, ...], bytes], ...],
+              bytes | None, bytes],
+        ...,
+    ]
 ).decode
 _decode_location = msgspec.msgpack.Decoder(TxLocation).decode
-_decode_account = msgspec.msgpack.Decoder(tuple[int, bytes, bytes]).decode
+_decode_account = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes]).decode
 _decode_head = msgspec.msgpack.Decoder(tuple[int, bytes]).decode
 
 
@@ -105,6 +125,20 @@ class ChainStore:
         self._db.set_write_options(write_options)
         self._cf = {name: self._db.get_column_family(name) for name in COLUMN_FAMILIES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in COLUMN_FAMILIES}
+        meta = self._cf["meta"]
+        scheme = meta.get(_SCHEME)
+        if scheme is None and meta.get(_HEAD) is not None:
+            self.close()
+            raise StorageError(
+                f"{path} was written by an older alys-fast whose state root is a bucketed "
+                "commitment, not Ethereum's state trie; it cannot be read: start with a new "
+                "data dir (or delete this one)"
+            )
+        if scheme is None:
+            meta[_SCHEME] = STATE_SCHEME
+        elif scheme != STATE_SCHEME:
+            self.close()
+            raise StorageError(f"{path} uses state scheme {scheme!r}, not {STATE_SCHEME!r}")
 
     def close(self) -> None:
         """Flush and close the database; the store is unusable afterwards."""
@@ -131,7 +165,7 @@ class ChainStore:
         self,
         block: BlockRecord,
         receipts: Sequence[Receipt],
-        state_changes: Mapping[bytes, Account | None],
+        diff: StateDiff,
     ) -> None:
         """Persist a block with everything it implies and make it the head, atomically."""
         head = self.head()
@@ -158,7 +192,7 @@ class ChainStore:
             _encode(
                 [
                     (r.tx_hash, r.tx_type, r.status, r.gas_used, r.cumulative_gas_used,
-                     _big(r.effective_gas_price))
+                     _big(r.effective_gas_price), r.logs, r.contract_address, r.output)
                     for r in receipts
                 ]
             ),
@@ -168,12 +202,25 @@ class ChainStore:
             location = TxLocation(block.hash, block.number, index)
             batch.put(receipt.tx_hash, _encode(location), h["txindex"])
         batch.put(_number_key(block.number), block.hash, h["canonical"])
-        for address, account in state_changes.items():
+        for address, account in diff.accounts.items():
             if account is None:
                 batch.delete(address, h["state"])
             else:
-                value = (account.nonce, _big(account.balance), account.code_hash)
+                value = (account.nonce, _big(account.balance), account.code_hash,
+                         account.storage_root)
                 batch.put(address, _encode(value), h["state"])
+        for change in diff.storage:
+            if change.wiped:
+                batch.delete_range(change.address, change.address + b"\xff" * 32, h["storage"])
+                batch.delete(change.address + b"\xff" * 32, h["storage"])
+            for slot, value, _ in change.slots:
+                key = change.address + slot.to_bytes(32, "big")
+                if value:
+                    batch.put(key, _big(value), h["storage"])
+                else:
+                    batch.delete(key, h["storage"])
+        for code in diff.code:
+            batch.put(_keccak256(code), code, h["code"])
         batch.put(_HEAD, _encode((block.number, block.hash)), h["meta"])
         self._db.write(batch)
 
@@ -208,10 +255,16 @@ class ChainStore:
         raw = self._cf["receipts"].get(block_hash)
         if raw is None:
             return None
-        return tuple(
-            Receipt(tx_hash, tx_type, status, used, cumulative, int.from_bytes(price, "big"))
-            for tx_hash, tx_type, status, used, cumulative, price in _decode_receipts(raw)
-        )
+        out = []
+        for tx_hash, tx_type, status, used, cumulative, price, logs, created, output in (
+            _decode_receipts(raw)
+        ):
+            entries = tuple(Log(*log) for log in logs)
+            out.append(Receipt(
+                tx_hash, tx_type, status, used, cumulative, int.from_bytes(price, "big"),
+                entries, bloom_of(entries), created, output,
+            ))
+        return tuple(out)
 
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:
         """Where the transaction with this hash was included, or None."""
@@ -221,15 +274,26 @@ class ChainStore:
     def account(self, address: bytes) -> Account | None:
         """The stored account at ``address`` (as of the head), or None."""
         raw = self._cf["state"].get(address)
-        if raw is None:
-            return None
-        nonce, balance, code_hash = _decode_account(raw)
-        return Account(nonce, int.from_bytes(balance, "big"), code_hash)
+        return None if raw is None else _account(raw)
 
     def load_state(self) -> dict[bytes, Account]:
-        """Every stored account (the state at the head), to rebuild the engine's State."""
-        out: dict[bytes, Account] = {}
-        for address, raw in self._cf["state"].items():
-            nonce, balance, code_hash = _decode_account(raw)
-            out[address] = Account(nonce, int.from_bytes(balance, "big"), code_hash)
+        """Every stored account (the state at the head), to rebuild the engine's account trie."""
+        return {address: _account(raw) for address, raw in self._cf["state"].items()}
+
+    def contract_storage(self, address: bytes) -> list[tuple[int, int]]:
+        """Every non-zero slot of the contract at ``address`` (head), in slot order."""
+        out = []
+        for key, value in self._cf["storage"].items(from_key=address):
+            if key[:20] != address:
+                break
+            out.append((int.from_bytes(key[20:], "big"), int.from_bytes(value, "big")))
         return out
+
+    def code(self, code_hash: bytes) -> bytes | None:
+        """The code with this Keccak-256, or None."""
+        return self._cf["code"].get(code_hash)
+
+
+def _account(raw: bytes) -> Account:
+    nonce, balance, code_hash, storage_root = _decode_account(raw)
+    return Account(nonce, int.from_bytes(balance, "big"), code_hash, storage_root)

@@ -86,7 +86,8 @@ def logs_hash(logs: Sequence[Log]) -> bytes:
 
 
 def encode_receipt(receipt: Receipt) -> bytes:
-    """Ethereum's consensus receipt encoding: ``[type ||] rlp([status, cumulative, bloom, logs])``."""
+    """Ethereum's consensus receipt encoding: ``[type ||] rlp([status, cumulative, bloom,
+    logs])``, what the receipts root commits to."""
     body = _rlp_encode([
         receipt.status,
         receipt.cumulative_gas_used,

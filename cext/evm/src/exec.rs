@@ -8,7 +8,7 @@
 
 use crate::state::{AccountRecord, ContractStorage, Head, Miss, Overlay, OverlayDb};
 use crate::trie::{Trie, EMPTY_ROOT};
-use revm::context::result::{EVMError, ExecutionResult, InvalidTransaction};
+use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::{BlockEnv, CfgEnv, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
@@ -93,6 +93,18 @@ pub struct TxOutcome {
     pub logs: Vec<Log>,
     pub contract_address: Option<Address>,
     pub output: Vec<u8>,
+    /// Why it failed, in geth's words: "execution reverted", "out of gas", ...
+    pub error: Option<String>,
+}
+
+/// How a run treats its transactions: as a block's, or as `eth_call`s (geth's rules for
+/// those: no nonce check, senders may have code, no block gas cap, and without a gas price
+/// no base fee either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Block,
+    Call,
+    CallWithoutBaseFee,
 }
 
 /// A block being executed; see the module docstring.
@@ -100,6 +112,7 @@ pub struct BlockRun {
     pub env: Env,
     pub txs: Vec<TxEnv>,
     pub skip_invalid: bool,
+    pub mode: Mode,
     pub next: usize,
     pub overlay: Overlay,
     /// (position in `txs`, outcome) of the included transactions.
@@ -118,11 +131,12 @@ pub enum Stop {
 }
 
 impl BlockRun {
-    pub fn new(env: Env, txs: Vec<TxEnv>, skip_invalid: bool) -> Self {
+    pub fn new(env: Env, txs: Vec<TxEnv>, skip_invalid: bool, mode: Mode) -> Self {
         BlockRun {
             env,
             txs,
             skip_invalid,
+            mode,
             next: 0,
             overlay: Overlay::default(),
             outcomes: Vec::new(),
@@ -207,10 +221,17 @@ fn commit(overlay: &mut Overlay, state: EvmState) {
 pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
     let overlay = std::mem::take(&mut run.overlay);
     let db = OverlayDb { head, overlay, misses: Vec::new() };
+    let mut cfg = rules.cfg();
+    if run.mode != Mode::Block {
+        cfg.disable_nonce_check = true;
+        cfg.disable_eip3607 = true;
+        cfg.disable_block_gas_limit = true;
+        cfg.disable_base_fee = run.mode == Mode::CallWithoutBaseFee;
+    }
     let mut evm = Context::mainnet()
         .with_db(db)
         .with_block(run.env.block_env(rules.spec))
-        .with_cfg(rules.cfg())
+        .with_cfg(cfg)
         .build_mainnet();
     let mut first_miss: Option<usize> = None;
     let mut stop = Stop::Done;
@@ -223,7 +244,7 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         }
         let tx = run.txs[position].clone();
         let gas_left = run.env.gas_limit - run.gas_used;
-        let result = if tx.gas_limit > gas_left {
+        let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
             Err(format!("gas limit reached: tx gas {}, block gas left {gas_left}", tx.gas_limit))
         } else {
             match evm.transact(tx) {
@@ -269,6 +290,11 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
 
 fn outcome(result: ExecutionResult, gas_used: u64, cumulative: u64) -> TxOutcome {
     let status = result.is_success();
+    let error = match &result {
+        ExecutionResult::Success { .. } => None,
+        ExecutionResult::Revert { .. } => Some("execution reverted".to_string()),
+        ExecutionResult::Halt { reason, .. } => Some(halt_reason(reason)),
+    };
     let contract_address = if status { result.created_address() } else { None };
     let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
     TxOutcome {
@@ -278,6 +304,29 @@ fn outcome(result: ExecutionResult, gas_used: u64, cumulative: u64) -> TxOutcome
         logs: result.into_logs(),
         contract_address,
         output,
+        error,
+    }
+}
+
+/// geth's text for an exceptional halt (core/vm/errors.go).
+fn halt_reason(reason: &HaltReason) -> String {
+    use HaltReason as H;
+    match reason {
+        H::OutOfGas(_) => "out of gas".into(),
+        H::OpcodeNotFound | H::InvalidFEOpcode => "invalid opcode".into(),
+        H::StackUnderflow => "stack underflow".into(),
+        H::StackOverflow => "stack limit reached 1024 (1023)".into(),
+        H::InvalidJump => "invalid jump destination".into(),
+        H::StateChangeDuringStaticCall => "write protection".into(),
+        H::CallTooDeep => "max call depth exceeded".into(),
+        H::OutOfFunds => "insufficient balance for transfer".into(),
+        H::CreateCollision => "contract address collision".into(),
+        H::CreateContractSizeLimit => "max code size exceeded".into(),
+        H::CreateContractStartingWithEF => "invalid code: must not begin with 0xef".into(),
+        H::CreateInitCodeSizeLimit => "max initcode size exceeded".into(),
+        H::NonceOverflow => "nonce uint64 overflow".into(),
+        H::PrecompileError => "precompile failed".into(),
+        other => format!("{other:?}"),
     }
 }
 

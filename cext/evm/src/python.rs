@@ -4,7 +4,7 @@
 //! hashes as 32 bytes. A miss crosses as `(kind, key...)` with kind `"account"`, `"storage"`
 //! (address, slot or None for the whole contract), `"code"` or `"blockhash"`.
 
-use crate::exec::{self, BlockRun, Env, Prepared, Rules, Stop};
+use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -237,9 +237,18 @@ impl Engine {
         self.head.storage.len()
     }
 
-    fn begin(&self, env_tuple: EnvTuple<'_>, txs: Vec<TxTuple>, skip_invalid: bool) -> PyResult<Run> {
+    /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
+    /// base fee (see `exec::Mode`).
+    #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0))]
+    fn begin(&self, env_tuple: EnvTuple<'_>, txs: Vec<TxTuple>, skip_invalid: bool, mode: u8) -> PyResult<Run> {
         let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
-        Ok(Run { inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid), prepared: None })
+        let mode = match mode {
+            0 => Mode::Block,
+            1 => Mode::Call,
+            2 => Mode::CallWithoutBaseFee,
+            _ => return Err(PyValueError::new_err("mode must be 0, 1 or 2")),
+        };
+        Ok(Run { inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid, mode), prepared: None })
     }
 
     /// Go on with `run`; -> None (done), a list of misses, or (index, reason) if rejected.
@@ -356,7 +365,8 @@ impl Run {
     }
 
     /// -> (gas used, outcomes, skipped): outcomes as (position, status, gas used, cumulative gas,
-    /// logs [(address, [topics], data)], contract address | None, output); skipped as
+    /// logs [(address, [topics], data)], contract address | None, output, error | None);
+    /// skipped as
     /// (position, reason).
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let mut outcomes = Vec::with_capacity(self.inner.outcomes.len());
@@ -370,7 +380,7 @@ impl Run {
             let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
             outcomes.push(
                 (*position, o.status, o.gas_used, o.cumulative_gas_used, PyList::new(py, logs)?,
-                 created, pybytes(py, &o.output))
+                 created, pybytes(py, &o.output), o.error.as_deref())
                     .into_pyobject(py)?,
             );
         }
