@@ -79,7 +79,11 @@ impl Rules {
     pub fn cfg(&self) -> CfgEnv {
         let mut cfg = CfgEnv::new_with_spec(self.spec);
         cfg.chain_id = self.chain_id;
-        cfg.max_blobs_per_tx = Some(if self.spec.is_enabled_in(SpecId::PRAGUE) { 9 } else { 6 });
+        cfg.max_blobs_per_tx = Some(if self.spec.is_enabled_in(SpecId::PRAGUE) {
+            9
+        } else {
+            6
+        });
         cfg
     }
 }
@@ -158,7 +162,10 @@ pub fn reason(error: &InvalidTransaction) -> String {
         E::GasPriceLessThanBasefee => "max fee per gas less than block base fee".into(),
         E::RejectCallerWithCode => "sender not an eoa".into(),
         E::CallerGasLimitMoreThanBlock => "gas limit reached".into(),
-        E::CallGasCostMoreThanGasLimit { initial_gas, gas_limit } => {
+        E::CallGasCostMoreThanGasLimit {
+            initial_gas,
+            gas_limit,
+        } => {
             format!("intrinsic gas too low: have {gas_limit}, want {initial_gas}")
         }
         E::PriorityFeeGreaterThanMaxFee => {
@@ -213,14 +220,20 @@ fn commit(overlay: &mut Overlay, state: EvmState) {
                 slots.insert(*key, slot.present_value());
             }
         }
-        overlay.accounts.insert(address, Some(account.info.clone().without_code()));
+        overlay
+            .accounts
+            .insert(address, Some(account.info.clone().without_code()));
     }
 }
 
 /// Run `run` on `head` until it is done, rejected, or misses data (see the module docstring).
 pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
     let overlay = std::mem::take(&mut run.overlay);
-    let db = OverlayDb { head, overlay, misses: Vec::new() };
+    let db = OverlayDb {
+        head,
+        overlay,
+        misses: Vec::new(),
+    };
     let mut cfg = rules.cfg();
     if run.mode != Mode::Block {
         cfg.disable_nonce_check = true;
@@ -245,7 +258,10 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         let tx = run.txs[position].clone();
         let gas_left = run.env.gas_limit - run.gas_used;
         let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
-            Err(format!("gas limit reached: tx gas {}, block gas left {gas_left}", tx.gas_limit))
+            Err(format!(
+                "gas limit reached: tx gas {}, block gas left {gas_left}",
+                tx.gas_limit
+            ))
         } else {
             match evm.transact(tx) {
                 Ok(done) => Ok(done),
@@ -295,7 +311,11 @@ fn outcome(result: ExecutionResult, gas_used: u64, cumulative: u64) -> TxOutcome
         ExecutionResult::Revert { .. } => Some("execution reverted".to_string()),
         ExecutionResult::Halt { reason, .. } => Some(halt_reason(reason)),
     };
-    let contract_address = if status { result.created_address() } else { None };
+    let contract_address = if status {
+        result.created_address()
+    } else {
+        None
+    };
     let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
     TxOutcome {
         status,
@@ -330,6 +350,10 @@ fn halt_reason(reason: &HaltReason) -> String {
     }
 }
 
+/// Per changed contract: its address, whether its storage was wiped, and (slot, new value,
+/// previous value) per changed slot.
+pub type StorageChanges = Vec<(Address, bool, Vec<(U256, U256, U256)>)>;
+
 /// The state after a block, computed on copies of the head's tries (nothing installed yet).
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -339,8 +363,7 @@ pub struct Prepared {
     /// New and previous records of every changed account (`None`: absent).
     pub accounts: Vec<(Address, Option<AccountRecord>, Option<AccountRecord>)>,
     pub storage_tries: HashMap<Address, Trie>,
-    /// Per changed contract: wiped?, and (slot, new value, previous value) per changed slot.
-    pub storage: Vec<(Address, bool, Vec<(U256, U256, U256)>)>,
+    pub storage: StorageChanges,
     pub code: Vec<(B256, revm::bytecode::Bytecode)>,
 }
 
@@ -349,7 +372,12 @@ pub struct Prepared {
 pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     let mut misses = Vec::new();
     let mut touched: Vec<Address> = overlay.accounts.keys().copied().collect();
-    touched.extend(overlay.storage.keys().filter(|a| !overlay.accounts.contains_key(*a)));
+    touched.extend(
+        overlay
+            .storage
+            .keys()
+            .filter(|a| !overlay.accounts.contains_key(*a)),
+    );
     touched.sort();
     for address in &touched {
         let changes_storage = overlay.wiped.contains(address)
@@ -371,7 +399,11 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
         let previous = head.accounts.get(&address).copied();
         let wiped = overlay.wiped.contains(&address);
         let empty = ContractStorage::complete([]);
-        let base = if wiped { &empty } else { head.storage.get(&address).unwrap_or(&empty) };
+        let base = if wiped {
+            &empty
+        } else {
+            head.storage.get(&address).unwrap_or(&empty)
+        };
         let mut trie = base.trie.clone();
         let mut slot_changes = Vec::new();
         if wiped {
@@ -387,7 +419,10 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
         if let Some(slots) = overlay.storage.get(&address) {
             for (slot, value) in slots {
                 let before = if wiped {
-                    head.storage.get(&address).and_then(|s| s.slots.get(slot)).copied()
+                    head.storage
+                        .get(&address)
+                        .and_then(|s| s.slots.get(slot))
+                        .copied()
                 } else {
                     base.slots.get(slot).copied()
                 }
@@ -395,7 +430,10 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
                 if *value == before && !wiped {
                     continue;
                 }
-                trie.set(&keccak256(slot.to_be_bytes::<32>()), crate::state::encode_slot(value));
+                trie.set(
+                    &keccak256(slot.to_be_bytes::<32>()),
+                    crate::state::encode_slot(value),
+                );
                 slot_changes.push((*slot, *value, before));
             }
         }
@@ -453,10 +491,13 @@ pub fn install(head: &mut Head, prepared: Prepared) {
         if !head.accounts.contains_key(&address) {
             continue;
         }
-        let storage = head.storage.entry(address).or_insert_with(|| ContractStorage {
-            complete: true,
-            ..Default::default()
-        });
+        let storage = head
+            .storage
+            .entry(address)
+            .or_insert_with(|| ContractStorage {
+                complete: true,
+                ..Default::default()
+            });
         if wiped {
             storage.slots.clear();
             storage.complete = true;

@@ -42,12 +42,18 @@ fn pyword<'py>(py: Python<'py>, value: &U256) -> Bound<'py, PyBytes> {
 
 fn miss_tuple<'py>(py: Python<'py>, miss: &Miss) -> PyResult<Bound<'py, PyAny>> {
     Ok(match miss {
-        Miss::Account(a) => ("account", pybytes(py, a.as_slice())).into_pyobject(py)?.into_any(),
+        Miss::Account(a) => ("account", pybytes(py, a.as_slice()))
+            .into_pyobject(py)?
+            .into_any(),
         Miss::Storage(a, slot) => {
             let slot = slot.map(|s| pyword(py, &s));
-            ("storage", pybytes(py, a.as_slice()), slot).into_pyobject(py)?.into_any()
+            ("storage", pybytes(py, a.as_slice()), slot)
+                .into_pyobject(py)?
+                .into_any()
         }
-        Miss::Code(h) => ("code", pybytes(py, h.as_slice())).into_pyobject(py)?.into_any(),
+        Miss::Code(h) => ("code", pybytes(py, h.as_slice()))
+            .into_pyobject(py)?
+            .into_any(),
         Miss::BlockHash(n) => ("blockhash", *n).into_pyobject(py)?.into_any(),
     })
 }
@@ -58,27 +64,42 @@ fn misses<'py>(py: Python<'py>, misses: &[Miss]) -> PyResult<Bound<'py, PyList>>
 }
 
 type TxTuple = (
-    u8,                              // type
-    Vec<u8>,                         // caller
-    Option<Vec<u8>>,                 // to (None: creation)
-    Vec<u8>,                         // value (32 bytes)
-    Vec<u8>,                         // data
-    u64,                             // gas limit
-    u128,                            // gas price, or max fee per gas
-    Option<u128>,                    // max priority fee per gas
-    u64,                             // nonce
-    Option<u64>,                     // chain id
-    Vec<(Vec<u8>, Vec<Vec<u8>>)>,    // access list
-    (Vec<Vec<u8>>, u128),            // blob versioned hashes, max fee per blob gas
+    u8,                           // type
+    Vec<u8>,                      // caller
+    Option<Vec<u8>>,              // to (None: creation)
+    Vec<u8>,                      // value (32 bytes)
+    Vec<u8>,                      // data
+    u64,                          // gas limit
+    u128,                         // gas price, or max fee per gas
+    Option<u128>,                 // max priority fee per gas
+    u64,                          // nonce
+    Option<u64>,                  // chain id
+    Vec<(Vec<u8>, Vec<Vec<u8>>)>, // access list
+    (Vec<Vec<u8>>, u128),         // blob versioned hashes, max fee per blob gas
 );
 
 fn tx_env(t: TxTuple) -> PyResult<TxEnv> {
-    let (kind, caller, to, value, data, gas_limit, gas_price, tip, nonce, chain_id, al, (blobs, blob_fee)) =
-        t;
+    let (
+        kind,
+        caller,
+        to,
+        value,
+        data,
+        gas_limit,
+        gas_price,
+        tip,
+        nonce,
+        chain_id,
+        al,
+        (blobs, blob_fee),
+    ) = t;
     let mut items = Vec::with_capacity(al.len());
     for (a, keys) in al {
         let storage_keys: PyResult<Vec<B256>> = keys.iter().map(|k| hash(k)).collect();
-        items.push(AccessListItem { address: address(&a)?, storage_keys: storage_keys? });
+        items.push(AccessListItem {
+            address: address(&a)?,
+            storage_keys: storage_keys?,
+        });
     }
     let blob_hashes: PyResult<Vec<B256>> = blobs.iter().map(|h| hash(h)).collect();
     Ok(TxEnv {
@@ -102,6 +123,9 @@ fn tx_env(t: TxTuple) -> PyResult<TxEnv> {
     })
 }
 
+/// (address, nonce, balance word, code hash, storage root), as storage keeps an account.
+type AccountTuple = (Vec<u8>, u64, Vec<u8>, Vec<u8>, Vec<u8>);
+
 type EnvTuple<'a> = (u64, u64, &'a [u8], u64, u64, &'a [u8], u64);
 
 fn env(t: EnvTuple<'_>) -> PyResult<Env> {
@@ -118,8 +142,12 @@ fn env(t: EnvTuple<'_>) -> PyResult<Env> {
 }
 
 fn record_tuple<'py>(py: Python<'py>, r: &AccountRecord) -> PyResult<Bound<'py, PyTuple>> {
-    (r.nonce, pyword(py, &r.balance), pybytes(py, r.code_hash.as_slice()),
-     pybytes(py, r.storage_root.as_slice()))
+    (
+        r.nonce,
+        pyword(py, &r.balance),
+        pybytes(py, r.code_hash.as_slice()),
+        pybytes(py, r.storage_root.as_slice()),
+    )
         .into_pyobject(py)
 }
 
@@ -147,8 +175,16 @@ impl Engine {
     fn new(fork: &str, chain_id: u64, complete: bool) -> PyResult<Self> {
         let spec = exec::spec_id(fork)
             .ok_or_else(|| PyValueError::new_err(format!("unknown fork {fork:?}")))?;
-        let head = if complete { Head::complete() } else { Head::default() };
-        Ok(Engine { head, rules: Rules { spec, chain_id }, prepared: Vec::new() })
+        let head = if complete {
+            Head::complete()
+        } else {
+            Head::default()
+        };
+        Ok(Engine {
+            head,
+            rules: Rules { spec, chain_id },
+            prepared: Vec::new(),
+        })
     }
 
     #[getter]
@@ -157,7 +193,7 @@ impl Engine {
     }
 
     /// Load accounts as stored: (address, nonce, balance, code hash, storage root).
-    fn put_accounts(&mut self, items: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+    fn put_accounts(&mut self, items: Vec<AccountTuple>) -> PyResult<()> {
         for (a, nonce, balance, code_hash, storage_root) in items {
             let record = AccountRecord {
                 nonce,
@@ -180,7 +216,12 @@ impl Engine {
 
     /// Load a contract's slots; `complete`: these are all its non-zero slots (its trie is
     /// built and checked against the account's storage root).
-    fn put_storage(&mut self, account: &[u8], slots: Vec<(Vec<u8>, Vec<u8>)>, complete: bool) -> PyResult<()> {
+    fn put_storage(
+        &mut self,
+        account: &[u8],
+        slots: Vec<(Vec<u8>, Vec<u8>)>,
+        complete: bool,
+    ) -> PyResult<()> {
         let account = address(account)?;
         let mut parsed = Vec::with_capacity(slots.len());
         for (slot, value) in slots {
@@ -192,7 +233,8 @@ impl Engine {
                 if storage.trie.root() != record.storage_root {
                     return Err(PyValueError::new_err(format!(
                         "storage of {account} hashes to {} but its account says {}",
-                        storage.trie.root(), record.storage_root
+                        storage.trie.root(),
+                        record.storage_root
                     )));
                 }
             }
@@ -208,7 +250,9 @@ impl Engine {
     fn put_code(&mut self, items: Vec<Vec<u8>>) {
         for code in items {
             let hash = keccak256(&code);
-            self.head.code.insert(hash, Bytecode::new_raw(Bytes::from(code)));
+            self.head
+                .code
+                .insert(hash, Bytecode::new_raw(Bytes::from(code)));
         }
     }
 
@@ -240,7 +284,13 @@ impl Engine {
     /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
     /// base fee (see `exec::Mode`).
     #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0))]
-    fn begin(&self, env_tuple: EnvTuple<'_>, txs: Vec<TxTuple>, skip_invalid: bool, mode: u8) -> PyResult<Run> {
+    fn begin(
+        &self,
+        env_tuple: EnvTuple<'_>,
+        txs: Vec<TxTuple>,
+        skip_invalid: bool,
+        mode: u8,
+    ) -> PyResult<Run> {
         let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
         let mode = match mode {
             0 => Mode::Block,
@@ -248,11 +298,18 @@ impl Engine {
             2 => Mode::CallWithoutBaseFee,
             _ => return Err(PyValueError::new_err("mode must be 0, 1 or 2")),
         };
-        Ok(Run { inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid, mode), prepared: None })
+        Ok(Run {
+            inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid, mode),
+            prepared: None,
+        })
     }
 
     /// Go on with `run`; -> None (done), a list of misses, or (index, reason) if rejected.
-    fn execute<'py>(&self, py: Python<'py>, mut run: PyRefMut<'py, Run>) -> PyResult<Bound<'py, PyAny>> {
+    fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        mut run: PyRefMut<'py, Run>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let head = &self.head;
         let rules = &self.rules;
         let inner = &mut run.inner;
@@ -265,7 +322,11 @@ impl Engine {
     }
 
     /// Compute the state root after a finished run; -> the root, or a list of misses.
-    fn prepare<'py>(&mut self, py: Python<'py>, mut run: PyRefMut<'py, Run>) -> PyResult<Bound<'py, PyAny>> {
+    fn prepare<'py>(
+        &mut self,
+        py: Python<'py>,
+        mut run: PyRefMut<'py, Run>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let head = &self.head;
         let overlay = &run.inner.overlay;
         let result = py.detach(|| exec::prepare(head, overlay));
@@ -291,9 +352,11 @@ impl Engine {
             .prepared
             .iter()
             .position(|p| p.state_root == root && p.base_root == current)
-            .ok_or_else(|| PyKeyError::new_err(format!(
-                "no executed block on the head state {current} leads to {root}"
-            )))?;
+            .ok_or_else(|| {
+                PyKeyError::new_err(format!(
+                    "no executed block on the head state {current} leads to {root}"
+                ))
+            })?;
         let prepared = self.prepared.swap_remove(position);
         exec::install(&mut self.head, prepared);
         self.prepared.clear();
@@ -311,7 +374,12 @@ impl Engine {
     }
 
     /// A head slot as 32 bytes, or a list with the miss.
-    fn storage<'py>(&self, py: Python<'py>, account: &[u8], slot: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    fn storage<'py>(
+        &self,
+        py: Python<'py>,
+        account: &[u8],
+        slot: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
         let account = address(account)?;
         Ok(match self.head.slot(&account, &word(slot)?) {
             crate::state::Lookup::Found(v) => pyword(py, &v).into_any(),
@@ -320,17 +388,30 @@ impl Engine {
     }
 
     /// Code by hash, or None if it is not loaded.
-    fn code<'py>(&self, py: Python<'py>, code_hash: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn code<'py>(
+        &self,
+        py: Python<'py>,
+        code_hash: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let h = hash(code_hash)?;
         if h == revm::primitives::KECCAK_EMPTY {
             return Ok(Some(pybytes(py, b"")));
         }
-        Ok(self.head.code.get(&h).map(|c| pybytes(py, c.original_byte_slice())))
+        Ok(self
+            .head
+            .code
+            .get(&h)
+            .map(|c| pybytes(py, c.original_byte_slice())))
     }
 
     /// EIP-1186 proofs at the head: (account proof, [(slot, value, proof)]); storage of the
     /// account must be loaded when slots are asked for (else a list with the miss).
-    fn proof<'py>(&self, py: Python<'py>, account: &[u8], slots: Vec<Vec<u8>>) -> PyResult<Bound<'py, PyAny>> {
+    fn proof<'py>(
+        &self,
+        py: Python<'py>,
+        account: &[u8],
+        slots: Vec<Vec<u8>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let account = address(account)?;
         let nodes = |proof: Vec<Vec<u8>>| -> PyResult<Bound<'py, PyList>> {
             PyList::new(py, proof.iter().map(|n| pybytes(py, n)))
@@ -339,10 +420,12 @@ impl Engine {
         let record = self.head.accounts.get(&account);
         let empty = ContractStorage::complete([]);
         let storage = match record {
-            Some(r) if r.storage_root != crate::trie::EMPTY_ROOT => match self.head.storage.get(&account) {
-                Some(s) if s.complete => s,
-                _ => return Ok(misses(py, &[Miss::Storage(account, None)])?.into_any()),
-            },
+            Some(r) if r.storage_root != crate::trie::EMPTY_ROOT => {
+                match self.head.storage.get(&account) {
+                    Some(s) if s.complete => s,
+                    _ => return Ok(misses(py, &[Miss::Storage(account, None)])?.into_any()),
+                }
+            }
             _ => &empty,
         };
         let mut out = Vec::with_capacity(slots.len());
@@ -352,7 +435,9 @@ impl Engine {
             let proof = nodes(storage.trie.proof(&keccak256(key.to_be_bytes::<32>())))?;
             out.push((pyword(py, &key), pyword(py, &value), proof).into_pyobject(py)?);
         }
-        Ok((account_proof, PyList::new(py, out)?).into_pyobject(py)?.into_any())
+        Ok((account_proof, PyList::new(py, out)?)
+            .into_pyobject(py)?
+            .into_any())
     }
 }
 
@@ -373,14 +458,31 @@ impl Run {
         for (position, o) in &self.inner.outcomes {
             let mut logs = Vec::with_capacity(o.logs.len());
             for log in &o.logs {
-                let topics = PyList::new(py, log.data.topics().iter().map(|t| pybytes(py, t.as_slice())))?;
-                logs.push((pybytes(py, log.address.as_slice()), topics, pybytes(py, &log.data.data))
-                    .into_pyobject(py)?);
+                let topics = PyList::new(
+                    py,
+                    log.data.topics().iter().map(|t| pybytes(py, t.as_slice())),
+                )?;
+                logs.push(
+                    (
+                        pybytes(py, log.address.as_slice()),
+                        topics,
+                        pybytes(py, &log.data.data),
+                    )
+                        .into_pyobject(py)?,
+                );
             }
             let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
             outcomes.push(
-                (*position, o.status, o.gas_used, o.cumulative_gas_used, PyList::new(py, logs)?,
-                 created, pybytes(py, &o.output), o.error.as_deref())
+                (
+                    *position,
+                    o.status,
+                    o.gas_used,
+                    o.cumulative_gas_used,
+                    PyList::new(py, logs)?,
+                    created,
+                    pybytes(py, &o.output),
+                    o.error.as_deref(),
+                )
                     .into_pyobject(py)?,
             );
         }
@@ -406,23 +508,37 @@ impl Run {
         for (a, wiped, slots) in &prepared.storage {
             let slots = PyList::new(
                 py,
-                slots.iter().map(|(s, new, old)| (pyword(py, s), pyword(py, new), pyword(py, old))),
+                slots
+                    .iter()
+                    .map(|(s, new, old)| (pyword(py, s), pyword(py, new), pyword(py, old))),
             )?;
             storage.push((pybytes(py, a.as_slice()), *wiped, slots).into_pyobject(py)?);
         }
-        let code = PyList::new(py, prepared.code.iter().map(|(_, c)| pybytes(py, c.original_byte_slice())))?;
+        let code = PyList::new(
+            py,
+            prepared
+                .code
+                .iter()
+                .map(|(_, c)| pybytes(py, c.original_byte_slice())),
+        )?;
         (PyList::new(py, accounts)?, PyList::new(py, storage)?, code).into_pyobject(py)
     }
 }
 
 /// The storage root of a contract holding these (slot, value) words.
 #[pyfunction]
-fn storage_root<'py>(py: Python<'py>, slots: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<Bound<'py, PyBytes>> {
+fn storage_root<'py>(
+    py: Python<'py>,
+    slots: Vec<(Vec<u8>, Vec<u8>)>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let mut parsed = Vec::with_capacity(slots.len());
     for (slot, value) in slots {
         parsed.push((word(&slot)?, word(&value)?));
     }
-    Ok(pybytes(py, ContractStorage::complete(parsed).trie.root().as_slice()))
+    Ok(pybytes(
+        py,
+        ContractStorage::complete(parsed).trie.root().as_slice(),
+    ))
 }
 
 #[pymodule]
@@ -430,6 +546,9 @@ fn evm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(storage_root, m)?)?;
     m.add_class::<Engine>()?;
     m.add_class::<Run>()?;
-    m.add("EMPTY_ROOT", PyBytes::new(m.py(), crate::trie::EMPTY_ROOT.as_slice()))?;
+    m.add(
+        "EMPTY_ROOT",
+        PyBytes::new(m.py(), crate::trie::EMPTY_ROOT.as_slice()),
+    )?;
     Ok(())
 }

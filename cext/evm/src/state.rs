@@ -28,7 +28,10 @@ impl AccountRecord {
     /// `rlp([nonce, balance, storageRoot, codeHash])`, the account trie's leaf value.
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(80);
-        rlp_bytes(&mut body, trimmed(&U256::from(self.nonce).to_be_bytes::<32>()));
+        rlp_bytes(
+            &mut body,
+            trimmed(&U256::from(self.nonce).to_be_bytes::<32>()),
+        );
         rlp_bytes(&mut body, trimmed(&self.balance.to_be_bytes::<32>()));
         rlp_bytes(&mut body, self.storage_root.as_slice());
         rlp_bytes(&mut body, self.code_hash.as_slice());
@@ -36,8 +39,13 @@ impl AccountRecord {
     }
 
     pub fn info(&self) -> AccountInfo {
-        AccountInfo::new(self.balance, self.nonce, self.code_hash, Bytecode::default())
-            .without_code()
+        AccountInfo::new(
+            self.balance,
+            self.nonce,
+            self.code_hash,
+            Bytecode::default(),
+        )
+        .without_code()
     }
 }
 
@@ -62,7 +70,10 @@ pub struct ContractStorage {
 
 impl ContractStorage {
     pub fn complete(slots: impl IntoIterator<Item = (U256, U256)>) -> Self {
-        let mut storage = ContractStorage { complete: true, ..Default::default() };
+        let mut storage = ContractStorage {
+            complete: true,
+            ..Default::default()
+        };
         for (slot, value) in slots {
             storage.set(slot, value);
         }
@@ -71,7 +82,8 @@ impl ContractStorage {
 
     pub fn set(&mut self, slot: U256, value: U256) {
         if self.complete {
-            self.trie.set(&keccak256(slot.to_be_bytes::<32>()), encode_slot(&value));
+            self.trie
+                .set(&keccak256(slot.to_be_bytes::<32>()), encode_slot(&value));
         }
         if value.is_zero() {
             self.slots.remove(&slot);
@@ -112,7 +124,10 @@ pub enum Lookup<T> {
 impl Head {
     /// The head of a node: every account is here, so an unknown one does not exist.
     pub fn complete() -> Self {
-        Head { accounts_complete: true, ..Default::default() }
+        Head {
+            accounts_complete: true,
+            ..Default::default()
+        }
     }
 
     pub fn account(&self, address: &Address) -> Lookup<Option<AccountRecord>> {
@@ -226,7 +241,12 @@ impl Database for OverlayDb<'_> {
         if code_hash == KECCAK_EMPTY {
             return Ok(Bytecode::default());
         }
-        if let Some(code) = self.overlay.code.get(&code_hash).or(self.head.code.get(&code_hash)) {
+        if let Some(code) = self
+            .overlay
+            .code
+            .get(&code_hash)
+            .or(self.head.code.get(&code_hash))
+        {
             return Ok(code.clone());
         }
         self.missed(Miss::Code(code_hash));
@@ -234,7 +254,12 @@ impl Database for OverlayDb<'_> {
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, NoError> {
-        if let Some(value) = self.overlay.storage.get(&address).and_then(|s| s.get(&index)) {
+        if let Some(value) = self
+            .overlay
+            .storage
+            .get(&address)
+            .and_then(|s| s.get(&index))
+        {
             return Ok(*value);
         }
         if self.overlay.wiped.contains(&address) {

@@ -43,18 +43,26 @@ enum Node {
 }
 
 fn leaf(path: &[u8], value: Vec<u8>) -> Arc<Node> {
-    Arc::new(Node::Leaf { path: path.to_vec(), value, cache: OnceLock::new() })
+    Arc::new(Node::Leaf {
+        path: path.to_vec(),
+        value,
+        cache: OnceLock::new(),
+    })
 }
 
 fn extension(path: Vec<u8>, child: Arc<Node>) -> Arc<Node> {
     if path.is_empty() {
         return child;
     }
-    Arc::new(Node::Extension { path, child, cache: OnceLock::new() })
+    Arc::new(Node::Extension {
+        path,
+        child,
+        cache: OnceLock::new(),
+    })
 }
 
 fn empty_children() -> Box<[Option<Arc<Node>>; 16]> {
-    Box::new(Default::default())
+    Box::default()
 }
 
 /// A node with `prefix` prepended to its path (a branch becomes an extension's child).
@@ -90,9 +98,9 @@ fn nibbles(key: &B256) -> [u8; 64] {
 impl Node {
     fn clear_cache(&mut self) {
         match self {
-            Node::Leaf { cache, .. } | Node::Extension { cache, .. } | Node::Branch { cache, .. } => {
-                *cache = OnceLock::new()
-            }
+            Node::Leaf { cache, .. }
+            | Node::Extension { cache, .. }
+            | Node::Branch { cache, .. } => *cache = OnceLock::new(),
         }
     }
 
@@ -122,9 +130,9 @@ impl Node {
 
     fn reference(&self) -> &NodeRef {
         let cache = match self {
-            Node::Leaf { cache, .. } | Node::Extension { cache, .. } | Node::Branch { cache, .. } => {
-                cache
-            }
+            Node::Leaf { cache, .. }
+            | Node::Extension { cache, .. }
+            | Node::Branch { cache, .. } => cache,
         };
         cache.get_or_init(|| {
             let encoded = self.encode();
@@ -157,7 +165,9 @@ fn insert(slot: &mut Option<Arc<Node>>, key: &[u8], value: Vec<u8>) {
     let node = Arc::make_mut(arc);
     node.clear_cache();
     match node {
-        Node::Leaf { path, value: old, .. } => {
+        Node::Leaf {
+            path, value: old, ..
+        } => {
             if path.as_slice() == key {
                 *old = value;
                 return;
@@ -166,7 +176,10 @@ fn insert(slot: &mut Option<Arc<Node>>, key: &[u8], value: Vec<u8>) {
             let mut children = empty_children();
             children[path[shared] as usize] = Some(leaf(&path[shared + 1..], std::mem::take(old)));
             children[key[shared] as usize] = Some(leaf(&key[shared + 1..], value));
-            let branch = Arc::new(Node::Branch { children, cache: OnceLock::new() });
+            let branch = Arc::new(Node::Branch {
+                children,
+                cache: OnceLock::new(),
+            });
             *slot = Some(extension(key[..shared].to_vec(), branch));
         }
         Node::Extension { path, child, .. } => {
@@ -182,7 +195,10 @@ fn insert(slot: &mut Option<Arc<Node>>, key: &[u8], value: Vec<u8>) {
             let rest = extension(path[shared + 1..].to_vec(), child.clone());
             children[path[shared] as usize] = Some(rest);
             children[key[shared] as usize] = Some(leaf(&key[shared + 1..], value));
-            let branch = Arc::new(Node::Branch { children, cache: OnceLock::new() });
+            let branch = Arc::new(Node::Branch {
+                children,
+                cache: OnceLock::new(),
+            });
             *slot = Some(extension(key[..shared].to_vec(), branch));
         }
         Node::Branch { children, .. } => insert(&mut children[key[0] as usize], &key[1..], value),
@@ -222,7 +238,9 @@ fn remove(slot: &mut Option<Arc<Node>>, key: &[u8]) -> bool {
             }
             let node = Arc::make_mut(arc);
             node.clear_cache();
-            let Node::Branch { children, .. } = node else { unreachable!() };
+            let Node::Branch { children, .. } = node else {
+                unreachable!()
+            };
             children[index] = inner;
             let mut remaining = children.iter().enumerate().filter(|(_, c)| c.is_some());
             let (first, only) = match (remaining.next(), remaining.next()) {
@@ -408,9 +426,11 @@ mod tests {
         let mut model = BTreeMap::new();
         let mut seed = 7u64;
         for step in 0..3000u64 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let k = key(seed % 500);
-            if seed % 5 == 0 {
+            if seed.is_multiple_of(5) {
                 trie.set(&k, Vec::new());
                 model.remove(&k);
             } else {
