@@ -40,7 +40,7 @@ from alys_fast.engine.state import (
     word,
 )
 from alys_fast.validation import Transaction
-from alys_fast.validation.receipts import Log, Receipt, bloom_of, combine_blooms, receipts_root
+from alys_fast.validation.receipts import Log, Receipt, combine_blooms, receipts_root
 
 _evm = require("evm")
 
@@ -94,14 +94,27 @@ def check_fork(fork: str) -> str:
     return fork
 
 
-def tx_tuple(tx: Transaction) -> tuple:
+_NO_BLOBS: tuple[list, int] = ([], 0)
+
+
+def tx_tuple(tx: Any) -> tuple:
     """A transaction in the compiled engine's shape (OverflowError if a field cannot fit)."""
-    tip = getattr(tx, "max_priority_fee_per_gas", None)
-    access = [(a, list(keys)) for a, keys in getattr(tx, "access_list", ())]
-    blobs = (list(getattr(tx, "blob_versioned_hashes", ())), getattr(tx, "max_fee_per_blob_gas", 0))
+    if tx.fee_cap >> 128 or getattr(tx, "max_priority_fee_per_gas", 0) >> 128 or (
+        tx.gas_limit >> 64 or tx.nonce >> 64
+    ):
+        raise OverflowError("a fee, gas limit or nonce is wider than the EVM's")
+    kind = tx.type
+    if kind == 0:
+        return (0, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.gas_price, None,
+                tx.nonce, tx.chain_id, [], _NO_BLOBS)
+    access = [(a, list(keys)) for a, keys in tx.access_list] if tx.access_list else []
+    if kind == 1:
+        return (1, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.gas_price, None,
+                tx.nonce, tx.chain_id, access, _NO_BLOBS)
+    blobs = (list(tx.blob_versioned_hashes), tx.max_fee_per_blob_gas) if kind == 3 else _NO_BLOBS
     return (
-        tx.type, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.fee_cap, tip,
-        tx.nonce, tx.chain_id, access, blobs,
+        kind, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.max_fee_per_gas,
+        tx.max_priority_fee_per_gas, tx.nonce, tx.chain_id, access, blobs,
     )
 
 
@@ -212,7 +225,7 @@ class RevmEngine:
                 reason, detail = _split_reason(stop[1])
                 raise TransactionRejected(reason, detail)
             self.put((yield stop))
-        _, ((_, status, used, _, logs, _, output, error),), _ = run.result()
+        _, ((_, status, used, _, logs, _, output, error, _),), _ = run.result()
         entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
         return CallResult(bool(status), used, output, error, entries)
 
@@ -285,13 +298,13 @@ class RevmEngine:
         included: list[Transaction] = []
         receipts: list[Receipt] = []
         burned = 0
-        for position, status, used, cumulative, logs, created, output, _ in outcomes:
+        for position, status, used, cumulative, logs, created, output, _, bloom in outcomes:
             tx = txs[position]
             entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
             included.append(tx)
             receipts.append(Receipt(
                 tx.hash, tx.type, int(status), used, cumulative,
-                effective_gas_price(tx, base_fee), entries, bloom_of(entries), created, output,
+                effective_gas_price(tx, base_fee), entries, bloom, created, output,
             ))
             burned += used * base_fee
         accounts, storage, code = run.changes()

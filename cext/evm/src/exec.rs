@@ -13,7 +13,7 @@ use revm::context::{BlockEnv, CfgEnv, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
 use revm::primitives::hardfork::SpecId;
-use revm::primitives::{keccak256, Address, HashMap, Log, B256, U256};
+use revm::primitives::{keccak256, Address, HashMap, HashSet, Log, B256, U256};
 use revm::state::EvmState;
 use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
@@ -190,10 +190,13 @@ fn record_of(info: &revm::state::AccountInfo, storage_root: B256) -> AccountReco
 /// Fold one transaction's state changes into the block's overlay (revm's commit semantics:
 /// self-destructed accounts vanish with their storage, created ones start with empty storage,
 /// touched empty accounts are deleted per EIP-161).
-fn commit(overlay: &mut Overlay, state: EvmState) {
-    for (address, account) in state {
+fn commit(overlay: &mut Overlay, state: EvmState, guarded: &HashSet<Address>) {
+    for (address, mut account) in state {
         if !account.is_touched() {
             continue;
+        }
+        if guarded.contains(&address) {
+            account.info.nonce = account.info.nonce.saturating_sub(1);
         }
         if account.is_selfdestructed() {
             overlay.accounts.insert(address, None);
@@ -229,11 +232,7 @@ fn commit(overlay: &mut Overlay, state: EvmState) {
 /// Run `run` on `head` until it is done, rejected, or misses data (see the module docstring).
 pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
     let overlay = std::mem::take(&mut run.overlay);
-    let db = OverlayDb {
-        head,
-        overlay,
-        misses: Vec::new(),
-    };
+    let db = OverlayDb::new(head, overlay);
     let mut cfg = rules.cfg();
     if run.mode != Mode::Block {
         cfg.disable_nonce_check = true;
@@ -288,7 +287,7 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
                 let gas_used = done.result.tx_gas_used();
                 run.gas_used += gas_used;
                 let outcome = outcome(done.result, gas_used, run.gas_used);
-                commit(&mut db.overlay, done.state);
+                commit(&mut db.overlay, done.state, &db.guarded);
                 run.outcomes.push((position, outcome));
             }
         }
@@ -517,4 +516,35 @@ pub fn install(head: &mut Head, prepared: Prepared) {
         head.code.insert(hash, code);
     }
     head.account_trie = prepared.account_trie;
+}
+
+/// The baseline for benchmarks: the same transactions through plain revm over its own
+/// in-memory `CacheDB` (no overlay, no miss protocol, no trie), timed in Rust; -> seconds.
+pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) -> f64 {
+    use revm::database::{CacheDB, EmptyDB};
+    use revm::ExecuteCommitEvm;
+    let mut db = CacheDB::new(EmptyDB::default());
+    for (address, record) in &head.accounts {
+        let mut info = record.info();
+        if let Some(code) = head.code.get(&record.code_hash) {
+            info = info.with_code(code.clone());
+        }
+        db.insert_account_info(*address, info);
+        if let Some(storage) = head.storage.get(address) {
+            for (slot, value) in &storage.slots {
+                db.insert_account_storage(*address, *slot, *value)
+                    .expect("in memory");
+            }
+        }
+    }
+    let mut evm = Context::mainnet()
+        .with_db(db)
+        .with_block(env.block_env(rules.spec))
+        .with_cfg(rules.cfg())
+        .build_mainnet();
+    let started = std::time::Instant::now();
+    for tx in txs {
+        let _ = evm.transact_commit(tx.clone());
+    }
+    started.elapsed().as_secs_f64()
 }

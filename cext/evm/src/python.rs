@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use revm::bytecode::Bytecode;
 use revm::context::TxEnv;
 use revm::context_interface::transaction::{AccessList, AccessListItem};
+use revm::primitives::alloy_primitives::Bloom;
 use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
 
 /// Executed-but-uncommitted blocks kept for a commit; the oldest are dropped first.
@@ -281,6 +282,13 @@ impl Engine {
         self.head.storage.len()
     }
 
+    /// Benchmark baseline: `run`'s transactions through plain revm on a copy of the head,
+    /// timed inside Rust (see `exec::raw_revm_seconds`); -> seconds.
+    fn raw_revm_seconds(&self, py: Python<'_>, run: PyRef<'_, Run>) -> f64 {
+        let (head, rules, inner) = (&self.head, &self.rules, &run.inner);
+        py.detach(|| exec::raw_revm_seconds(head, rules, &inner.env, &inner.txs))
+    }
+
     /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
     /// base fee (see `exec::Mode`).
     #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0))]
@@ -450,7 +458,8 @@ impl Run {
     }
 
     /// -> (gas used, outcomes, skipped): outcomes as (position, status, gas used, cumulative gas,
-    /// logs [(address, [topics], data)], contract address | None, output, error | None);
+    /// logs [(address, [topics], data)], contract address | None, output, error | None,
+    /// logs bloom);
     /// skipped as
     /// (position, reason).
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
@@ -472,6 +481,7 @@ impl Run {
                 );
             }
             let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
+            let bloom: Bloom = o.logs.iter().collect();
             outcomes.push(
                 (
                     *position,
@@ -482,6 +492,7 @@ impl Run {
                     created,
                     pybytes(py, &o.output),
                     o.error.as_deref(),
+                    pybytes(py, bloom.as_slice()),
                 )
                     .into_pyobject(py)?,
             );

@@ -211,9 +211,43 @@ pub struct OverlayDb<'a> {
     pub head: &'a Head,
     pub overlay: Overlay,
     pub misses: Vec<Miss>,
+    /// Accounts shown to revm with nonce 1 instead of 0 (see [`OverlayDb::guard`]).
+    pub guarded: HashSet<Address>,
 }
 
-impl OverlayDb<'_> {
+impl<'a> OverlayDb<'a> {
+    pub fn new(head: &'a Head, overlay: Overlay) -> Self {
+        OverlayDb {
+            head,
+            overlay,
+            misses: Vec::new(),
+            guarded: HashSet::default(),
+        }
+    }
+
+    /// EIP-7610: creating a contract where an account has storage (but no code and nonce 0)
+    /// is a collision. revm checks only code and nonce, so such an account is shown with nonce
+    /// 1, which the EVM cannot observe otherwise (no opcode reads a nonce, and the account has
+    /// no code to CREATE from); [`crate::exec`] takes the 1 back before committing.
+    fn guard(&mut self, address: Address, info: &mut AccountInfo) {
+        if info.nonce != 0 || info.code_hash != KECCAK_EMPTY {
+            return;
+        }
+        let has_storage = match self.overlay.storage.get(&address) {
+            Some(slots) if slots.values().any(|v| !v.is_zero()) => true,
+            _ if self.overlay.wiped.contains(&address) => false,
+            _ => self
+                .head
+                .accounts
+                .get(&address)
+                .is_some_and(|r| r.storage_root != EMPTY_ROOT),
+        };
+        if has_storage {
+            info.nonce = 1;
+            self.guarded.insert(address);
+        }
+    }
+
     fn missed(&mut self, miss: Miss) {
         if !self.misses.contains(&miss) {
             self.misses.push(miss);
@@ -225,16 +259,20 @@ impl Database for OverlayDb<'_> {
     type Error = NoError;
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, NoError> {
-        if let Some(changed) = self.overlay.accounts.get(&address) {
-            return Ok(changed.clone().map(|info| info.without_code()));
+        let mut info = match self.overlay.accounts.get(&address) {
+            Some(changed) => changed.clone().map(|info| info.without_code()),
+            None => match self.head.account(&address) {
+                Lookup::Found(record) => record.map(|r| r.info()),
+                Lookup::Missing(miss) => {
+                    self.missed(miss);
+                    None
+                }
+            },
+        };
+        if let Some(info) = info.as_mut() {
+            self.guard(address, info);
         }
-        match self.head.account(&address) {
-            Lookup::Found(record) => Ok(record.map(|r| r.info())),
-            Lookup::Missing(miss) => {
-                self.missed(miss);
-                Ok(None)
-            }
-        }
+        Ok(info)
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, NoError> {
