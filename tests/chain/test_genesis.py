@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import coincurve
 import msgspec
 import pytest
+from eth_utils import keccak
 
 from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms, slot_timestamp
-from alys_fast.chain.genesis import genesis_accounts, genesis_header
+from alys_fast.chain.genesis import genesis_alloc, genesis_diff, genesis_header, genesis_state_root
 from alys_fast.chain.spec import ETHER, GenesisAccount, dev_spec
 from alys_fast.chain.workflows import authority_addresses
-from alys_fast.engine import EmbeddedEngine
-from alys_fast.engine.state import State
+from alys_fast.engine import EMPTY_CODE_HASH, EMPTY_ROOT, Account, AllocAccount, RevmEngine
+from alys_fast.engine.interface import BlockEnv, CallRequest
+from alys_fast.engine.revm import finish
+from alys_fast.engine.state import StorageDiff
 from alys_fast.validation import Block, ordered_trie_root, sign_header, validate_block
+from tests.engine.reference import reference_state_root, reference_storage_root
+
+CONTRACTS = Path(__file__).resolve().parents[1] / "data" / "contracts"
+TOKEN = json.loads((CONTRACTS / "Token.json").read_text())
+TOKEN_ADDRESS = "0x" + "70" * 20
 
 # --- genesis ----------------------------------------------------------------------------------
 
@@ -29,12 +40,22 @@ def test_dev_genesis_is_deterministic_and_commits_to_the_alloc() -> None:
     assert header.gas_limit == spec.gas_limit and header.gas_used == 0
     assert header.transactions_root == header.receipts_root == ordered_trie_root([])
     assert header.author == bytes(20) and header.signature == b""
-    accounts = genesis_accounts(spec)
-    assert len(accounts) == 10
-    assert {a.balance for a in accounts.values()} == {10_000 * ETHER}
-    assert header.state_root == State(accounts).root
-    # The engine started from the same spec holds the state the header commits to.
-    assert header.state_root == EmbeddedEngine.from_spec(spec).state_root
+    alloc = genesis_alloc(spec)
+    assert len(alloc) == 10
+    assert all(a == AllocAccount(balance=10_000 * ETHER) for a in alloc.values())
+    # The Ethereum state root of ten funded accounts, computed here without the engine.
+    assert header.state_root == genesis_state_root(spec) == reference_state_root(alloc)
+    assert header.state_root != EMPTY_ROOT
+    # The engine started from the same alloc holds the state the header commits to.
+    engine = RevmEngine.from_alloc(alloc, fork=spec.fork, chain_id=spec.chain_id)
+    assert engine.state_root == header.state_root
+    for address in alloc:
+        assert engine.account(address) == Account(0, 10_000 * ETHER)
+    # What storage writes for block 0 is the same state.
+    diff = genesis_diff(spec)
+    assert diff.accounts == {address: Account(0, 10_000 * ETHER) for address in alloc}
+    assert diff.previous == dict.fromkeys(alloc)
+    assert diff.storage == () and diff.code == ()
 
 
 def test_another_alloc_is_another_chain() -> None:
@@ -45,15 +66,65 @@ def test_another_alloc_is_another_chain() -> None:
     other = msgspec.structs.replace(spec, alloc=richer)
     assert genesis_header(other).state_root != genesis_header(spec).state_root
     assert genesis_header(other).hash != genesis_header(spec).hash
+    assert genesis_header(other).state_root == reference_state_root(genesis_alloc(other))
 
 
 def test_empty_alloc_accounts_are_left_out() -> None:
     spec = dev_spec()
     alloc = {**spec.alloc, "0x" + "ab" * 20: GenesisAccount(balance=0)}
     with_empty = msgspec.structs.replace(spec, alloc=alloc)
-    assert genesis_accounts(with_empty) == genesis_accounts(spec)
+    assert genesis_diff(with_empty) == genesis_diff(spec)
     assert genesis_header(with_empty) == genesis_header(spec)
-    assert EmbeddedEngine.from_spec(with_empty).state_root == genesis_header(spec).state_root
+    engine = RevmEngine.from_alloc(genesis_alloc(with_empty), chain_id=spec.chain_id)
+    assert engine.state_root == genesis_header(spec).state_root
+
+
+def _token_spec(supply: int):
+    """The dev spec plus a Token in the alloc: its runtime code and the storage its
+    constructor would leave (totalSupply in slot 0, balanceOf[dev 0] in mapping slot 1)."""
+    spec = dev_spec()
+    holder = bytes.fromhex(next(iter(spec.alloc))[2:])
+    balance_slot = int.from_bytes(keccak(bytes(12) + holder + (1).to_bytes(32, "big")), "big")
+    token = GenesisAccount(
+        nonce=1,
+        code=TOKEN["deployedBytecode"],
+        storage={"0x0": hex(supply), hex(balance_slot): hex(supply), "0x5": "0x0"},
+    )
+    return msgspec.structs.replace(spec, alloc={**spec.alloc, TOKEN_ADDRESS: token}), holder
+
+
+def test_a_contract_in_the_alloc_is_in_the_state_root_and_runs() -> None:
+    supply = 10**24
+    spec, holder = _token_spec(supply)
+    address = bytes.fromhex(TOKEN_ADDRESS[2:])
+    code = bytes.fromhex(TOKEN["deployedBytecode"][2:])
+    alloc = genesis_alloc(spec)
+    assert alloc[address].code == code and alloc[address].storage[5] == 0
+    root = genesis_state_root(spec)
+    assert genesis_header(spec).state_root == root == reference_state_root(alloc)
+    assert root != genesis_state_root(dev_spec())
+    slots = {k: v for k, v in alloc[address].storage.items() if v}
+    assert len(slots) == 2
+    engine = RevmEngine.from_alloc(alloc, chain_id=spec.chain_id)
+    assert engine.account(address) == Account(
+        1, 0, keccak(code), reference_storage_root(slots)
+    )
+    assert engine.account(address).code_hash != EMPTY_CODE_HASH
+    # Block 0's diff: the account, its non-zero slots (new values on nothing), its code.
+    diff = genesis_diff(spec)
+    assert diff.accounts[address] == engine.account(address)
+    assert diff.storage == (
+        StorageDiff(address, False, tuple((k, v, 0) for k, v in sorted(slots.items()))),
+    )
+    assert diff.code == (code,)
+    # The contract answers from its genesis storage: balanceOf(holder).
+    selector = bytes.fromhex(TOKEN["methodIdentifiers"]["balanceOf(address)"])
+    env = BlockEnv(number=1, timestamp=1, fee_recipient=bytes(20), gas_limit=spec.gas_limit,
+                   base_fee=0)
+    request = CallRequest(sender=holder, to=address, data=selector + bytes(12) + holder,
+                          gas=100_000)
+    result = finish(engine.call_steps(env, request), engine.source)
+    assert result.success and result.output == supply.to_bytes(32, "big")
 
 
 def test_other_spec_fields_change_the_genesis_hash() -> None:

@@ -34,7 +34,7 @@ from alys_fast.chain.txpool import (
     TxPoolLimits,
     state_reader,
 )
-from alys_fast.engine.state import Account, State
+from alys_fast.engine import AllocAccount, BlockEnv, RevmEngine
 from alys_fast.validation import recover_transaction
 
 GWEI = 10**9
@@ -358,10 +358,19 @@ def test_a_missed_block_is_caught_up_on_the_next_add(pool: TxPool, head: Head) -
     assert [n for _, n in nonces(pool.best(BLOCK_GAS, 0))] == [1, 2]
 
 
-def test_state_reader_reads_the_engine_state() -> None:
-    state = State({ADDRS[0]: Account(nonce=7, balance=ETHER)})
-    read = state_reader(state)
+def test_state_reader_reads_the_engine_head_as_it_moves() -> None:
+    engine = RevmEngine.from_alloc(
+        {ADDRS[0]: AllocAccount(nonce=7, balance=ETHER)}, chain_id=DEV_CHAIN_ID
+    )
+    read = state_reader(engine)
     assert read(ADDRS[0]) == (7, ETHER) and read(ADDRS[1]) == (0, 0)
+    tx = recover_transaction(sign(0, 7, tip=0, fee=GWEI, value=5), DEV_CHAIN_ID)
+    env = BlockEnv(number=1, timestamp=1, fee_recipient=bytes(20), gas_limit=BLOCK_GAS,
+                   base_fee=GWEI)
+    engine.commit(engine.execute_block(engine.state_root, env, [tx]))
+    # The same reader sees the committed head: one more nonce, value and gas paid.
+    assert read(ADDRS[0]) == (8, ETHER - 5 - 21_000 * GWEI)
+    assert read(bytes.fromhex(TO[2:])) == (0, 5)
 
 
 # --- batches -------------------------------------------------------------------------------------

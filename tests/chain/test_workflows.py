@@ -5,7 +5,7 @@ once the block is stored and committed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from alys_fast.chain.aura import slot_timestamp
-from alys_fast.chain.genesis import genesis_header
+from alys_fast.chain.genesis import genesis_alloc, genesis_diff, genesis_header
 from alys_fast.chain.spec import DEV_AUTHORITY_KEY, ChainSpec, dev_spec
 from alys_fast.chain.txpool import TxPool, state_reader
 from alys_fast.chain.workflows import (
@@ -26,8 +26,8 @@ from alys_fast.chain.workflows import (
     build_block,
     child_base_fee,
 )
-from alys_fast.engine import Account, BlockEnv, BlockExecution, EmbeddedEngine, Receipt
-from alys_fast.engine.receipts import receipts_root
+from alys_fast.engine import BlockEnv, BlockExecution, RevmEngine, StateDiff
+from alys_fast.engine.state import Loaded
 from alys_fast.storage import BlockRecord, ChainStore, StorageError
 from alys_fast.validation import (
     Block,
@@ -37,6 +37,7 @@ from alys_fast.validation import (
     ordered_trie_root,
     sign_header,
 )
+from alys_fast.validation.receipts import Receipt, receipts_root
 from tests.engine.conftest import ADDRS, KEYS, sign
 
 AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
@@ -58,20 +59,22 @@ class FlakyStore(ChainStore):
         self.after_write = after_write
         self.calls = 0
 
-    def write_block(self, block, receipts, state_changes) -> None:  # type: ignore[override]
+    def write_block(self, block, receipts, diff) -> None:  # type: ignore[override]
         self.calls += 1
         if self.failures and self.after_write:
-            super().write_block(block, receipts, state_changes)
+            super().write_block(block, receipts, diff)
         if self.failures:
             self.failures -= 1
             raise OSError("IO error: No space left on device")
-        super().write_block(block, receipts, state_changes)
+        super().write_block(block, receipts, diff)
 
 
 class InlineEngine:
-    """The sync embedded engine behind the async ExecutionClient interface; counts calls."""
+    """The sync revm engine behind the async ExecutionClient interface; counts calls.
 
-    def __init__(self, engine: EmbeddedEngine) -> None:
+    Committing also makes the block's hash BLOCKHASH-visible, as the engine actor does."""
+
+    def __init__(self, engine: RevmEngine) -> None:
         self.engine = engine
         self.executed = 0
         self.committed = 0
@@ -87,9 +90,10 @@ class InlineEngine:
         self.executed += 1
         return self.engine.execute_block(parent_state_root, env, txs, skip_invalid=skip_invalid)
 
-    async def commit(self, execution: BlockExecution) -> None:
+    async def commit(self, execution: BlockExecution, block_hash: bytes) -> None:
         self.committed += 1
         self.engine.commit(execution)
+        self.engine.put(Loaded(block_hashes=[(execution.env.number, block_hash)]))
 
 
 class InlineStore:
@@ -105,9 +109,9 @@ class InlineStore:
         self,
         block: BlockRecord,
         receipts: Sequence[Receipt],
-        state_changes: Mapping[bytes, Account | None],
+        diff: StateDiff,
     ) -> None:
-        self.store.write_block(block, receipts, state_changes)
+        self.store.write_block(block, receipts, diff)
 
 
 @dataclass
@@ -119,7 +123,7 @@ class Chain:
     """
 
     spec: ChainSpec
-    engine: EmbeddedEngine
+    engine: RevmEngine
     store: FlakyStore
     pool: TxPool
     head: Header
@@ -154,24 +158,24 @@ class Chain:
         self.head = imported.header
         self.pool.remove_included(
             imported.execution.transactions,
-            state_reader(self.engine.state),
+            state_reader(self.engine),
             base_fee=child_base_fee(self.spec, self.head),
         )
 
 
 def _open_chain(path: Path, spec: ChainSpec | None = None, **store_args) -> Chain:
     spec = dev_spec() if spec is None else spec
-    engine = EmbeddedEngine.from_spec(spec)
+    engine = RevmEngine.from_alloc(genesis_alloc(spec), fork=spec.fork, chain_id=spec.chain_id)
     head = genesis_header(spec)
     assert head.state_root == engine.state_root
     store = FlakyStore(path, **store_args)
     genesis = BlockRecord(0, head.hash, head.parent_hash, head.encode(), ())
-    store.write_block(genesis, [], dict(engine.state.items()))
+    store.write_block(genesis, [], genesis_diff(spec))
     store.calls = 0
     pool = TxPool(
         spec.chain_id,
         spec.gas_limit,
-        state_reader(engine.state),
+        state_reader(engine),
         base_fee=child_base_fee(spec, head),
     )
     return Chain(spec, engine, store, pool, head)
@@ -208,7 +212,7 @@ def _assert_untouched(chain: Chain, workflow: BlockImportWorkflow) -> None:
 
 
 def test_built_blocks_import_through_the_workflow(chain: Chain) -> None:
-    before = chain.engine.state.get(ADDRS[9]).balance
+    before = chain.engine.account(ADDRS[9]).balance
     for n in range(1, 4):
         _transfers(chain)
         block = chain.build()
@@ -228,8 +232,8 @@ def test_built_blocks_import_through_the_workflow(chain: Chain) -> None:
         receipts = chain.store.receipts(block.hash)
         assert receipts == imported.execution.receipts
         assert receipts_root(receipts) == block.header.receipts_root
-    assert chain.engine.state.get(ADDRS[9]).balance == before + 3 * 3 * 1000
-    assert chain.engine.state.get(ADDRS[0]).nonce == 3
+    assert chain.engine.account(ADDRS[9]).balance == before + 3 * 3 * 1000
+    assert chain.engine.account(ADDRS[0]).nonce == 3
     assert chain.head.gas_used == 3 * 21_000
 
 
@@ -477,7 +481,7 @@ def test_a_built_block_with_its_execution_is_not_executed_again(chain: Chain) ->
         assert chain.store.receipts(block.hash) == execution.receipts
         assert chain.engine.state_root == block.header.state_root
         assert len(chain.pool) == 0
-    assert chain.engine.state.get(ADDRS[0]).nonce == 2
+    assert chain.engine.account(ADDRS[0]).nonce == 2
 
 
 def _other_signature(block: Block) -> Block:
@@ -584,6 +588,6 @@ def test_sub_second_slots_may_share_a_timestamp(tmp_path: Path) -> None:
             timestamps.append(block.header.timestamp)
         assert timestamps == [0, 0, 0, 1, 1]  # slot * 250 ms, in whole seconds
         assert chain.store.head() == (5, chain.head.hash)
-        assert chain.engine.state.get(ADDRS[0]).nonce == 5
+        assert chain.engine.account(ADDRS[0]).nonce == 5
     finally:
         chain.store.close()

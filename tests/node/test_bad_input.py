@@ -442,10 +442,23 @@ def test_state_at_an_old_block(w3: Web3, node: ThreadNode) -> None:
     assert int(rpc(node.url, "eth_getBalance", address, "latest"), 16) == 10_000 * 10**18
 
 
-def test_call_of_a_contract_creation(node: ThreadNode) -> None:
-    message = "contract creation is not supported: this node's engine runs value transfers"
-    creation = {"from": ADDRESS, "data": "0x6080604052"}
+def test_call_and_estimate_of_a_contract_creation(node: ThreadNode) -> None:
+    # Init code that returns 32 bytes (0x..2a) as the runtime code:
+    # PUSH1 0x2a PUSH1 0 MSTORE PUSH1 0x20 PUSH1 0 RETURN.
+    creation = {"from": ADDRESS, "data": "0x602a60005260206000f3"}
+    # 53,000 + calldata (8 non-zero bytes x 16 + 2 zero bytes x 4) + one initcode word (2),
+    # 18 for the code run (5 pushes, MSTORE and its one memory word), 32 x 200 to deposit.
+    cost = 53_000 + 136 + 2 + 18 + 32 * 200
+    for call in (creation, {**creation, "to": None}):
+        assert rpc(node.url, "eth_call", call) == "0x" + "00" * 31 + "2a"
+        assert int(rpc(node.url, "eth_estimateGas", call), 16) == cost
+    # The estimate is the least gas that succeeds: one less runs out while depositing.
+    assert rpc(node.url, "eth_call", {**creation, "gas": hex(cost)}) == "0x" + "00" * 31 + "2a"
+    # (geth says "contract creation code storage out of gas", revm "out of gas".)
+    error = error_of(node.url, "eth_call", {**creation, "gas": hex(cost - 1)})
+    assert error["code"] == -32000 and error["message"].endswith("out of gas"), error
+    # Init code that reverts with data: geth's code 3 with the data.
+    reverting = {"from": ADDRESS, "data": "0x60ff6000526001601ffd"}  # REVERT with 0xff
     for method in ("eth_call", "eth_estimateGas"):
-        assert error_of(node.url, method, creation) == {"code": -32000, "message": message}
-        assert error_of(node.url, method, {**creation, "to": None}) == {
-            "code": -32000, "message": message}
+        assert error_of(node.url, method, reverting) == {
+            "code": 3, "message": "execution reverted", "data": "0xff"}

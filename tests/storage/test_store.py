@@ -11,74 +11,275 @@ import time
 from pathlib import Path
 
 import pytest
+from rocksdict import Options, Rdict
 
+from alys_fast.chain.genesis import genesis_alloc, genesis_diff
 from alys_fast.chain.spec import dev_spec
-from alys_fast.engine import BlockEnv, EmbeddedEngine, State
-from alys_fast.engine.state import Account, keccak256
+from alys_fast.engine import BlockEnv, RevmEngine, StateDiff, StorageDiff
+from alys_fast.engine.state import Account, Loaded, Miss, keccak256, storage_root
 from alys_fast.storage import BlockRecord, ChainStore, StorageError, TxLocation
+from alys_fast.storage.actor import resolve
+from alys_fast.storage.store import COLUMN_FAMILIES, STATE_SCHEME
+from alys_fast.validation.receipts import Log, Receipt, bloom_of
 from tests.engine.conftest import ADDRS, KEYS, sign
+from tests.engine.contracts import TRANSFER, calldata, creation_code, hex_address, runtime_code
 from tests.storage import crash_writer
 
 ROOT = Path(__file__).resolve().parents[2]
+COINBASE = b"\xcc" * 20
+GWEI = 10**9
+SUPPLY = 10**24
 
 
-def _genesis(store: ChainStore, engine: EmbeddedEngine) -> BlockRecord:
+def _genesis(store: ChainStore) -> BlockRecord:
     block = BlockRecord(0, keccak256(b"genesis"), bytes(32), b"genesis-header", ())
-    store.write_block(block, [], dict(engine.state.items()))
+    store.write_block(block, [], genesis_diff(dev_spec()))
     return block
 
 
+def _block(n: int, parent: BlockRecord, state_root: bytes, txs) -> BlockRecord:
+    return BlockRecord(n, keccak256(parent.hash + state_root), parent.hash, b"header %d" % n,
+                       tuple(t.raw for t in txs))
+
+
+class StoreSource:
+    """Answers an engine's misses from a store, as the node's storage actor does."""
+
+    def __init__(self, store: ChainStore) -> None:
+        self.store = store
+        self.misses: list[Miss] = []
+
+    def load(self, misses) -> Loaded:
+        self.misses.extend(misses)
+        return resolve(self.store, misses)
+
+
+def _engine_from(store: ChainStore) -> tuple[RevmEngine, StoreSource]:
+    """An engine restarted from the store: every account, storage and code on demand."""
+    source = StoreSource(store)
+    spec = dev_spec()
+    engine = RevmEngine(fork=spec.fork, chain_id=spec.chain_id, source=source)
+    engine.put(Loaded(accounts=list(store.load_state().items())))
+    return engine, source
+
+
 def test_engine_blocks_round_trip_across_reopen(tmp_path: Path) -> None:
-    engine = EmbeddedEngine.from_spec(dev_spec())
+    """Transfers, a contract creation (code, storage, a log) and token transfers (slots
+    changed and added, logs, a failed call with revert data) survive a reopen, and an
+    engine restarted from the store continues on them."""
+    spec = dev_spec()
+    engine = RevmEngine.from_alloc(genesis_alloc(spec), chain_id=spec.chain_id)
     written = []
+    token = None
     with ChainStore(tmp_path / "db") as store:
-        parent = _genesis(store, engine)
+        parent = _genesis(store)
         for n in range(1, 21):
-            txs = [sign(KEYS[i], to=ADDRS[(i + 1) % 10], value=n, nonce=n - 1) for i in range(5)]
-            env = BlockEnv(n, n, b"\xcc" * 20, 30_000_000, 10**9)
+            txs = [sign(KEYS[i], to=ADDRS[(i + 1) % 10], value=n, nonce=n - 1, gasPrice=2 * GWEI)
+                   for i in range(1, 5)]
+            if n == 1:
+                txs.append(sign(KEYS[0], to=None, gas=2_000_000, gasPrice=2 * GWEI,
+                                data=creation_code("Token", ["uint256"], [SUPPLY])))
+            else:
+                to = hex_address(ADDRS[n % 10])
+                txs.append(sign(KEYS[0], to=token, gas=100_000, nonce=n - 1, gasPrice=2 * GWEI,
+                                data=calldata("Token", "transfer(address,uint256)", to, n)))
+            if n == 2:  # more than ADDRS[5] has: reverts with InsufficientBalance(0, 10**30)
+                txs.append(sign(KEYS[5], to=token, gas=100_000, gasPrice=2 * GWEI,
+                                data=calldata("Token", "transfer(address,uint256)",
+                                              hex_address(ADDRS[0]), 10**30)))
+            env = BlockEnv(n, n, COINBASE, 30_000_000, GWEI)
             out = engine.execute_block(engine.state_root, env, txs)
             engine.commit(out)
-            block = BlockRecord(n, keccak256(parent.hash + out.state_root), parent.hash,
-                                b"header %d" % n, tuple(t.raw for t in txs))
+            if n == 1:
+                token = out.receipts[-1].contract_address
+                assert token is not None
+            block = _block(n, parent, out.state_root, txs)
             store.write_block(block, out.receipts, out.changes)
             written.append((block, out.receipts))
             parent = block
+    _, first = written[0]
+    assert first[-1].contract_address == token and first[-1].logs[0].topics[0] == TRANSFER
+    _, second = written[1]
+    assert second[-1].status == 0 and second[-1].output[:4] == bytes.fromhex("cf479181")
     with ChainStore(tmp_path / "db") as store:
         assert store.head() == (20, parent.hash)
         for block, receipts in written:
             assert store.block_hash(block.number) == block.hash
             assert store.block(block.hash) == block
-            assert store.receipts(block.hash) == receipts
+            assert store.receipts(block.hash) == receipts  # logs, bloom, address, output
             for i, r in enumerate(receipts):
                 loc = store.tx_location(r.tx_hash)
                 assert loc == TxLocation(block.hash, block.number, i)
         assert store.block_hash(21) is None and store.block(b"x" * 32) is None
         assert store.tx_location(b"y" * 32) is None
         state = store.load_state()
-        assert state == dict(engine.state.items())
-        assert State(state).root == engine.state_root  # the engine restarts at the same root
-        assert store.account(ADDRS[0]) == engine.state.get(ADDRS[0])
-        assert store.account(b"\xcc" * 20) is None  # no tips (gas price = base fee)
+        assert state == {address: engine.account(address) for address in state}
+        assert set(state) == {*ADDRS, COINBASE, token}
+        # The contract: code by hash, every slot, and the storage root the account names.
+        account = store.account(token)
+        assert account == engine.account(token) and account.nonce == 1
+        assert store.code(account.code_hash) == runtime_code("Token")
+        assert store.code(keccak256(b"no such code")) is None
+        slots = store.contract_storage(token)
+        assert slots == sorted(slots) and (0, SUPPLY) in slots
+        assert len(slots) == 1 + 1 + 9  # totalSupply, the deployer, nine recipients
+        assert storage_root(dict(slots)) == account.storage_root
+        assert store.contract_storage(ADDRS[0]) == []
+        for slot, value in slots:
+            assert finish_storage(engine, token, slot) == value
+        # An engine restarted from the store has the same root and runs on the contract,
+        # loading its storage and code from the store when the block first touches them.
+        restarted, source = _engine_from(store)
+        assert restarted.state_root == engine.state_root
+        tx = sign(KEYS[0], to=token, gas=100_000, nonce=20, gasPrice=2 * GWEI,
+                  data=calldata("Token", "transfer(address,uint256)", hex_address(COINBASE), 1))
+        env = BlockEnv(21, 21, COINBASE, 30_000_000, GWEI)
+        again = restarted.execute_block(restarted.state_root, env, [tx])
+        assert again.receipts[0].status == 1
+        assert ("storage", token, None) in source.misses
+        assert ("code", account.code_hash) in source.misses
+        assert again == engine.execute_block(engine.state_root, env, [tx])
+
+
+def finish_storage(engine: RevmEngine, address: bytes, slot: int) -> int:
+    steps = engine.storage_steps(address, slot)
+    try:
+        next(steps)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("a standalone engine holds all its storage")
 
 
 def test_blocks_must_extend_the_head(tmp_path: Path) -> None:
+    empty = StateDiff({})
     with ChainStore(tmp_path / "db") as store:
         with pytest.raises(StorageError, match="number 0"):
-            store.write_block(BlockRecord(1, b"a" * 32, bytes(32), b"", ()), [], {})
-        store.write_block(BlockRecord(0, b"a" * 32, bytes(32), b"", ()), [], {})
+            store.write_block(BlockRecord(1, b"a" * 32, bytes(32), b"", ()), [], empty)
+        store.write_block(BlockRecord(0, b"a" * 32, bytes(32), b"", ()), [], empty)
         with pytest.raises(StorageError, match="does not extend"):
-            store.write_block(BlockRecord(1, b"b" * 32, b"z" * 32, b"", ()), [], {})
+            store.write_block(BlockRecord(1, b"b" * 32, b"z" * 32, b"", ()), [], empty)
         with pytest.raises(StorageError, match="receipts"):
-            store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", (b"tx",)), [], {})
+            store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", (b"tx",)), [], empty)
         assert store.head() == (0, b"a" * 32)
 
 
 def test_deleted_accounts_are_removed(tmp_path: Path) -> None:
+    a = b"\x01" * 20
     with ChainStore(tmp_path / "db") as store:
         store.write_block(BlockRecord(0, b"a" * 32, bytes(32), b"", ()), [],
-                          {b"\x01" * 20: Account(1, 2**200)})
-        store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", ()), [], {b"\x01" * 20: None})
-        assert store.load_state() == {}
+                          StateDiff({a: Account(1, 2**200, keccak256(b"c"), b"\x07" * 32)}))
+        assert store.account(a) == Account(1, 2**200, keccak256(b"c"), b"\x07" * 32)
+        store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", ()), [],
+                          StateDiff({a: None}))
+        assert store.load_state() == {} and store.account(a) is None
+
+
+# Neighbours of A in key order: the wipe of A must not reach them.
+A = bytes.fromhex("10" * 19 + "42")
+BEFORE_A = bytes.fromhex("10" * 19 + "41")
+AFTER_A = bytes.fromhex("10" * 19 + "43")
+TOP = 2**256 - 1
+
+
+def _slots(address: bytes, *slots: tuple[int, int, int], wiped: bool = False) -> StorageDiff:
+    return StorageDiff(address, wiped, slots)
+
+
+def test_contract_storage_slots_wiped_and_not(tmp_path: Path) -> None:
+    with ChainStore(tmp_path / "db") as store:
+        first = StateDiff(
+            {},
+            storage=(
+                _slots(BEFORE_A, (TOP, 1, 0)),
+                _slots(A, (0, 5, 0), (1, 2**255, 0), (TOP, 7, 0), wiped=True),
+                _slots(AFTER_A, (0, 3, 0)),
+            ),
+        )
+        store.write_block(BlockRecord(0, b"a" * 32, bytes(32), b"", ()), [], first)
+        assert store.contract_storage(A) == [(0, 5), (1, 2**255), (TOP, 7)]
+        # Not wiped: a slot changes, one is deleted (new value 0), one is added.
+        second = StateDiff({}, storage=(_slots(A, (0, 6, 5), (1, 0, 2**255), (9, 9, 0)),))
+        store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", ()), [], second)
+        assert store.contract_storage(A) == [(0, 6), (9, 9), (TOP, 7)]
+        # Wiped (destroyed, or created anew): every old slot goes, the new ones stay.
+        third = StateDiff({}, storage=(_slots(A, (3, 4, 0), wiped=True),))
+        store.write_block(BlockRecord(2, b"c" * 32, b"b" * 32, b"", ()), [], third)
+        assert store.contract_storage(A) == [(3, 4)]
+        fourth = StateDiff({}, storage=(_slots(A, wiped=True),))
+        store.write_block(BlockRecord(3, b"d" * 32, b"c" * 32, b"", ()), [], fourth)
+        assert store.contract_storage(A) == []
+        assert store.contract_storage(BEFORE_A) == [(TOP, 1)]
+        assert store.contract_storage(AFTER_A) == [(0, 3)]
+    with ChainStore(tmp_path / "db") as store:
+        assert store.contract_storage(A) == []
+        assert store.contract_storage(BEFORE_A) == [(TOP, 1)]
+        assert store.contract_storage(AFTER_A) == [(0, 3)]
+
+
+def test_code_is_stored_by_its_hash(tmp_path: Path) -> None:
+    code = runtime_code("Token")
+    with ChainStore(tmp_path / "db") as store:
+        store.write_block(BlockRecord(0, b"a" * 32, bytes(32), b"", ()), [],
+                          StateDiff({}, code=(code, b"\x00")))
+        assert store.code(keccak256(code)) == code
+        assert store.code(keccak256(b"\x00")) == b"\x00"
+        assert store.code(keccak256(b"\x01")) is None
+
+
+def test_receipts_with_logs_round_trip(tmp_path: Path) -> None:
+    logs = (
+        Log(b"\x01" * 20, (), b""),
+        Log(b"\x02" * 20, (b"\x03" * 32, b"\x04" * 32, b"\x05" * 32, b"\x06" * 32), b"d" * 300),
+    )
+    receipts = [
+        Receipt(b"\x0a" * 32, 2, 1, 60_000, 60_000, 2**70, logs, bloom_of(logs), None, b"\x01"),
+        Receipt(b"\x0b" * 32, 0, 1, 100_000, 160_000, 7, (), bloom_of(()), b"\x0c" * 20, b""),
+        Receipt(b"\x0d" * 32, 1, 0, 30_000, 190_000, 7, (), bloom_of(()), None, b"revert"),
+    ]
+    block = BlockRecord(0, b"a" * 32, bytes(32), b"", (b"t1", b"t2", b"t3"))
+    with ChainStore(tmp_path / "db") as store:
+        store.write_block(block, receipts, StateDiff({}))
+    with ChainStore(tmp_path / "db") as store:
+        assert store.receipts(block.hash) == tuple(receipts)
+        assert store.receipts(b"z" * 32) is None
+    assert receipts[0].logs_bloom != bytes(256)
+
+
+def _meta(path: Path, change) -> None:
+    """Edit the meta column family of a closed store directly (as an older version left it)."""
+    options = Options(raw_mode=True)
+    db = Rdict(str(path), options,
+               column_families={name: Options(raw_mode=True) for name in COLUMN_FAMILIES})
+    meta = db.get_column_family("meta")
+    change(meta)
+    meta.close()
+    db.close()
+
+
+def test_a_directory_of_another_state_scheme_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with ChainStore(path) as store:
+        assert store.meta(b"state-scheme") == STATE_SCHEME
+        _genesis(store)
+    with ChainStore(path) as store:  # ours: opens
+        assert store.head() is not None
+
+    def drop_scheme(meta) -> None:
+        del meta[b"state-scheme"]
+
+    _meta(path, drop_scheme)
+    with pytest.raises(StorageError, match="bucketed commitment"):
+        ChainStore(path)
+
+    def other_scheme(meta) -> None:
+        meta[b"state-scheme"] = b"something-else"
+
+    _meta(path, other_scheme)
+    with pytest.raises(StorageError, match="uses state scheme b'something-else'"):
+        ChainStore(path)
+    # An empty directory is new, whatever wrote it: it takes the current scheme.
+    with ChainStore(tmp_path / "fresh") as store:
+        assert store.meta(b"state-scheme") == STATE_SCHEME
 
 
 def _check_consistent(store: ChainStore) -> int:
@@ -97,6 +298,10 @@ def _check_consistent(store: ChainStore) -> int:
     state = store.load_state()
     assert state[b"\xaa" * 20] == Account(number, 10**22 - number)
     assert all(state[i.to_bytes(20, "big")].balance == number + 1 for i in range(1, 100))
+    slots = crash_writer.contract_slots(number)
+    assert store.contract_storage(crash_writer.CONTRACT) == sorted(slots.items())
+    assert state[crash_writer.CONTRACT].storage_root == storage_root(slots)
+    assert store.code(state[crash_writer.CONTRACT].code_hash) == crash_writer.CODE
     return number
 
 
