@@ -39,6 +39,7 @@ from alys_fast.validation import (
 )
 from alys_fast.validation.receipts import Receipt, receipts_root
 from tests.engine.conftest import ADDRS, KEYS, sign
+from tests.engine.contracts import calldata, creation_code, hex_address, mapping_slot, runtime_code
 
 AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
 S = ImportState
@@ -591,3 +592,42 @@ def test_sub_second_slots_may_share_a_timestamp(tmp_path: Path) -> None:
         assert chain.engine.account(ADDRS[0]).nonce == 5
     finally:
         chain.store.close()
+
+
+def test_contract_blocks_built_here_import_elsewhere_with_the_same_state(tmp_path: Path) -> None:
+    """A block creating a token and one calling it (a transfer and a revert): a second node
+    that executes them itself reaches the same roots, receipts (logs, the created address,
+    the revert data) and stored contract storage and code."""
+    a, b = _open_chain(tmp_path / "a"), _open_chain(tmp_path / "b")
+    try:
+        deploy = sign(KEYS[0], to=None, gas=2_000_000, gasPrice=2 * 10**9,
+                      data=creation_code("Token", ["uint256"], [10**24]))
+        a.pool.add(deploy)
+        block, execution = a.build_with_execution()
+        token = execution.receipts[0].contract_address
+        assert token is not None and len(execution.receipts[0].logs) == 1
+        a.advance(a.run(block, execution=execution))
+        b.advance(b.run(block))
+        move = calldata("Token", "transfer(address,uint256)", hex_address(ADDRS[1]), 5)
+        a.pool.add(sign(KEYS[0], to=token, gas=100_000, nonce=1, gasPrice=2 * 10**9, data=move))
+        a.pool.add(sign(KEYS[2], to=token, gas=100_000, gasPrice=2 * 10**9, data=move))  # no tokens
+        second, execution = a.build_with_execution()
+        assert [r.status for r in execution.receipts] == [1, 0]
+        a.advance(a.run(second, execution=execution))
+        imported = b.run(second)
+        b.advance(imported)
+        assert b.client.executed == 2  # b executed both blocks itself
+        assert imported.execution.receipts == execution.receipts
+        assert imported.execution.changes == execution.changes
+        for c in (a, b):
+            assert c.store.head() == (2, second.hash)
+            assert c.engine.state_root == second.header.state_root
+            assert c.store.receipts(second.hash) == execution.receipts
+            assert c.store.account(token) == c.engine.account(token)
+            assert c.store.code(c.engine.account(token).code_hash) == runtime_code("Token")
+            assert dict(c.store.contract_storage(token)) == {
+                0: 10**24, mapping_slot(ADDRS[0], 1): 10**24 - 5, mapping_slot(ADDRS[1], 1): 5}
+        assert second.header.logs_bloom != bytes(256)
+    finally:
+        a.store.close()
+        b.store.close()

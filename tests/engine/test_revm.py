@@ -40,6 +40,8 @@ from tests.engine.contracts import (
     runtime_code,
 )
 from tests.engine.reference import (
+    BadProof,
+    proven_value,
     reference_accounts_root,
     reference_state_root,
     reference_storage_root,
@@ -403,6 +405,26 @@ def test_eth_call_runs_on_the_head_and_commits_nothing(engine: RevmEngine) -> No
     # Paying more than the sender has cannot start.
     with pytest.raises(TransactionRejected, match="insufficient funds"):
         call(to=FRESH, value=START.balance * 2)
+
+
+def test_proofs_lead_from_the_state_root_to_accounts_and_slots(engine: RevmEngine) -> None:
+    _deploy_token(engine)
+    token = _created_address(ADDRS[0], 0)
+    holder = mapping_slot(ADDRS[0], 1)
+    for address in (token, ADDRS[0], FRESH):
+        account = engine.account(address)
+        nodes, storage = finish(engine.proof_steps(address, [0, holder, 77]), engine.source)
+        leaf = rlp.encode([account.nonce, account.balance, account.storage_root,
+                           account.code_hash])
+        absent = address == FRESH
+        assert proven_value(engine.state_root, address, nodes) == (b"" if absent else leaf)
+        expected = {0: SUPPLY, holder: SUPPLY, 77: 0} if address == token else {}
+        for slot, value, proof in storage:
+            assert value == expected.get(slot, 0)
+            stored = proven_value(account.storage_root, slot.to_bytes(32, "big"), proof)
+            assert stored == (rlp.encode(value) if value else b"")
+    with pytest.raises(BadProof):
+        proven_value(engine.state_root, token, [])
 
 
 def test_block_context_and_block_hashes() -> None:
