@@ -1,0 +1,1 @@
+"""Differential tests: our engine against a reference node (anvil), block by block."""
