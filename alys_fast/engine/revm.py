@@ -40,7 +40,7 @@ from alys_fast.engine.state import (
     word,
 )
 from alys_fast.validation import Transaction
-from alys_fast.validation.receipts import Log, Receipt, combine_blooms, receipts_root
+from alys_fast.validation.receipts import Log, Receipt
 
 _evm = require("evm")
 
@@ -225,7 +225,7 @@ class RevmEngine:
                 reason, detail = _split_reason(stop[1])
                 raise TransactionRejected(reason, detail)
             self.put((yield stop))
-        _, ((_, status, used, _, logs, _, output, error, _),), _ = run.result()
+        _, ((_, status, used, _, logs, _, output, error, _),), *_ = run.result()
         entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
         return CallResult(bool(status), used, output, error, entries)
 
@@ -293,20 +293,18 @@ class RevmEngine:
         root: bytes,
         unfit: list[tuple[Transaction, str]],
     ) -> BlockExecution:
-        gas_used, outcomes, skipped = run.result()
+        gas_used, outcomes, skipped, root_of_receipts, block_bloom = run.result()
         base_fee = env.base_fee
         included: list[Transaction] = []
         receipts: list[Receipt] = []
-        burned = 0
         for position, status, used, cumulative, logs, created, output, _, bloom in outcomes:
             tx = txs[position]
-            entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
+            entries = tuple([Log(a, tuple(topics), d) for a, topics, d in logs]) if logs else ()
             included.append(tx)
             receipts.append(Receipt(
                 tx.hash, tx.type, int(status), used, cumulative,
                 effective_gas_price(tx, base_fee), entries, bloom, created, output,
             ))
-            burned += used * base_fee
         accounts, storage, code = run.changes()
         diff = StateDiff(
             accounts={a: None if new is None else account_from_record(new)
@@ -327,11 +325,11 @@ class RevmEngine:
             env=env,
             state_root=root,
             gas_used=gas_used,
-            burned=burned,
+            burned=gas_used * base_fee,
             transactions=tuple(included),
             receipts=tuple(receipts),
-            receipts_root=receipts_root(receipts),
-            logs_bloom=combine_blooms(r.logs_bloom for r in receipts),
+            receipts_root=root_of_receipts,
+            logs_bloom=block_bloom,
             skipped=tuple([(txs[p], reason) for p, reason in skipped] + unfit),
             changes=diff,
         )

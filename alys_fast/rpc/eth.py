@@ -609,20 +609,47 @@ def _matches(log: Log, addresses: set[bytes], positions: list[set[bytes] | None]
 
 
 def _call_error(result: CallResult) -> RpcError:
-    """geth's answer to a failed call: code 3 with the revert data, else the halt reason."""
-    if result.error != "execution reverted":
+    """geth's answer to a failed call: code 3 with the revert data when there is some, else
+    -32000 with the halt reason (or a bare "execution reverted")."""
+    if result.error != "execution reverted" or not result.output:
         return ServerError(result.error or "execution failed")
-    output = result.output
-    message = "execution reverted"
-    if output[:4] == _ERROR_SELECTOR and len(output) >= 68:
-        try:
-            length = int.from_bytes(output[36:68], "big")
-            message += ": " + output[68:68 + length].decode()
-        except UnicodeDecodeError:
-            pass
-    elif output[:4] == _PANIC_SELECTOR and len(output) == 36:
-        message += f": panic: 0x{int.from_bytes(output[4:], 'big'):02x}"
-    return RpcError(REVERTED, message, hexdata(output))
+    reason = revert_reason(result.output)
+    message = "execution reverted" if reason is None else f"execution reverted: {reason}"
+    return RpcError(REVERTED, message, hexdata(result.output))
+
+
+# Solidity's panic codes, in geth's words (accounts/abi: panicReasons).
+_PANIC_REASONS = {
+    0x00: "generic panic",
+    0x01: "assert(false)",
+    0x11: "arithmetic underflow or overflow",
+    0x12: "division or modulo by zero",
+    0x21: "enum overflow",
+    0x22: "invalid encoded storage byte array accessed",
+    0x31: "out-of-bounds array access; popping on an empty array",
+    0x32: "out-of-bounds access of an array or bytesSlice",
+    0x41: "out of memory",
+    0x51: "uninitialized function",
+}
+
+
+def revert_reason(output: bytes) -> str | None:
+    """The reason an ``Error(string)`` or ``Panic(uint256)`` revert gives, as geth's
+    abi.UnpackRevert words it; None for other (custom error) data or malformed ABI."""
+    body = output[4:]
+    if output[:4] == _PANIC_SELECTOR and len(body) >= 32:
+        code = int.from_bytes(body[:32], "big")
+        return _PANIC_REASONS.get(code, f"unknown panic code: {code:#x}")
+    if output[:4] != _ERROR_SELECTOR or len(body) < 64:
+        return None
+    offset = int.from_bytes(body[:32], "big")
+    if offset + 32 > len(body):
+        return None
+    length = int.from_bytes(body[offset:offset + 32], "big")
+    text = body[offset + 32:offset + 32 + length]
+    if len(text) < length:
+        return None
+    return text.decode(errors="replace")  # Go's string() keeps invalid UTF-8; JSON replaces it
 
 
 def _access_list(items: Any) -> list[tuple[bytes, tuple[bytes, ...]]]:

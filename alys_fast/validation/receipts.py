@@ -33,7 +33,8 @@ class Receipt(msgspec.Struct, frozen=True, array_like=True):
     """One transaction's outcome, in the fields ``eth_getTransactionReceipt`` reports.
 
     ``logs_bloom`` is the 256-byte bloom of ``logs`` (:func:`bloom_of`); ``contract_address``
-    the account a creation made (None for calls, and for a creation that failed);
+    the address a creation was given, whether or not it succeeded, as geth reports (None
+    for calls);
     ``output`` the return data, i.e. the revert data when ``status`` is 0 (not committed to
     by the receipts root, kept for ``eth_call``-style error reports).
     """

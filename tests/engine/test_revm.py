@@ -357,10 +357,6 @@ def test_contract_calls_change_slots_and_a_revert_pays_but_changes_nothing(
     assert storage_root(slots) == reference_storage_root(slots)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "alys_fast bug: the diff's code lists the code of every contract a block touches, not "
-    "only new code (cext/evm/src/exec.rs collects account.info.code of each touched "
-    "account), so storage rewrites unchanged code on every block that calls a contract"))
 def test_a_block_that_only_calls_a_contract_has_no_new_code(engine: RevmEngine) -> None:
     _deploy_token(engine)
     token = _created_address(ADDRS[0], 0)

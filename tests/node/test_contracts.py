@@ -204,9 +204,6 @@ def test_reverts_as_geth_reports_them(w3: Web3, node: ThreadNode) -> None:
     assert capped == {"code": -32000, "message": "gas required exceeds allowance (25000)"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "alys_fast bug: rpc/eth.py _call_error formats a Panic as 'execution reverted: panic: "
-    "0x12'; geth's abi.UnpackRevert names it ('division or modulo by zero')"))
 def test_a_panic_is_named_as_geth_names_it(w3: Web3, node: ThreadNode) -> None:
     probe = deploy(w3, PROBE_OWNER, "Probe").contractAddress
     data = calldata("Probe", "panicDivZero(uint256)", 0)
@@ -217,10 +214,6 @@ def test_a_panic_is_named_as_geth_names_it(w3: Web3, node: ThreadNode) -> None:
     }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "alys_fast bug: a revert without data is answered {code 3, 'execution reverted', data "
-    "'0x'}; geth returns a revert error only when there is revert data, else the plain "
-    "-32000 'execution reverted'"))
 def test_a_revert_without_data_is_a_plain_error(node: ThreadNode) -> None:
     bare = {"from": REVERTS.address, "data": "0x60006000fd"}  # init code: REVERT(0, 0)
     for method in ("eth_call", "eth_estimateGas"):

@@ -7,10 +7,11 @@
 //! batch and calls [`execute`] again, which redoes that transaction on complete data.
 
 use crate::state::{AccountRecord, ContractStorage, Head, Miss, Overlay, OverlayDb};
-use crate::trie::{Trie, EMPTY_ROOT};
+use crate::trie::{rlp_bytes, rlp_list, trimmed, Trie, EMPTY_ROOT};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::{BlockEnv, CfgEnv, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
+use revm::primitives::alloy_primitives::Bloom;
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{keccak256, Address, HashMap, HashSet, Log, B256, U256};
@@ -212,7 +213,8 @@ fn commit(overlay: &mut Overlay, state: EvmState, guarded: &HashSet<Address>) {
             overlay.accounts.insert(address, None);
             continue;
         }
-        if let Some(code) = &account.info.code {
+        // Only a creation brings new code; a called contract's code is already stored.
+        if let (true, Some(code)) = (created, &account.info.code) {
             if !code.is_empty() {
                 overlay.code.insert(account.info.code_hash, code.clone());
             }
@@ -255,6 +257,8 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
             }
         }
         let tx = run.txs[position].clone();
+        // A creation names its address in the receipt even when it fails, as geth does.
+        let creates = tx.kind.is_create().then(|| tx.caller.create(tx.nonce));
         let gas_left = run.env.gas_limit - run.gas_used;
         let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
             Err(format!(
@@ -286,7 +290,7 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
             Ok(done) => {
                 let gas_used = done.result.tx_gas_used();
                 run.gas_used += gas_used;
-                let outcome = outcome(done.result, gas_used, run.gas_used);
+                let outcome = outcome(done.result, creates, gas_used, run.gas_used);
                 commit(&mut db.overlay, done.state, &db.guarded);
                 run.outcomes.push((position, outcome));
             }
@@ -303,17 +307,17 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
     stop
 }
 
-fn outcome(result: ExecutionResult, gas_used: u64, cumulative: u64) -> TxOutcome {
+fn outcome(
+    result: ExecutionResult,
+    contract_address: Option<Address>,
+    gas_used: u64,
+    cumulative: u64,
+) -> TxOutcome {
     let status = result.is_success();
     let error = match &result {
         ExecutionResult::Success { .. } => None,
         ExecutionResult::Revert { .. } => Some("execution reverted".to_string()),
         ExecutionResult::Halt { reason, .. } => Some(halt_reason(reason)),
-    };
-    let contract_address = if status {
-        result.created_address()
-    } else {
-        None
     };
     let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
     TxOutcome {
@@ -547,4 +551,47 @@ pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) ->
         let _ = evm.transact_commit(tx.clone());
     }
     started.elapsed().as_secs_f64()
+}
+
+/// Ethereum's consensus encoding of a receipt: `[type ||] rlp([status, cumulative, bloom,
+/// logs])`.
+fn encode_receipt(tx_type: u8, outcome: &TxOutcome, bloom: &Bloom, out: &mut Vec<u8>) {
+    let mut logs = Vec::with_capacity(outcome.logs.len() * 128);
+    for log in &outcome.logs {
+        let mut entry = Vec::with_capacity(96 + log.data.data.len());
+        rlp_bytes(&mut entry, log.address.as_slice());
+        let mut topics = Vec::with_capacity(33 * log.data.topics().len());
+        for topic in log.data.topics() {
+            rlp_bytes(&mut topics, topic.as_slice());
+        }
+        entry.extend_from_slice(&rlp_list(topics));
+        rlp_bytes(&mut entry, &log.data.data);
+        logs.extend_from_slice(&rlp_list(entry));
+    }
+    let mut body = Vec::with_capacity(300 + logs.len());
+    rlp_bytes(&mut body, if outcome.status { &[1] } else { &[] });
+    rlp_bytes(
+        &mut body,
+        trimmed(&U256::from(outcome.cumulative_gas_used).to_be_bytes::<32>()),
+    );
+    rlp_bytes(&mut body, bloom.as_slice());
+    body.extend_from_slice(&rlp_list(logs));
+    if tx_type != 0 {
+        out.push(tx_type);
+    }
+    out.extend_from_slice(&rlp_list(body));
+}
+
+/// The receipts root and the block's logs bloom of a finished run.
+pub fn receipts_commitment(run: &BlockRun, blooms: &[Bloom]) -> (B256, Bloom) {
+    let items: Vec<usize> = (0..run.outcomes.len()).collect();
+    let root = alloy_trie::root::ordered_trie_root_with_encoder(&items, |i, out| {
+        let (position, outcome) = &run.outcomes[*i];
+        encode_receipt(run.txs[*position].tx_type, outcome, &blooms[*i], out)
+    });
+    let mut block_bloom = Bloom::ZERO;
+    for bloom in blooms {
+        block_bloom |= *bloom;
+    }
+    (root, block_bloom)
 }

@@ -457,14 +457,21 @@ impl Run {
         self.inner.next
     }
 
-    /// -> (gas used, outcomes, skipped): outcomes as (position, status, gas used, cumulative gas,
+    /// -> (gas used, outcomes, skipped, receipts root, logs bloom): outcomes as (position, status, gas used, cumulative gas,
     /// logs [(address, [topics], data)], contract address | None, output, error | None,
     /// logs bloom);
     /// skipped as
     /// (position, reason).
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let mut outcomes = Vec::with_capacity(self.inner.outcomes.len());
-        for (position, o) in &self.inner.outcomes {
+        let blooms: Vec<Bloom> = self
+            .inner
+            .outcomes
+            .iter()
+            .map(|(_, o)| o.logs.iter().collect())
+            .collect();
+        let (receipts_root, block_bloom) = exec::receipts_commitment(&self.inner, &blooms);
+        for ((position, o), bloom) in self.inner.outcomes.iter().zip(&blooms) {
             let mut logs = Vec::with_capacity(o.logs.len());
             for log in &o.logs {
                 let topics = PyList::new(
@@ -481,7 +488,6 @@ impl Run {
                 );
             }
             let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
-            let bloom: Bloom = o.logs.iter().collect();
             outcomes.push(
                 (
                     *position,
@@ -498,7 +504,14 @@ impl Run {
             );
         }
         let skipped = PyList::new(py, self.inner.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
-        (self.inner.gas_used, PyList::new(py, outcomes)?, skipped).into_pyobject(py)
+        (
+            self.inner.gas_used,
+            PyList::new(py, outcomes)?,
+            skipped,
+            pybytes(py, receipts_root.as_slice()),
+            pybytes(py, block_bloom.as_slice()),
+        )
+            .into_pyobject(py)
     }
 
     /// The state changes of the prepared block: (accounts, storage, code), accounts as
