@@ -6,6 +6,7 @@ Example::
     chain = "dev"                       # or the path of a chain spec (.toml / .json)
     authority_key_file = "/etc/alys-fast/authority.key"   # omit on a non-authority node
     sync_writes = false                 # fsync every block (survives power loss, slower)
+    archive = false                     # keep every block's state (default: the last 128)
 
     [rpc]
     host = "127.0.0.1"
@@ -62,6 +63,7 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     chain: str = "dev"
     authority_key_file: str | None = None
     sync_writes: bool = False
+    archive: bool = False
     rpc: RpcConfig = RpcConfig()
 
     def spec(self) -> ChainSpec:

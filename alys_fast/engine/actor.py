@@ -7,9 +7,13 @@ node) continues exactly where the store is. The chain drives it with :class:`Eng
 
 RocksDB belongs to the storage actor: the engine's misses (a contract's storage the first
 time it is touched, code, an old block hash) are answered by asking it, one batch per pause
-of the run. Each piece of a run executes on the actor's worker thread with the GIL released,
-so the event loop keeps serving RPC while a block executes; the actor takes no other message
-until the block is done, so nothing sees a half-executed block.
+of the run. Reads and calls name the block they are at (None: the head); at an older block
+they are answered from the store's history, a call on a throwaway view engine
+(:meth:`RevmEngine.view`) whose every miss is resolved at that block; a block whose state the
+store no longer keeps is answered with its StatePruned error. Each piece of a run executes on
+the actor's worker thread with the GIL released, so the event loop keeps serving RPC while a
+block executes; the actor takes no other message until the block is done, so nothing sees a
+half-executed block.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from alys_fast.actors import Actor
 from alys_fast.engine.errors import EngineError, TransactionRejected
 from alys_fast.engine.interface import BlockEnv, BlockExecution, CallRequest, CallResult
 from alys_fast.engine.revm import RevmEngine, Steps
-from alys_fast.engine.state import Account, Loaded
+from alys_fast.engine.state import EMPTY_CODE_HASH, Account, Loaded, word
 from alys_fast.node.context import ENGINE, NodeContext
 from alys_fast.node.offload import Worker
 from alys_fast.storage.actor import StoreClient
+from alys_fast.storage.store import StorageError
 from alys_fast.validation import Transaction
 
 # BLOCKHASH reaches this far back (EIP-210's window, as every Ethereum fork since Frontier).
@@ -50,9 +55,11 @@ class Commit(msgspec.Struct, frozen=True):
 
 
 class GetAccounts(msgspec.Struct, frozen=True):
-    """-> the head accounts at these addresses, in order (empty accounts for unknown ones)."""
+    """-> the accounts at these addresses at ``block`` (None: the head), in order (empty
+    accounts for unknown ones)."""
 
     addresses: Sequence[bytes]
+    block: int | None = None
 
 
 class GetStateRoot(msgspec.Struct, frozen=True):
@@ -65,48 +72,58 @@ class Reload(msgspec.Struct, frozen=True):
 
 
 class Call(msgspec.Struct, frozen=True):
-    """-> the CallResult of an eth_call on the head (TransactionRejected if it cannot start)."""
+    """-> the CallResult of an eth_call on the state at ``block`` (None: the head), in ``env``
+    (TransactionRejected if it cannot start)."""
 
     env: BlockEnv
     request: CallRequest
+    block: int | None = None
 
 
 class GetCode(msgspec.Struct, frozen=True):
-    """-> the code of the head account at ``address`` (b"" if none)."""
+    """-> the code of the account at ``address`` at ``block`` (b"" if none)."""
 
     address: bytes
+    block: int | None = None
 
 
 class GetStorage(msgspec.Struct, frozen=True):
-    """-> the value of a head storage slot."""
+    """-> the value of a storage slot at ``block``."""
 
     address: bytes
     slot: int
+    block: int | None = None
 
 
 class GetProof(msgspec.Struct, frozen=True):
-    """-> the EIP-1186 proof at the head: (account proof, [(slot, value, proof)])."""
+    """-> the EIP-1186 proof (account proof, [(slot, value, proof)]) at ``block``, which
+    must be the head (the tries of older blocks are not kept)."""
 
     address: bytes
     slots: Sequence[int]
+    block: int | None = None
 
 
 EngineMessage = Execute | Commit | GetAccounts | GetStateRoot | Reload | Call | GetCode
 EngineMessage |= GetStorage | GetProof
 
 
+_READS = (GetAccounts, Call, GetCode, GetStorage, GetProof)
+
+
 class StateMismatch(EngineError):
     """The stored state does not hash to the stored head's state root: the store is corrupt."""
 
 
-async def drive(steps: Steps, worker: Worker, store: StoreClient) -> Any:
-    """Run ``steps`` to the end: each piece on ``worker``, each batch of misses from storage."""
+async def drive(steps: Steps, worker: Worker, store: StoreClient, at: int | None = None) -> Any:
+    """Run ``steps`` to the end: each piece on ``worker``, each batch of misses from storage
+    (at block ``at``; None: the head)."""
     answer: Loaded | None = None
     while True:
         done, value = await worker.run(_advance, steps, answer)
         if done:
             return value
-        answer = await store.resolve(value)
+        answer = await store.resolve(value, at)
 
 
 def _advance(steps: Steps, answer: Loaded | None) -> tuple[bool, Any]:
@@ -123,6 +140,7 @@ class EngineActor(Actor):
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.engine: RevmEngine | None = None
+        self.head_number = 0
         self.store = StoreClient(ctx)
         self.worker = Worker("engine")
 
@@ -145,39 +163,76 @@ class EngineActor(Actor):
                 f"says 0x{head.state_root.hex()}"
             )
         self.engine = engine
+        self.head_number = head.number
         return engine.state_root
+
+    def _older(self, block: int | None) -> int | None:
+        """``block`` if it names a state older than the head (None: the head's)."""
+        if block is None or block == self.head_number:
+            return None
+        if block > self.head_number:
+            raise StorageError(f"block {block} is beyond the head ({self.head_number})")
+        return block
 
     async def receive(self, message: EngineMessage) -> object:
         engine = self.engine
         assert engine is not None
-        if type(message) is GetAccounts:
-            return [engine.account(address) for address in message.addresses]
+        if type(message) in _READS:
+            # A read at a block whose state is gone is the caller's answer, not a crash.
+            try:
+                return await self._read(engine, message)
+            except (StorageError, TransactionRejected) as exc:
+                return exc
         if type(message) is Execute:
             return await self._drive(engine.execute_steps(
                 message.parent_state_root, message.env, message.txs,
                 skip_invalid=message.skip_invalid,
             ))
-        if type(message) is Call:
-            # A refusal (funds, intrinsic gas) is the caller's answer, not this actor's crash.
-            try:
-                return await self._drive(engine.call_steps(message.env, message.request))
-            except TransactionRejected as exc:
-                return exc
-        if type(message) is GetCode:
-            return await self._drive(engine.code_steps(message.address))
-        if type(message) is GetStorage:
-            return await self._drive(engine.storage_steps(message.address, message.slot))
-        if type(message) is GetProof:
-            return await self._drive(engine.proof_steps(message.address, message.slots))
         if type(message) is Commit:
             engine.commit(message.execution)
-            engine.put(Loaded(block_hashes=[(message.execution.env.number, message.block_hash)]))
+            self.head_number = message.execution.env.number
+            engine.put(Loaded(block_hashes=[(self.head_number, message.block_hash)]))
             return None
         if type(message) is GetStateRoot:
             return engine.state_root
         if type(message) is Reload:
             return await self._load()
         raise TypeError(f"engine: unexpected message {message!r}")
+
+    async def _read(self, engine: RevmEngine, message: Any) -> object:
+        """A state read or call, on the head or (``message.block`` older) from history."""
+        older = self._older(message.block)
+        kind = type(message)
+        if kind is GetProof:
+            if older is not None:
+                raise StorageError(
+                    f"proofs are served for the head ({self.head_number}) only: the tries of "
+                    f"older blocks are not kept")
+            return await self._drive(engine.proof_steps(message.address, message.slots))
+        if older is None:
+            if kind is GetAccounts:
+                return [engine.account(address) for address in message.addresses]
+            if kind is Call:
+                return await self._drive(engine.call_steps(message.env, message.request))
+            if kind is GetCode:
+                return await self._drive(engine.code_steps(message.address))
+            return await self._drive(engine.storage_steps(message.address, message.slot))
+        store = self.store
+        if kind is GetAccounts:
+            loaded = await store.resolve([("account", a) for a in message.addresses], older)
+            return [account or Account() for _, account in loaded.accounts]
+        if kind is Call:
+            view = RevmEngine.view(fork=engine.fork, chain_id=engine.chain_id)
+            steps = view.call_steps(message.env, message.request)
+            return await drive(steps, self.worker, store, older)
+        if kind is GetCode:
+            (_, account), = (await store.resolve([("account", message.address)], older)).accounts
+            if account is None or account.code_hash == EMPTY_CODE_HASH:
+                return b""
+            return (await store.resolve([("code", account.code_hash)], older)).code[0]
+        miss = ("storage", message.address, word(message.slot))
+        (_, ((_, value),), _), = (await store.resolve([miss], older)).storage
+        return value
 
     async def _drive(self, steps: Steps) -> Any:
         return await drive(steps, self.worker, self.store)
@@ -210,30 +265,38 @@ class EngineClient:
     async def commit(self, execution: BlockExecution, block_hash: bytes) -> None:
         await self.ctx.ref(ENGINE).ask(Commit(execution, block_hash), self.timeout)
 
-    async def accounts(self, addresses: Sequence[bytes]) -> list[Account]:
-        return await self.ctx.ref(ENGINE).ask(GetAccounts(addresses), self.timeout)
+    async def _read(self, message: Any) -> Any:
+        """Ask a read; a refusal (StorageError: the block's state is not kept, or
+        TransactionRejected: the call cannot start) is raised here."""
+        result = await self.ctx.ref(ENGINE).ask(message, self.timeout)
+        if isinstance(result, (StorageError, TransactionRejected)):
+            raise result
+        return result
 
-    async def account(self, address: bytes) -> Account:
-        return (await self.accounts((address,)))[0]
+    async def accounts(self, addresses: Sequence[bytes], block: int | None = None
+                       ) -> list[Account]:
+        return await self._read(GetAccounts(addresses, block))
+
+    async def account(self, address: bytes, block: int | None = None) -> Account:
+        return (await self.accounts((address,), block))[0]
 
     async def state_root(self) -> bytes:
         return await self.ctx.ref(ENGINE).ask(GetStateRoot(), self.timeout)
 
-    async def call(self, env: BlockEnv, request: CallRequest) -> CallResult:
-        """The call's result; raises TransactionRejected if it cannot start."""
-        result = await self.ctx.ref(ENGINE).ask(Call(env, request), self.timeout)
-        if isinstance(result, TransactionRejected):
-            raise result
-        return result
+    async def call(self, env: BlockEnv, request: CallRequest, block: int | None = None
+                   ) -> CallResult:
+        """The call's result on the state at ``block`` (None: the head)."""
+        return await self._read(Call(env, request, block))
 
-    async def code(self, address: bytes) -> bytes:
-        return await self.ctx.ref(ENGINE).ask(GetCode(address), self.timeout)
+    async def code(self, address: bytes, block: int | None = None) -> bytes:
+        return await self._read(GetCode(address, block))
 
-    async def storage(self, address: bytes, slot: int) -> int:
-        return await self.ctx.ref(ENGINE).ask(GetStorage(address, slot), self.timeout)
+    async def storage(self, address: bytes, slot: int, block: int | None = None) -> int:
+        return await self._read(GetStorage(address, slot, block))
 
-    async def proof(self, address: bytes, slots: Sequence[int]) -> tuple[list, list]:
-        return await self.ctx.ref(ENGINE).ask(GetProof(address, slots), self.timeout)
+    async def proof(self, address: bytes, slots: Sequence[int], block: int | None = None
+                    ) -> tuple[list, list]:
+        return await self._read(GetProof(address, slots, block))
 
     async def reload(self) -> bytes:
         return await self.ctx.ref(ENGINE).ask(Reload(), self.timeout)

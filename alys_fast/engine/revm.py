@@ -138,12 +138,23 @@ class RevmEngine:
     """
 
     def __init__(
-        self, *, fork: str = DEFAULT_FORK, chain_id: int, source: StateSource | None = None
+        self,
+        *,
+        fork: str = DEFAULT_FORK,
+        chain_id: int,
+        source: StateSource | None = None,
+        complete: bool = True,
     ) -> None:
         self.fork = check_fork(fork)
         self.chain_id = chain_id
         self.source = source or BlockHashes(_no_block_hashes)
-        self._evm = _evm.Engine(fork, chain_id, True)
+        self._evm = _evm.Engine(fork, chain_id, complete)
+
+    @classmethod
+    def view(cls, *, fork: str = DEFAULT_FORK, chain_id: int) -> RevmEngine:
+        """An engine over an older block's state that holds nothing and misses every account
+        and slot it touches (one at a time: a view reads little, and is thrown away)."""
+        return cls(fork=fork, chain_id=chain_id, complete=False)
 
     @classmethod
     def from_alloc(
@@ -170,6 +181,8 @@ class RevmEngine:
         if loaded.code:
             evm.put_code(loaded.code)
         present = [(a, acct) for a, acct in loaded.accounts if acct is not None]
+        if len(present) < len(loaded.accounts):
+            evm.put_absent([a for a, acct in loaded.accounts if acct is None])
         if present:
             evm.put_accounts([
                 (a, acct.nonce, word(acct.balance), acct.code_hash, acct.storage_root)

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="slot length in seconds (default 1)")
     dev.add_argument("--gas-limit", type=int, default=None,
                      help="block gas limit (default 30,000,000)")
+    dev.add_argument("--archive", action="store_true",
+                     help="keep the state of every block readable (default: the last 128)")
     _rpc_args(dev)
     dev.set_defaults(handler=_dev)
     run = sub.add_parser("run", help="run a node from a configuration file")
@@ -70,6 +72,7 @@ def _dev(args: argparse.Namespace) -> int:
         authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]),
         rpc_host=args.host,
         rpc_port=args.port,
+        archive=args.archive,
     )
     try:
         return _serve(ctx, args.log_level, banner=True)
@@ -91,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
             rpc_port=config.rpc.port if args.port is None else args.port,
             rpc_limits=config.rpc.limits(),
             sync_writes=config.sync_writes,
+            archive=config.archive,
         )
     except (ConfigError, SpecError) as exc:
         raise CliError(str(exc)) from None

@@ -51,6 +51,7 @@ class NodeContext:
     rpc_port: int = 8545
     rpc_limits: Limits = field(default_factory=Limits)
     sync_writes: bool = False
+    archive: bool = False  # keep every block's state readable, not only the last 128
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     system: ActorSystem | None = None
     # Filled by actors as they come up, read by the node and the tests.

@@ -7,8 +7,9 @@ actor, so a block is never reported before it is stored.
 
 What this node does not keep, it says so rather than guessing:
 
-- State is kept for the head only: state reads and calls at an older block fail with a -32000
-  error naming the block the node has.
+- State reads and calls are answered at the head and at the last 128 blocks (every block on
+  an archive node); at an older block they fail with a -32000 error naming the oldest block
+  whose state is kept. Proofs are served at the head only.
 - ``safe`` and ``finalized`` are the head: with one authority and no merged mining yet, no
   other chain can replace it. (AuxPoW finality changes this when it lands.)
 
@@ -24,10 +25,10 @@ import asyncio
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -56,7 +57,7 @@ from alys_fast.rpc.dispatch import (
 )
 from alys_fast.rpc.formats import block_json, hexdata, log_json, receipt_json, transaction_json
 from alys_fast.storage.actor import StoreClient
-from alys_fast.storage.store import BlockRecord
+from alys_fast.storage.store import BlockRecord, StorageError
 from alys_fast.validation import (
     Block,
     Header,
@@ -72,6 +73,7 @@ from alys_fast.validation.receipts import Log
 from alys_fast.validation.transactions import usable_cores
 
 _keccak256 = require("hashing").keccak256
+T = TypeVar("T")
 
 # The tip eth_maxPriorityFeePerGas suggests (anvil's and hardhat's default, 1 gwei).
 SUGGESTED_TIP = 1_000_000_000
@@ -217,54 +219,63 @@ class EthApi:
 
     # --- state --------------------------------------------------------------------------------
 
-    async def _at_head(self, block: Any) -> None:
-        """Refuse a state read at any block but the head (the only state this node keeps)."""
+    async def _state_at(self, block: Any) -> int | None:
+        """The block whose state a read names: None for the head (``latest``, ``pending``,
+        ``safe``, ``finalized``), else its number (a block not on the chain is an error). A
+        number stays a number even at the head: the engine may have moved on since."""
         ident = block_id(block)
-        head = self.head
         if isinstance(ident, str):
-            if ident != "earliest" or head.number == 0:
-                return
-            ident = 0
-        if ident in (head.number, head.hash):
-            return
-        shown = f"0x{ident.hex()}" if isinstance(ident, bytes) else str(ident)
-        raise ServerError(
-            f"state at block {shown} is not available: this node keeps the head's state only "
-            f"(block {head.number})"
-        )
+            return 0 if ident == "earliest" else None
+        if isinstance(ident, bytes):
+            record = await self.store.block(hash=ident)
+            if record is None:
+                raise ServerError(f"header for hash 0x{ident.hex()} not found")
+            return record.number
+        if ident > self.head.number:
+            raise ServerError("header not found")
+        return ident
+
+    async def _read(self, read: Awaitable[T]) -> T:
+        """An engine read; a state the node does not keep is the client's error."""
+        try:
+            return await read
+        except StorageError as exc:
+            raise ServerError(str(exc)) from None
 
     async def get_balance(self, account: Any, block: Any = "latest") -> str:
         who = address(account)
-        await self._at_head(block)
-        return hex((await self.engine.account(who)).balance)
+        at = await self._state_at(block)
+        return hex((await self._read(self.engine.account(who, at))).balance)
 
     async def get_transaction_count(self, account: Any, block: Any = "latest") -> str:
         who = address(account)
         if block == "pending":
             return hex(await self.pool.pending_nonce(who))
-        await self._at_head(block)
-        return hex((await self.engine.account(who)).nonce)
+        at = await self._state_at(block)
+        return hex((await self._read(self.engine.account(who, at))).nonce)
 
     async def get_code(self, account: Any, block: Any = "latest") -> str:
         who = address(account)
-        await self._at_head(block)
-        return hexdata(await self.engine.code(who))
+        at = await self._state_at(block)
+        return hexdata(await self._read(self.engine.code(who, at)))
 
     async def get_storage_at(self, account: Any, slot: Any, block: Any = "latest") -> str:
         who = address(account)
         key = _slot(slot)
-        await self._at_head(block)
-        return "0x" + (await self.engine.storage(who, key)).to_bytes(32, "big").hex()
+        at = await self._state_at(block)
+        value = await self._read(self.engine.storage(who, key, at))
+        return "0x" + value.to_bytes(32, "big").hex()
 
     async def get_proof(self, account: Any, slots: Any, block: Any = "latest") -> dict[str, Any]:
-        """EIP-1186: the account and storage proofs against the head's state root."""
+        """EIP-1186: the account and storage proofs against the head's state root (the tries
+        of older blocks are not kept: a proof at one is refused)."""
         who = address(account)
         if type(slots) is not list:
             raise InvalidParams("storageKeys must be a list")
         keys = [_slot(k) for k in slots]
-        await self._at_head(block)
-        state = await self.engine.account(who)
-        account_proof, storage = await self.engine.proof(who, keys)
+        at = await self._state_at(block)
+        account_proof, storage = await self._read(self.engine.proof(who, keys, at))
+        state = await self._read(self.engine.account(who, at))
         return {
             "address": hexdata(who),
             "accountProof": [hexdata(n) for n in account_proof],
@@ -313,29 +324,42 @@ class EthApi:
             access_list=tuple(_access_list(call.get("accessList") or [])),
         )
 
-    def _call_env(self) -> BlockEnv:
-        """The environment a call at ``latest`` runs in: the next block's, as geth's pending."""
-        head = self.head
-        return BlockEnv(
-            number=head.number + 1,
-            timestamp=max(head.timestamp + 1, int(time.time())),
+    async def _call_at(self, block: Any) -> tuple[int | None, BlockEnv]:
+        """The state a call runs on and its environment: at a tag (``latest``, ...) the next
+        block's, as anvil's and hardhat's pending; at a block named by number or hash, that
+        block's own, as geth's eth_call at it."""
+        at = await self._state_at(block)
+        if at is None:
+            head = self.head
+            return None, BlockEnv(
+                number=head.number + 1,
+                timestamp=max(head.timestamp + 1, int(time.time())),
+                fee_recipient=self.miner,
+                gas_limit=head.gas_limit,
+                base_fee=self._next_base_fee(),
+            )
+        header, _ = await self._header(number=at)
+        return at, BlockEnv(
+            number=header.number,
+            timestamp=header.timestamp,
             fee_recipient=self.miner,
-            gas_limit=head.gas_limit,
-            base_fee=self._next_base_fee(),
+            gas_limit=header.gas_limit,
+            base_fee=header.base_fee_per_gas,
         )
 
-    async def _run_call(self, request: CallRequest) -> CallResult:
+    async def _run_call(self, request: CallRequest, at: int | None, env: BlockEnv
+                        ) -> CallResult:
         try:
-            return await self.engine.call(self._call_env(), request)
-        except TransactionRejected as exc:
+            return await self.engine.call(env, request, at)
+        except (TransactionRejected, StorageError) as exc:
             raise ServerError(str(exc)) from None
 
     async def call(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
         request = self._call_request(call)
-        await self._at_head(block)
+        at, env = await self._call_at(block)
         if overrides is not None:
             raise InvalidParams("state overrides are not supported by this node yet")
-        result = await self._run_call(request)
+        result = await self._run_call(request, at, env)
         if not result.success:
             raise _call_error(result)
         return hexdata(result.output)
@@ -343,11 +367,15 @@ class EthApi:
     async def estimate_gas(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
         """geth's estimate: run at the cap, then binary-search the least gas that succeeds."""
         request = self._call_request(call)
-        await self._at_head(block)
+        at, env = await self._call_at(block)
         if overrides is not None:
             raise InvalidParams("state overrides are not supported by this node yet")
-        cap = min(request.gas, self.head.gas_limit) if call.get("gas") else self.head.gas_limit
-        result = await self._run_call(msgspec.structs.replace(request, gas=cap))
+        cap = min(request.gas, env.gas_limit) if call.get("gas") else env.gas_limit
+
+        async def run(gas: int) -> CallResult:
+            return await self._run_call(msgspec.structs.replace(request, gas=gas), at, env)
+
+        result = await run(cap)
         if not result.success:
             if result.error == "out of gas":
                 raise ServerError(f"gas required exceeds allowance ({cap})")
@@ -355,11 +383,11 @@ class EthApi:
         low, high = result.gas_used - 1, cap
         # geth's shortcut: refunds aside, gas used x 64/63 almost always suffices.
         guess = min(result.gas_used * 64 // 63 + 2300, high)
-        if (await self._run_call(msgspec.structs.replace(request, gas=guess))).success:
+        if (await run(guess)).success:
             high = guess
         while high - low > 1:
             middle = (low + high) // 2
-            if (await self._run_call(msgspec.structs.replace(request, gas=middle))).success:
+            if (await run(middle)).success:
                 high = middle
             else:
                 low = middle

@@ -19,7 +19,12 @@ from alys_fast.chain.genesis import genesis_diff, genesis_header
 from alys_fast.engine.state import Account, Loaded, Miss, StateDiff
 from alys_fast.node.context import STORAGE, NodeContext
 from alys_fast.node.offload import Worker
-from alys_fast.storage.store import BlockRecord, ChainStore, StorageError, TxLocation
+from alys_fast.storage.store import (
+    BlockRecord,
+    ChainStore,
+    StorageError,
+    TxLocation,
+)
 from alys_fast.validation import Header, decode_header
 from alys_fast.validation.receipts import Receipt
 
@@ -68,9 +73,11 @@ class LoadState(msgspec.Struct, frozen=True):
 
 
 class Resolve(msgspec.Struct, frozen=True):
-    """-> a :class:`Loaded` answering the engine's misses from the head state."""
+    """-> a :class:`Loaded` answering the engine's misses from the state at block ``at``
+    (None: the head), or the StatePruned error if that state is not kept."""
 
     misses: Sequence[Miss]
+    at: int | None = None
 
 
 StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
@@ -85,7 +92,7 @@ def open_store(ctx: NodeContext) -> ChainStore:
     does not commit to but which decides who authors every later slot).
     """
     ctx.data_dir.mkdir(parents=True, exist_ok=True)
-    store = ChainStore(ctx.data_dir / "chain", sync=ctx.sync_writes)
+    store = ChainStore(ctx.data_dir / "chain", sync=ctx.sync_writes, archive=ctx.archive)
     try:
         _check_chain(store, ctx)
     except StorageError:
@@ -164,7 +171,10 @@ class StorageActor(Actor):
         if type(message) is GetHeadHeader:
             return _head_header(store)
         if type(message) is Resolve:
-            return await self.worker.run(resolve, store, message.misses)
+            try:
+                return await self.worker.run(resolve, store, message.misses, message.at)
+            except StorageError as exc:  # e.g. StatePruned: the asker's answer, not a crash
+                return exc
         if type(message) is LoadState:
             return await self.worker.run(store.load_state)
         raise TypeError(f"storage: unexpected message {message!r}")
@@ -183,15 +193,19 @@ class StorageActor(Actor):
             self.store = None
 
 
-def resolve(store: ChainStore, misses: Sequence[Miss]) -> Loaded:
-    """Answer the engine's misses at the head (see ``engine.state``)."""
+def resolve(store: ChainStore, misses: Sequence[Miss], at: int | None = None) -> Loaded:
+    """Answer the engine's misses at the head, or at block ``at`` (see ``engine.state``)."""
     loaded = Loaded()
     for miss in misses:
         kind = miss[0]
         if kind == "account":
-            loaded.accounts.append((miss[1], store.account(miss[1])))
-        elif kind == "storage" and miss[2] is None:
+            account = store.account(miss[1]) if at is None else store.account_at(miss[1], at)
+            loaded.accounts.append((miss[1], account))
+        elif kind == "storage" and miss[2] is None and at is None:
             loaded.storage.append((miss[1], store.contract_storage(miss[1]), True))
+        elif kind == "storage" and miss[2] is not None and at is not None:
+            slot = int.from_bytes(miss[2], "big")
+            loaded.storage.append((miss[1], [(slot, store.storage_at(miss[1], slot, at))], False))
         elif kind == "code":
             code = store.code(miss[1])
             if code is None:
@@ -203,7 +217,7 @@ def resolve(store: ChainStore, misses: Sequence[Miss]) -> Loaded:
                 raise StorageError(f"block {miss[1]} is not stored")
             loaded.block_hashes.append((miss[1], block_hash))
         else:
-            raise StorageError(f"storage answers head misses only, not {miss!r}")
+            raise StorageError(f"cannot answer {miss!r} at block {at}")
     return loaded
 
 
@@ -250,5 +264,10 @@ class StoreClient:
     async def load_state(self) -> dict[bytes, Account]:
         return await self.ctx.ref(STORAGE).ask(LoadState(), self.timeout)
 
-    async def resolve(self, misses: Sequence[Miss]) -> Loaded:
-        return await self.ctx.ref(STORAGE).ask(Resolve(misses), self.timeout)
+    async def resolve(self, misses: Sequence[Miss], at: int | None = None) -> Loaded:
+        """Load what the engine missed, at the head or at block ``at`` (StatePruned if that
+        block's state is not kept, StorageError if it is beyond the head)."""
+        loaded = await self.ctx.ref(STORAGE).ask(Resolve(misses, at), self.timeout)
+        if isinstance(loaded, StorageError):
+            raise loaded
+        return loaded

@@ -11,11 +11,21 @@ Column families (keys -> values, values msgpack unless noted):
 - ``state``:     address (20 bytes) -> account [nonce, balance, code hash, storage root]
 - ``storage``:   address (20) || slot (32) -> value (big-endian, no leading zeros; 0 is absent)
 - ``code``:      code hash -> code (raw bytes)
+- ``history``:   ``a`` || address || N (8) -> the account before block N (msgpack, nil: absent);
+  ``s`` || address || slot || N -> the slot before block N (big-endian, empty: 0)
+- ``changesets``: N (8) -> the ``history`` keys block N wrote (msgpack), to prune them
 - ``meta``:      ``b"head"`` -> [number, hash]; ``b"state-scheme"`` -> :data:`STATE_SCHEME`;
   other keys are the owner's (:meth:`ChainStore.meta`)
 
 This is the flat state (what the engine loads); the Merkle-Patricia tries over it live in the
 engine, rebuilt from it: accounts at start, a contract's storage the first time it is touched.
+
+History answers reads at older blocks (Erigon's layout): each block writes, for every account
+and slot it changes, the value before it, keyed by the block's number; the value at block B is
+the first history entry after B, or the flat state if there is none. Without ``archive`` only
+the last :data:`HISTORY_BLOCKS` blocks stay readable: each block write deletes the changesets
+that fell out of that window (a bounded number per block, so a store that was archived catches
+up gradually); ``meta`` ``b"history-oldest"`` names the oldest readable block.
 
 :meth:`ChainStore.write_block` puts a block, its receipts, its tx index entries, its state
 diff and the new head in ONE WriteBatch, so after any crash the head names a block whose
@@ -40,8 +50,14 @@ from alys_fast.validation.receipts import Log, Receipt, bloom_of
 
 MEMTABLE_BUDGET = 64 * 1024 * 1024
 COLUMN_FAMILIES = (
-    "headers", "blocks", "receipts", "txindex", "canonical", "state", "storage", "code", "meta"
+    "headers", "blocks", "receipts", "txindex", "canonical", "state", "storage", "code",
+    "history", "changesets", "meta",
 )
+# States readable without archive: the head and the 127 blocks before it (geth's default).
+HISTORY_BLOCKS = 128
+# Changesets one block write prunes at most: catching up after archive mode stays gradual.
+PRUNE_PER_BLOCK = 64
+_OLDEST = b"history-oldest"
 _HEAD = b"head"
 _SCHEME = b"state-scheme"
 # What the state root commits to. Directories written before it existed used a bucketed
@@ -51,6 +67,18 @@ STATE_SCHEME = b"ethereum-mpt-1"
 
 class StorageError(Exception):
     """A store that is inconsistent or used out of order; the message says what."""
+
+
+class StatePruned(StorageError):
+    """A state read at a block older than the history kept; ``oldest`` is the oldest readable."""
+
+    def __init__(self, number: int, oldest: int) -> None:
+        super().__init__(
+            f"the state at block {number} is not kept: the oldest block with state is {oldest} "
+            f"(an archive node, --archive, keeps all)"
+        )
+        self.number = number
+        self.oldest = oldest
 
 
 class BlockRecord(msgspec.Struct, frozen=True):
@@ -91,6 +119,8 @@ _decode_receipts = msgspec.msgpack.Decoder(
 _decode_location = msgspec.msgpack.Decoder(TxLocation).decode
 _decode_account = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes]).decode
 _decode_head = msgspec.msgpack.Decoder(tuple[int, bytes]).decode
+_decode_previous = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes] | None).decode
+_decode_keys = msgspec.msgpack.Decoder(list[bytes]).decode
 
 
 def _number_key(number: int) -> bytes:
@@ -102,10 +132,12 @@ class ChainStore:
 
     Opening an existing directory continues where it stopped (:meth:`head`, :meth:`load_state`).
     Blocks must be written in order: each one's parent is the current head (or there is no head
-    yet and it is the genesis).
+    yet and it is the genesis). ``archive`` keeps the state of every block readable, else the
+    last :data:`HISTORY_BLOCKS`.
     """
 
-    def __init__(self, path: str | Path, *, sync: bool = False) -> None:
+    def __init__(self, path: str | Path, *, sync: bool = False, archive: bool = False) -> None:
+        self.archive = archive
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.create_missing_column_families(True)
@@ -139,6 +171,10 @@ class ChainStore:
         elif scheme != STATE_SCHEME:
             self.close()
             raise StorageError(f"{path} uses state scheme {scheme!r}, not {STATE_SCHEME!r}")
+        head = self.head()
+        if head is not None and meta.get(_OLDEST) is None:
+            # Written before history was kept: only the head's state can be read.
+            meta[_OLDEST] = _encode(head[0])
 
     def close(self) -> None:
         """Flush and close the database; the store is unusable afterwards."""
@@ -202,27 +238,103 @@ class ChainStore:
             location = TxLocation(block.hash, block.number, index)
             batch.put(receipt.tx_hash, _encode(location), h["txindex"])
         batch.put(_number_key(block.number), block.hash, h["canonical"])
+        history: list[bytes] = []
+        number = _number_key(block.number)
+
+        def remember(key: bytes, value: bytes) -> None:
+            history.append(key)
+            batch.put(key, value, h["history"])
+
         for address, account in diff.accounts.items():
+            if block.number:
+                before = (diff.previous[address] if address in diff.previous
+                          else self.account(address))
+                remember(b"a" + address + number, _encode(_account_value(before)))
             if account is None:
                 batch.delete(address, h["state"])
             else:
-                value = (account.nonce, _big(account.balance), account.code_hash,
-                         account.storage_root)
-                batch.put(address, _encode(value), h["state"])
+                batch.put(address, _encode(_account_value(account)), h["state"])
         for change in diff.storage:
             if change.wiped:
+                if block.number:
+                    # The wipe erases slots the block never touched: history keeps them too.
+                    touched = {slot for slot, _, _ in change.slots}
+                    for slot, value in self.contract_storage(change.address):
+                        if slot not in touched:
+                            key = change.address + slot.to_bytes(32, "big")
+                            remember(b"s" + key + number, _big(value))
                 batch.delete_range(change.address, change.address + b"\xff" * 32, h["storage"])
                 batch.delete(change.address + b"\xff" * 32, h["storage"])
-            for slot, value, _ in change.slots:
+            for slot, value, before in change.slots:
                 key = change.address + slot.to_bytes(32, "big")
+                if block.number:
+                    remember(b"s" + key + number, _big(before))
                 if value:
                     batch.put(key, _big(value), h["storage"])
                 else:
                     batch.delete(key, h["storage"])
+        if history:
+            batch.put(number, _encode(history), h["changesets"])
+        if not self.archive:
+            self._prune(batch, block.number)
         for code in diff.code:
             batch.put(_keccak256(code), code, h["code"])
         batch.put(_HEAD, _encode((block.number, block.hash)), h["meta"])
         self._db.write(batch)
+
+    def _prune(self, batch: WriteBatch, head: int) -> None:
+        """Add to ``batch`` the deletion of changesets that fall out of the history window."""
+        oldest = self.oldest_state()
+        target = min(head - HISTORY_BLOCKS + 1, oldest + PRUNE_PER_BLOCK)
+        if target <= oldest:
+            return
+        changesets = self._cf["changesets"]
+        for number in range(oldest + 1, target + 1):
+            key = _number_key(number)
+            keys = changesets.get(key)
+            if keys is not None:
+                for entry in _decode_keys(keys):
+                    batch.delete(entry, self._handles["history"])
+                batch.delete(key, self._handles["changesets"])
+        batch.put(_OLDEST, _encode(target), self._handles["meta"])
+
+    def oldest_state(self) -> int:
+        """The oldest block whose state can be read."""
+        raw = self._cf["meta"].get(_OLDEST)
+        return 0 if raw is None else msgspec.msgpack.decode(raw, type=int)
+
+    def _readable(self, number: int) -> None:
+        head = self.head()
+        if head is None or number > head[0]:
+            raise StorageError(f"block {number} is beyond the head")
+        oldest = self.oldest_state()
+        if number < oldest:
+            raise StatePruned(number, oldest)
+
+    def _before_next(self, prefix: bytes, number: int) -> bytes | None:
+        """The value of the first history entry of ``prefix`` after block ``number``, i.e. the
+        value at ``number`` if it changed since, else None."""
+        for key, value in self._cf["history"].items(from_key=prefix + _number_key(number + 1)):
+            return value if key[:-8] == prefix else None
+        return None
+
+    def account_at(self, address: bytes, number: int) -> Account | None:
+        """The account at ``address`` as of block ``number`` (StatePruned if not kept)."""
+        self._readable(number)
+        raw = self._before_next(b"a" + address, number)
+        if raw is None:
+            return self.account(address)
+        before = _decode_previous(raw)
+        return None if before is None else _account(before)
+
+    def storage_at(self, address: bytes, slot: int, number: int) -> int:
+        """A storage slot as of block ``number`` (StatePruned if not kept)."""
+        self._readable(number)
+        key = address + slot.to_bytes(32, "big")
+        raw = self._before_next(b"s" + key, number)
+        if raw is None:
+            raw = self._cf["storage"].get(key)
+        return 0 if raw is None else int.from_bytes(raw, "big")
 
     def meta(self, key: bytes) -> bytes | None:
         """A value the store's owner keeps beside the chain (e.g. the spec it was made with)."""
@@ -294,6 +406,14 @@ class ChainStore:
         return self._cf["code"].get(code_hash)
 
 
-def _account(raw: bytes) -> Account:
-    nonce, balance, code_hash, storage_root = _decode_account(raw)
+def _account(raw: bytes | tuple[int, bytes, bytes, bytes]) -> Account:
+    fields = _decode_account(raw) if type(raw) is bytes else raw
+    nonce, balance, code_hash, storage_root = fields
     return Account(nonce, int.from_bytes(balance, "big"), code_hash, storage_root)
+
+
+def _account_value(account: Account | None) -> tuple[int, bytes, bytes, bytes] | None:
+    """An account in the stored shape (balance as bytes: it can exceed 64 bits)."""
+    if account is None:
+        return None
+    return (account.nonce, _big(account.balance), account.code_hash, account.storage_root)

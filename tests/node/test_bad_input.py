@@ -423,21 +423,39 @@ def test_unprotected_legacy_refused(w3: Web3, node: ThreadNode) -> None:
     assert w3.eth.get_transaction_count(sender.address, "pending") == 0
 
 
-def test_state_at_an_old_block(w3: Web3, node: ThreadNode) -> None:
-    wait_blocks(w3, 1)
+def test_state_at_blocks_not_on_the_chain_or_no_longer_kept(
+    w3: Web3, node: ThreadNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alys_fast.storage.store as store_module
+
     address = OLD_STATE.address
+    beyond = hex(w3.eth.block_number + 1000)
+    for method, params in [("eth_getBalance", [address, beyond]),
+                           ("eth_getCode", [address, beyond]),
+                           ("eth_call", [{"to": address}, beyond])]:
+        assert error_of(node.url, method, *params) == {
+            "code": -32000, "message": "header not found"}
+    unknown = "0x" + "ab" * 32
+    assert error_of(node.url, "eth_getBalance", address, {"blockHash": unknown}) == {
+        "code": -32000, "message": f"header for hash {unknown} not found"}
+    # Genesis state is readable while it is in the window, by number, tag or hash.
     genesis = w3.eth.get_block(0).hash.to_0x_hex()
-    pattern = (r"state at block {} is not available: this node keeps the head's state only "
-               r"\(block \d+\)")
+    for block in ("0x0", "earliest", {"blockHash": genesis}):
+        assert int(rpc(node.url, "eth_getBalance", address, block), 16) == 10_000 * 10**18
+    # Shrink the window: the next blocks prune history, and old reads name the oldest kept.
+    monkeypatch.setattr(store_module, "HISTORY_BLOCKS", 2)
+    wait_blocks(w3, 3)
+    pattern = (r"the state at block 0 is not kept: the oldest block with state is (\d+) "
+               r"\(an archive node, --archive, keeps all\)")
     for method, params in [("eth_getBalance", [address, "0x0"]),
-                           ("eth_getBalance", [address, "earliest"]),
-                           ("eth_getTransactionCount", [address, "0x0"]),
-                           ("eth_getCode", [address, "0x0"])]:
+                           ("eth_getTransactionCount", [address, "earliest"]),
+                           ("eth_getStorageAt", [address, "0x0", "0x0"]),
+                           ("eth_getCode", [address, {"blockHash": genesis}]),
+                           ("eth_call", [{"to": address}, "0x0"])]:
         error = error_of(node.url, method, *params)
         assert error["code"] == -32000
-        assert re.fullmatch(pattern.format(0), error["message"]), error
-    error = error_of(node.url, "eth_getBalance", address, {"blockHash": genesis})
-    assert re.fullmatch(pattern.format(genesis), error["message"]), error
+        match = re.fullmatch(pattern, error["message"])
+        assert match and int(match[1]) > 0, error
     # The head's state is served.
     assert int(rpc(node.url, "eth_getBalance", address, "latest"), 16) == 10_000 * 10**18
 

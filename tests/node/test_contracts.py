@@ -39,7 +39,7 @@ from tests.node.harness import ThreadNode, rpc, running_node
 GWEI = 10**9
 SUPPLY = 10**24
 ACCOUNTS = [Account.from_key(key) for _, key in DEV_ACCOUNTS]
-TOKEN_OWNER, RECEIVER, REVERTS, PROBE_OWNER, PROOFS, RESTART = ACCOUNTS[1:7]
+TOKEN_OWNER, RECEIVER, REVERTS, PROBE_OWNER, PROOFS, RESTART, HISTORY = ACCOUNTS[1:8]
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def at_a_steady_head(w3: Web3, read: Any) -> tuple[Any, Any]:
         block = w3.eth.get_block("latest")
         try:
             answer = read(block)
-        except (Web3RPCError, RuntimeError) as exc:  # the head moved: its state is gone
-            assert "is not available" in str(exc), exc
+        except (Web3RPCError, RuntimeError) as exc:  # the head moved: no proof there
+            assert "tries of older blocks are not kept" in str(exc), exc
             continue
         if w3.eth.block_number == block.number:
             return block, answer
@@ -279,6 +279,47 @@ def test_get_proof_checks_against_the_state_root(w3: Web3, node: ThreadNode) -> 
     # A wrong root proves nothing.
     with pytest.raises(BadProof):
         proven_value(bytes(32), bytes.fromhex(owner[2:]), nodes)
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def test_reads_and_calls_at_older_blocks(w3: Web3, node: ThreadNode) -> None:
+    """State reads and calls at an older block see that block's state: before the deploy,
+    after it, before and after a transfer; proofs are refused there."""
+    owner = HISTORY.address
+    receiver = Account.create().address
+    deployed = deploy(w3, HISTORY, "Token", ["uint256"], [SUPPLY])
+    address = deployed.contractAddress
+    token = contract(w3, "Token", address)
+    move = token.functions.transfer(receiver, 777)
+    sent = send(w3, HISTORY, to=address, data=move._encode_transaction_data(), gas=100_000)
+    assert sent.status == 1 and sent.blockNumber > deployed.blockNumber
+    before, after = sent.blockNumber - 1, sent.blockNumber
+    balance_of = token.functions.balanceOf(receiver)
+    assert balance_of.call(block_identifier=before) == 0
+    assert balance_of.call(block_identifier=after) == 777
+    assert balance_of.call(block_identifier=sent.blockHash) == 777
+    holder = mapping_slot(bytes.fromhex(receiver[2:]), 1)
+    assert w3.eth.get_storage_at(address, holder, before) == bytes(32)
+    assert int.from_bytes(w3.eth.get_storage_at(address, holder, after), "big") == 777
+    assert w3.eth.get_code(address, deployed.blockNumber - 1) == b""
+    assert w3.eth.get_code(address, deployed.blockNumber) == runtime_code("Token")
+    nonce = w3.eth.get_transaction_count(owner, after)
+    assert w3.eth.get_transaction_count(owner, before) == nonce - 1
+    paid = sent.gasUsed * sent.effectiveGasPrice
+    assert w3.eth.get_balance(owner, before) - w3.eth.get_balance(owner, after) == paid
+    # A call at an older block runs in that block's context (as geth's).
+    made = deploy(w3, HISTORY, "Probe")
+    probe = contract(w3, "Probe", made.contractAddress)
+    at = w3.eth.get_block(made.blockNumber)
+    number, timestamp, _, gas_limit, base_fee, *_ = (
+        probe.functions.blockInfo().call(block_identifier=at.number))
+    assert (number, timestamp, gas_limit, base_fee) == (
+        at.number, at.timestamp, at.gasLimit, at.baseFeePerGas)
+    assert w3.eth.call({"to": made.contractAddress}, made.blockNumber - 1) == b""
+    error = rpc_error(node.url, "eth_getProof", address, [], hex(before))
+    assert error["code"] == -32000 and "tries of older blocks are not kept" in error["message"]
 
 
 # --- restart ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from alys_fast.engine import BlockEnv, RevmEngine, StateDiff, StorageDiff
 from alys_fast.engine.state import Account, Loaded, Miss, keccak256, storage_root
 from alys_fast.storage import BlockRecord, ChainStore, StorageError, TxLocation
 from alys_fast.storage.actor import resolve
-from alys_fast.storage.store import COLUMN_FAMILIES, STATE_SCHEME
+from alys_fast.storage.store import COLUMN_FAMILIES, STATE_SCHEME, StatePruned
 from alys_fast.validation.receipts import Log, Receipt, bloom_of
 from tests.engine.conftest import ADDRS, KEYS, sign
 from tests.engine.contracts import TRANSFER, calldata, creation_code, hex_address, runtime_code
@@ -328,3 +328,77 @@ def test_kill_9_while_writing_leaves_a_complete_head(tmp_path: Path) -> None:
         with ChainStore(path) as store:
             head = _check_consistent(store)
         assert head >= acked[-1], "a block reported written was lost"
+
+
+# --- history: reads at older blocks -----------------------------------------------------------
+
+
+def _chain_of_changes(store: ChainStore, blocks: int) -> dict[int, tuple[Account | None, int]]:
+    """Blocks 1..blocks each set account B's nonce and slot 7 of contract A to the block's
+    number (block 3 deletes B and wipes A); returns (B, A's slot 7) as of every block."""
+    b = b"\x0b" * 20
+    expected: dict[int, tuple[Account | None, int]] = {0: (None, 0)}
+    store.write_block(BlockRecord(0, _hash(0), bytes(32), b"", ()), [], StateDiff({}))
+    account: Account | None = None
+    slot = 0
+    for n in range(1, blocks + 1):
+        if n == 3:
+            new_account, new_slot = None, 0
+            storage = (_slots(A, wiped=True),)
+        else:
+            new_account, new_slot = Account(nonce=n, balance=n), n
+            storage = (_slots(A, (7, n, slot), (100 + n, 1, 0)),)
+        store.write_block(BlockRecord(n, _hash(n), _hash(n - 1), b"", ()), [],
+                          StateDiff({b: new_account}, storage=storage, previous={b: account}))
+        account, slot = new_account, new_slot
+        expected[n] = (account, slot)
+    return expected
+
+
+def _hash(n: int) -> bytes:
+    return keccak256(b"block %d" % n)
+
+
+def test_reads_at_every_kept_block_see_that_blocks_state(tmp_path: Path) -> None:
+    with ChainStore(tmp_path / "db", archive=True) as store:
+        expected = _chain_of_changes(store, 6)
+        for n, (account, slot) in expected.items():
+            assert store.account_at(b"\x0b" * 20, n) == account, n
+            assert store.storage_at(A, 7, n) == slot, n
+        # Slot 101 was set in block 1, wiped in block 3 (which never touched it).
+        assert [store.storage_at(A, 101, n) for n in range(6)] == [0, 1, 1, 0, 0, 0]
+        with pytest.raises(StorageError, match="beyond the head"):
+            store.account_at(b"\x0b" * 20, 7)
+
+
+def test_history_is_pruned_to_its_window_and_says_the_oldest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alys_fast.storage.store as store_module
+
+    monkeypatch.setattr(store_module, "HISTORY_BLOCKS", 4)
+    with ChainStore(tmp_path / "db") as store:
+        expected = _chain_of_changes(store, 10)
+        assert store.oldest_state() == 7
+        for n in range(7, 11):
+            assert store.account_at(b"\x0b" * 20, n) == expected[n][0]
+            assert store.storage_at(A, 7, n) == expected[n][1]
+        with pytest.raises(StatePruned, match="oldest block with state is 7") as refused:
+            store.storage_at(A, 7, 6)
+        assert refused.value.oldest == 7
+        # Pruned history is deleted, not merely hidden.
+        history = store._cf["history"]
+        assert all(int.from_bytes(key[-8:], "big") > 7 for key, _ in history.items())
+    # Reopened as an archive, what was pruned stays pruned; nothing more is.
+    with ChainStore(tmp_path / "db", archive=True) as store:
+        assert store.oldest_state() == 7
+
+
+def test_a_store_without_history_reads_its_head_only(tmp_path: Path) -> None:
+    with ChainStore(tmp_path / "db") as store:
+        _chain_of_changes(store, 3)
+        store._cf["meta"].delete(b"history-oldest")  # as written before history was kept
+    with ChainStore(tmp_path / "db") as store:
+        assert store.oldest_state() == 3
+        with pytest.raises(StatePruned):
+            store.account_at(b"\x0b" * 20, 2)
