@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from alys_fast.cli import main
-from tests.validation.vectors import require_vector, tx_vector_params
+from tests.validation.vectors import tx_vectors
 
-CASES = [require_vector(p.values[0]) for p in tx_vector_params()]
+CASES = tx_vectors()
 VALID = [c for c in CASES if c["valid"]]
 INVALID = [c for c in CASES if not c["valid"] and c["fork"] == "Cancun"]
 

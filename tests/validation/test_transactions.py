@@ -28,7 +28,7 @@ from alys_fast.validation.transactions import (
     DynamicFeeTransaction,
     LegacyTransaction,
 )
-from tests.validation.vectors import require_vector, tx_vector_params
+from tests.validation.vectors import tx_vector_params, tx_vectors
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -62,8 +62,7 @@ BOTH_RULES_BROKEN = {
 
 
 @pytest.mark.parametrize("case", tx_vector_params())
-def test_conformance_vector(case: dict[str, Any] | None) -> None:
-    case = require_vector(case)
+def test_conformance_vector(case: dict[str, Any]) -> None:
     raw = bytes.fromhex(case["txbytes"].removeprefix("0x"))
     fork = Fork[case["fork"].upper()]
     if case["valid"]:
@@ -84,7 +83,7 @@ def test_conformance_vector(case: dict[str, Any] | None) -> None:
 
 
 def test_batch_matches_single_calls() -> None:
-    cases = [require_vector(p.values[0]) for p in tx_vector_params()]
+    cases = tx_vectors()
     raws = [bytes.fromhex(c["txbytes"].removeprefix("0x")) for c in cases] * 4
     results = recover_transactions(raws, 1, threads=2)
     assert len(results) == len(raws)
