@@ -3,7 +3,11 @@
 It owns the :class:`RpcServer` (bound when the actor starts, released when it stops, so a
 restart re-binds the same port) and the :class:`EthApi` method table. Requests are answered by
 the server's connection tasks, which ask the owning actors; the actor's own mailbox carries the
-chain's head announcements, which move ``latest`` and feed ``newHeads`` subscribers.
+chain's head announcements, which move ``latest`` and feed ``newHeads`` subscribers, the block
+and log filters and the ``logs`` subscribers (the new block's receipts travel in the
+announcement). Newly pooled transactions (:attr:`EthApi.on_pending`) feed
+``newPendingTransactions`` subscribers and pending-transaction filters. Filters live with the
+actor: a restart forgets them, as a geth restart does.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from typing import Any
 
 from alys_fast.actors import Actor
 from alys_fast.chain.actor import NewHead
+from alys_fast.chain.workflows import ImportedBlock
 from alys_fast.node.context import NodeContext
 from alys_fast.rpc.eth import EthApi
+from alys_fast.rpc.filters import BlockLogs, LogQuery
 from alys_fast.rpc.formats import header_json, hexdata
-from alys_fast.rpc.server import RpcServer
+from alys_fast.rpc.server import LOGS, RpcServer
 from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Block
 
@@ -43,6 +49,7 @@ class RpcActor(Actor):
             limits=ctx.rpc_limits,
             health=self._health,
             registry=ctx.registry,
+            subscription_criteria={LOGS: LogQuery.parse},
         )
         await self.server.start()
         ctx.rpc_bound = self.server.port
@@ -62,12 +69,26 @@ class RpcActor(Actor):
             if message.imported is not None:
                 size = len(Block(header, message.imported.block.transactions).encode())
             self.server.publish("newHeads", header_json(header, size, self.api.miner))
+        if message.imported is not None:  # None: a restart re-announcing the same head
+            self._new_block(message.imported)
+
+    def _new_block(self, imported: ImportedBlock) -> None:
+        """The block's hash and logs to the filters, its logs to ``logs`` subscribers."""
+        assert self.api is not None and self.server is not None
+        header = imported.header
+        block = BlockLogs(header.hash, header.number, imported.execution.receipts)
+        self.api.filters.add_block(block)
+        server = self.server
+        for payload, sids in block.notifications(server.subscriptions(LOGS)):
+            server.publish(LOGS, payload, to=sids)
 
     def _pending(self, hashes: list[bytes]) -> None:
         server = self.server
         if server is not None and server.has_subscribers("newPendingTransactions"):
             for tx_hash in hashes:
                 server.publish("newPendingTransactions", hexdata(tx_hash))
+        if self.api is not None:
+            self.api.filters.add_pending(hashes)
 
     def _health(self) -> dict[str, Any]:
         system = self.ctx.system

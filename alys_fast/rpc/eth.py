@@ -16,7 +16,10 @@ What this node does not keep, it says so rather than guessing:
 Calls run on the engine exactly as a transaction would (revm), with geth's eth_call rules;
 a revert answers geth's error 3, ``execution reverted: <reason>`` with the revert data.
 Logs come from the stored receipts; ``eth_getLogs`` scans at most :data:`MAX_LOG_RANGE`
-blocks per query.
+blocks per query. Polled filters (``eth_newFilter`` … ``eth_uninstallFilter``) live in a
+:class:`FilterRegistry` (expiry and bounds: :mod:`alys_fast.rpc.filters`) that the RPC actor
+feeds with new heads and :attr:`EthApi.on_pending`'s transactions; one matching rule,
+:meth:`LogCriteria.matches`, serves eth_getLogs, filters and ``logs`` subscriptions.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ from alys_fast.rpc.dispatch import (
     hash32,
     quantity,
 )
-from alys_fast.rpc.formats import block_json, hexdata, log_json, receipt_json, transaction_json
+from alys_fast.rpc.filters import BlockLogs, FilterKind, FilterRegistry, LogCriteria, LogQuery
+from alys_fast.rpc.formats import block_json, hexdata, receipt_json, transaction_json
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import BlockRecord, StorageError
 from alys_fast.validation import (
@@ -69,7 +73,6 @@ from alys_fast.validation import (
     with_sender,
 )
 from alys_fast.validation.actor import Recover, Refusal
-from alys_fast.validation.receipts import Log
 from alys_fast.validation.transactions import usable_cores
 
 _keccak256 = require("hashing").keccak256
@@ -109,6 +112,10 @@ class EthApi:
         self.pool = PoolClient(ctx)
         # Called with the hashes of newly pooled transactions (newPendingTransactions).
         self.on_pending: Callable[[list[bytes]], None] | None = None
+        # Awaited once transactions were pooled, before the senders hear back (a dev chain's
+        # automine: the receipt is there when eth_sendRawTransaction answers).
+        self.after_pooled: Callable[[], Awaitable[object]] | None = None
+        self.filters = FilterRegistry()
         self.stats = ctx.stats.setdefault("rpc", {"received": 0})
         self._tx_hashes: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         self._turn = 0
@@ -140,6 +147,12 @@ class EthApi:
             "eth_getBlockTransactionCountByNumber": self.get_block_transaction_count,
             "eth_getBlockTransactionCountByHash": self.get_block_transaction_count_by_hash,
             "eth_getLogs": self.get_logs,
+            "eth_newFilter": self.new_filter,
+            "eth_newBlockFilter": self.new_block_filter,
+            "eth_newPendingTransactionFilter": self.new_pending_transaction_filter,
+            "eth_getFilterChanges": self.filters.changes,
+            "eth_getFilterLogs": self.get_filter_logs,
+            "eth_uninstallFilter": self.filters.uninstall,
             "eth_getBlockReceipts": self.get_block_receipts,
             "eth_getProof": self.get_proof,
             "txpool_status": self.txpool_status,
@@ -190,6 +203,8 @@ class EthApi:
                     accepted.append(result.hash)
             if accepted and self.on_pending is not None:
                 self.on_pending(accepted)
+            if accepted and self.after_pooled is not None:
+                await self.after_pooled()
         return out  # type: ignore[return-value]
 
     async def _recover(self, raws: list[bytes]) -> list[Transaction | InvalidTransaction]:
@@ -557,45 +572,59 @@ class EthApi:
             record = await self.store.block(hash=hash32(query["blockHash"]))
             if record is None:
                 raise ServerError("unknown block")
-            low = high = record.number
-        else:
-            low = await self._resolve_number(query.get("fromBlock") or "latest")
-            high = await self._resolve_number(query.get("toBlock") or "latest")
-            if low is None:
-                return []
-            high = self.head.number if high is None else high
-            if low > high:
-                raise ServerError("invalid block range params")
-            if high - low >= MAX_LOG_RANGE:
-                raise ServerError(f"query exceeds max block range {MAX_LOG_RANGE}")
-        targets = query.get("address")
-        wanted = {address(t) for t in (
-            targets if type(targets) is list else [] if targets is None else [targets])}
-        topics = query.get("topics") or []
-        if type(topics) is not list or len(topics) > 4:
-            raise InvalidParams("topics must be a list of at most 4 positions")
-        positions: list[set[bytes] | None] = []
-        for topic in topics:
-            items = [i for i in (topic if type(topic) is list else [topic]) if i is not None]
-            positions.append({hash32(i) for i in items} or None)
+            return await self._logs(record.number, record.number, LogCriteria.parse(query))
+        low = await self._resolve_number(query.get("fromBlock") or "latest")
+        high = await self._resolve_number(query.get("toBlock") or "latest")
+        return await self._logs_between(low, high, LogCriteria.parse(query))
+
+    async def _logs_between(self, low: int | None, high: int | None, criteria: LogCriteria
+                            ) -> list[Any]:
+        """A range query's logs; ``low``/``high`` None: beyond the head."""
+        if low is None:
+            return []
+        high = self.head.number if high is None else high
+        if low > high:
+            raise ServerError("invalid block range params")
+        if high - low >= MAX_LOG_RANGE:
+            raise ServerError(f"query exceeds max block range {MAX_LOG_RANGE}")
+        return await self._logs(low, high, criteria)
+
+    async def _logs(self, low: int, high: int, criteria: LogCriteria) -> list[Any]:
         out: list[Any] = []
         for number in range(low, high + 1):
             record = await self.store.block(number=number)
             if record is None:
                 break
             receipts = await self.store.receipts(record.hash) or ()
-            log_index = 0
-            for tx_index, receipt in enumerate(receipts):
-                for log in receipt.logs:
-                    if _matches(log, wanted, positions):
-                        out.append(log_json(
-                            log, block_hash=record.hash, block_number=number,
-                            tx_hash=receipt.tx_hash, tx_index=tx_index, log_index=log_index,
-                        ))
-                        if len(out) > MAX_LOGS:
-                            raise ServerError(f"query returned more than {MAX_LOGS} results")
-                    log_index += 1
+            out += BlockLogs(record.hash, number, receipts).matching(criteria)
+            if len(out) > MAX_LOGS:
+                raise ServerError(f"query returned more than {MAX_LOGS} results")
         return out
+
+    # --- filters ------------------------------------------------------------------------------
+
+    def new_filter(self, query: Any) -> str:
+        return self.filters.install(FilterKind.LOGS, LogQuery.parse(query))
+
+    def new_block_filter(self) -> str:
+        return self.filters.install(FilterKind.BLOCKS)
+
+    def new_pending_transaction_filter(self, full_transactions: Any = None) -> str:
+        """geth's optional ``fullTx`` flag is accepted when false: only hashes are buffered."""
+        if full_transactions is not None and boolean(full_transactions, "fullTx"):
+            raise InvalidParams("pending transaction filters return hashes only on this node")
+        return self.filters.install(FilterKind.PENDING)
+
+    async def get_filter_logs(self, filter_id: Any) -> list[Any]:
+        """A log filter's whole range, as eth_getLogs answers it (``latest`` read now)."""
+        query = self.filters.log_query(filter_id)
+        head = self.head.number
+
+        def resolved(number: int | None) -> int | None:
+            return head if number is None else number if number <= head else None
+
+        return await self._logs_between(
+            resolved(query.from_block), resolved(query.to_block), query.criteria)
 
     async def txpool_status(self) -> dict[str, str]:
         stats = await self.pool.stats()
@@ -625,15 +654,6 @@ def _slot(value: Any) -> int:
     if type(value) is str and len(value) == 66:
         return int.from_bytes(hash32(value), "big")
     return quantity(value, "storage slot")
-
-
-def _matches(log: Log, addresses: set[bytes], positions: list[set[bytes] | None]) -> bool:
-    if addresses and log.address not in addresses:
-        return False
-    if len(positions) > len(log.topics):
-        return False
-    return all(want is None or topic in want
-               for want, topic in zip(positions, log.topics, strict=False))
 
 
 def _call_error(result: CallResult) -> RpcError:

@@ -6,6 +6,11 @@ Routes:
   body held only notifications.
 - ``GET /`` with ``Upgrade: websocket`` — JSON-RPC over WebSocket, plus ``eth_subscribe`` /
   ``eth_unsubscribe``; :meth:`RpcServer.publish` pushes ``eth_subscription`` notifications.
+  Kinds are plain (``newHeads``, ``newPendingTransactions``: every subscriber gets every
+  payload) or, when the owner hands the server a parser for them (``subscription_criteria``;
+  the node serves ``logs`` so), take options: each subscription keeps its parsed criteria,
+  :meth:`RpcServer.subscriptions` lists them and ``publish(kind, payload, to=ids)`` sends a
+  payload to the subscriptions it suits. The server never interprets criteria itself.
 - ``GET /health`` — the JSON the ``health`` callback returns (``503`` if it raises).
 - ``GET /metrics`` — the Prometheus text of the given ``CollectorRegistry``.
 - ``OPTIONS`` — a CORS preflight answer, only when ``cors_origin`` is set.
@@ -58,11 +63,14 @@ from alys_fast.rpc.dispatch import (
 )
 from alys_fast.rpc.websocket import CLOSE_GOING_AWAY, WebSocket, accept_key
 
-__all__ = ["SUBSCRIPTION_KINDS", "Limits", "RpcServer"]
+__all__ = ["LOGS", "SUBSCRIPTION_KINDS", "Limits", "RpcServer"]
 
 log = logging.getLogger(__name__)
 
+# The kinds every subscriber of which gets every payload; kinds with criteria (the node's
+# "logs") are served when a parser is given (RpcServer's subscription_criteria).
 SUBSCRIPTION_KINDS = ("newHeads", "newPendingTransactions")
+LOGS = "logs"  # geth's log subscription: the node serves it with LogQuery criteria
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +144,7 @@ class _Conn:
         self.pinged_at = 0.0
         self.ws: WebSocket | None = None
         self.subs: dict[str, str] = {}
-        self.pending: list[tuple[str, str]] = []
+        self.pending: list[tuple[str, str, Any]] = []  # (id, kind, criteria) until answered
 
 
 class RpcServer:
@@ -144,6 +152,9 @@ class RpcServer:
 
     ``methods`` maps names to sync or async callables (see :mod:`alys_fast.rpc.dispatch`).
     ``port=0`` binds an ephemeral port; :attr:`port` holds the real one after :meth:`start`.
+    ``subscription_criteria`` maps each kind that takes options to the parser of
+    ``eth_subscribe``'s options object (None when absent) into that subscription's criteria;
+    it raises :class:`InvalidParams` (or any RpcError) to refuse them.
     """
 
     def __init__(
@@ -156,6 +167,7 @@ class RpcServer:
         health: Callable[[], Any] | None = None,
         registry: CollectorRegistry | None = None,
         subscription_kinds: Iterable[str] = SUBSCRIPTION_KINDS,
+        subscription_criteria: Mapping[str, Callable[[Any], Any]] | None = None,
         cors_origin: str | None = None,
     ) -> None:
         self.host = host
@@ -164,7 +176,10 @@ class RpcServer:
         self._dispatcher = Dispatcher(methods, max_batch=self.limits.max_batch)
         self._health = health
         self._registry = registry
-        self._subscribers: dict[str, dict[str, _Conn]] = {k: {} for k in subscription_kinds}
+        self._parsers = dict(subscription_criteria or {})
+        self._subscribers: dict[str, dict[str, _Conn]] = {
+            k: {} for k in (*subscription_kinds, *self._parsers)}
+        self._criteria: dict[str, dict[str, Any]] = {k: {} for k in self._parsers}
         self._cors = (
             b"" if cors_origin is None
             else b"Access-Control-Allow-Origin: " + cors_origin.encode() + b"\r\n")
@@ -251,8 +266,18 @@ class RpcServer:
         """Lets the publisher skip building payloads nobody will receive."""
         return bool(self._subscribers.get(kind))
 
-    def publish(self, kind: str, payload: Any) -> int:
-        """Send ``payload`` to every subscriber of ``kind``; returns how many were sent.
+    def subscriptions(self, kind: str) -> Mapping[str, Any]:
+        """The live subscriptions of a kind with criteria: id → criteria (read-only), so the
+        publisher can pick who gets what. Raises ``ValueError`` for any other kind."""
+        criteria = self._criteria.get(kind)
+        if criteria is None:
+            raise ValueError(f"{kind!r} is not a subscription kind with criteria; "
+                             f"those served are {list(self._criteria)}")
+        return criteria
+
+    def publish(self, kind: str, payload: Any, to: Iterable[str] | None = None) -> int:
+        """Send ``payload`` to every subscriber of ``kind`` (or to the subscriptions ``to``
+        names, ids of that kind; unknown ones are skipped); returns how many were sent.
 
         The payload is encoded once. Raises ``ValueError`` for a kind the server doesn't serve.
         """
@@ -262,9 +287,12 @@ class RpcServer:
                 f"unknown subscription kind {kind!r}; serving {list(self._subscribers)}")
         if not subscribers:
             return 0
+        targets: Iterable[tuple[str, _Conn]] = subscribers.items()
+        if to is not None:
+            targets = [(sid, conn) for sid in to if (conn := subscribers.get(sid)) is not None]
         tail = _NOTE_MID + _encode(payload) + b"}}"
         sent = 0
-        for sid, conn in subscribers.items():
+        for sid, conn in targets:
             transport = conn.transport
             if transport.is_closing():
                 continue
@@ -281,21 +309,31 @@ class RpcServer:
         if type(kind) is not str or kind not in self._subscribers:
             raise InvalidParams(
                 f"unsupported subscription kind {kind!r}; serving {list(self._subscribers)}")
-        if options:
+        parse = self._parsers.get(kind)
+        if parse is None and options:
             raise InvalidParams(f"subscription {kind} takes no options, got {options!r}")
+        if len(options) > 1:
+            raise InvalidParams(f"subscription {kind} takes one options object, got {options!r}")
         if len(conn.subs) + len(conn.pending) >= self.limits.max_subscriptions:
             raise ServerError(f"too many subscriptions (limit {self.limits.max_subscriptions})")
+        criteria = None if parse is None else parse(options[0] if options else None)
         sid = "0x" + secrets.token_hex(16)
         # Activated only after the answer is written, so no notification precedes the id.
-        conn.pending.append((sid, kind))
+        conn.pending.append((sid, kind, criteria))
         return sid
 
     def _unsubscribe(self, conn: _Conn, sid: str) -> bool:
         kind = conn.subs.pop(sid, None) if type(sid) is str else None
         if kind is None:
             return False
-        del self._subscribers[kind][sid]
+        self._forget(kind, sid)
         return True
+
+    def _forget(self, kind: str, sid: str) -> None:
+        self._subscribers[kind].pop(sid, None)
+        criteria = self._criteria.get(kind)
+        if criteria is not None:
+            criteria.pop(sid, None)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -317,7 +355,7 @@ class RpcServer:
         finally:
             self._conns.discard(conn)
             for sid, kind in conn.subs.items():
-                self._subscribers[kind].pop(sid, None)
+                self._forget(kind, sid)
             writer.close()
             if self._closing and not self._conns:
                 self._drained.set()
@@ -448,9 +486,11 @@ class RpcServer:
             conn.last = time.monotonic()
             if out is not None:
                 ws.send(out)
-            for sid, kind in conn.pending:
+            for sid, kind, criteria in conn.pending:
                 conn.subs[sid] = kind
                 self._subscribers[kind][sid] = conn
+                if kind in self._criteria:
+                    self._criteria[kind][sid] = criteria
             conn.pending.clear()
             await writer.drain()
 
