@@ -6,6 +6,10 @@ execute them (:func:`build_block`), signs the header and imports the block throu
 :class:`BlockImportWorkflow` peers' blocks will use. Once the block is stored and committed,
 the new head goes to the pool (its transactions leave) and to the RPC (subscribers, queries).
 
+A development chain (``ctx.dev_mining`` set, see :mod:`alys_fast.chain.mining`) is driven
+instead by its mining mode: a block when transactions arrive (:class:`Mine` with ``auto``),
+every ``interval_ms``, or only when asked (:class:`Mine`), each in the slot the dev clock picks.
+
 Failure is handled by crashing: if authoring or importing fails, the actor raises, its
 supervisor restarts it, and :meth:`ChainActor.started` rebuilds the head from storage and checks
 the engine agrees, so no half-done block survives a failure. Blocks are authored every slot,
@@ -17,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import msgspec
 
 from alys_fast.actors import Actor, ActorStopped, CircuitOpen, MailboxFull
 from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms
+from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import BlockIncluded, PoolClient, Resync
 from alys_fast.chain.workflows import (
     BlockImportWorkflow,
@@ -32,9 +38,10 @@ from alys_fast.chain.workflows import (
 )
 from alys_fast.engine.actor import EngineClient
 from alys_fast.metrics.histogram import Histogram
-from alys_fast.node.context import RPC, TXPOOL, NodeContext
+from alys_fast.node.context import CHAIN, RPC, TXPOOL, NodeContext
 from alys_fast.node.offload import Worker
 from alys_fast.storage.actor import StoreClient
+from alys_fast.storage.store import StorageError
 from alys_fast.validation import Header
 from alys_fast.validation.blocks import address_of
 
@@ -54,7 +61,52 @@ class NewHead(msgspec.Struct, frozen=True):
     imported: ImportedBlock | None = None
 
 
-ChainMessage = Tick
+class Mine(msgspec.Struct, frozen=True):
+    """-> the numbers of the blocks made (dev chains): ``count`` blocks, the first at
+    ``timestamp`` if given, each ``interval`` seconds after the one before (the first after
+    the head) if given, as anvil's. ``auto``:
+    after a submission, blocks only if the chain automines and the pool has transactions."""
+
+    count: int = 1
+    timestamp: int | None = None
+    interval: int | None = None
+    auto: bool = False
+
+
+class SetMining(msgspec.Struct, frozen=True):
+    """-> None: ``automine`` on or off, or ``interval_ms`` (0: interval mining off)."""
+
+    automine: bool | None = None
+    interval_ms: int | None = None
+
+
+class MoveTime(msgspec.Struct, frozen=True):
+    """-> the dev clock's total offset in seconds: forward by ``increase`` seconds, or the next
+    block at ``next_timestamp``."""
+
+    increase: int | None = None
+    next_timestamp: int | None = None
+
+
+class GetMining(msgspec.Struct, frozen=True):
+    """-> the dev chain's (mode, interval_ms, clock offset in seconds)."""
+
+
+class TakeSnapshot(msgspec.Struct, frozen=True):
+    """-> the id of a snapshot of the head, the pool and the dev clock."""
+
+
+class Revert(msgspec.Struct, frozen=True):
+    """-> True if the chain, its state, the pool and the clock went back to the snapshot
+    ``snapshot_id`` (then forgotten, with every later one); False if there is no such one."""
+
+    snapshot_id: int
+
+
+ChainMessage = Tick | Mine | SetMining | MoveTime | GetMining | TakeSnapshot | Revert
+_DEV_MESSAGES = (Mine, SetMining, MoveTime, GetMining, TakeSnapshot, Revert)
+# Most blocks one Mine makes: a bounded wait for its asker.
+MAX_MINE = 10_000
 
 
 class ChainActor(Actor):
@@ -70,6 +122,7 @@ class ChainActor(Actor):
         self.timer: asyncio.TimerHandle | None = None
         self.worker = Worker("chain")  # hashing and validating blocks, off the event loop
         self.my_slot: int | None = None
+        self.dev = ctx.dev_mining  # None: an Aura node on the wall clock
         if ctx.authority_key is not None:
             me = address_of(ctx.authority_key)
             authors = authority_addresses(self.spec)
@@ -102,13 +155,46 @@ class ChainActor(Actor):
         self._schedule()
 
     async def receive(self, message: ChainMessage) -> object:
-        if type(message) is Tick:
+        kind = type(message)
+        if kind is Tick:
             try:
-                await self._on_slot(message.slot)
+                if self.dev is None:
+                    await self._on_slot(message.slot)
+                elif self.dev.mode == "interval":
+                    await self._mine(Mine())
             finally:
                 self._schedule()
             return None
-        raise TypeError(f"chain: unexpected message {message!r}")
+        if kind not in _DEV_MESSAGES:
+            raise TypeError(f"chain: unexpected message {message!r}")
+        dev = self.dev
+        if dev is None:
+            return MiningError("this node authors in its Aura slots: it is not a dev chain")
+        try:
+            if kind is Mine:
+                return await self._mine(message)
+            if kind is SetMining:
+                if message.automine is not None:
+                    dev.set_automine(message.automine)
+                if message.interval_ms is not None:
+                    dev.set_interval(message.interval_ms)
+                self._schedule()
+                return None
+            if kind is MoveTime:
+                if message.increase is not None:
+                    return dev.increase_time(message.increase)
+                if message.next_timestamp is not None:
+                    assert self.head is not None
+                    dev.set_next_timestamp(message.next_timestamp, self.head.timestamp)
+                return dev.offset_ms // 1000
+            if kind is GetMining:
+                return dev.mode, dev.interval_ms, dev.offset_ms // 1000
+            if kind is TakeSnapshot:
+                assert self.head is not None
+                return dev.snapshot(self.head.number, self.head.hash, await self.pool.dump())
+            return await self._revert(message.snapshot_id)
+        except MiningError as exc:  # the asker's mistake, not this actor's crash
+            return exc
 
     def pre_restart(self, error: BaseException) -> None:
         self._cancel()
@@ -121,12 +207,16 @@ class ChainActor(Actor):
     # --- slots ------------------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        """Arm a timer for the start of the next slot."""
+        """Arm a timer for the start of the next slot (a dev chain: of the next mining
+        interval, and only when it mines by interval)."""
         self._cancel()
-        slot_ms = self.spec.slot_ms
+        dev = self.dev
+        if dev is not None and dev.mode != "interval":
+            return
+        period = self.spec.slot_ms if dev is None else dev.interval_ms
         now_ms = time.time_ns() // 1_000_000
-        slot = slot_at(now_ms, slot_ms) + 1
-        delay = (slot_start_ms(slot, slot_ms) - now_ms) / 1000
+        slot = slot_at(now_ms, period) + 1
+        delay = (slot_start_ms(slot, period) - now_ms) / 1000
         self.timer = asyncio.get_running_loop().call_later(delay, self._tick, slot)
 
     def _tick(self, slot: int) -> None:
@@ -157,11 +247,72 @@ class ChainActor(Actor):
             return
         await self._author(head, slot)
 
-    async def _author(self, parent: Header, slot: int) -> None:
+    async def _mine(self, request: Mine) -> list[int]:
+        """Make the blocks a dev chain is asked for (see :class:`Mine`); their numbers."""
+        dev = self.dev
+        assert dev is not None
+        if self.my_slot is None:
+            raise MiningError("this node has no authority key: it cannot make blocks")
+        if not 1 <= request.count <= MAX_MINE:
+            raise MiningError(f"blocks to mine must be 1 to {MAX_MINE}, got {request.count}")
+        if request.auto and dev.mode != "auto":
+            return []
+        made: list[int] = []
+        timestamp = request.timestamp
+        for _ in range(MAX_MINE if request.auto else request.count):
+            head = self.head
+            assert head is not None
+            if request.interval is not None and (made or timestamp is None):
+                timestamp = head.timestamp + request.interval  # anvil's: each after the last
+            candidates = None
+            if request.auto:
+                candidates = await self.pool.best(
+                    self.spec.gas_limit, child_base_fee(self.spec, head))
+                if not candidates:
+                    break
+            now_ms = time.time_ns() // 1_000_000
+            slot = dev.next_slot(head.slot, now_ms, self.spec.slot_ms, timestamp)
+            included = await self._author(head, slot, candidates)
+            made.append(head.number + 1)
+            if request.auto and not included:
+                break  # nothing in the pool can go in a block: do not spin
+            timestamp = None
+        return made
+
+    async def _revert(self, snapshot_id: int) -> bool:
+        """Go back to a snapshot: storage unwinds to its block, the engine reloads from
+        storage, the pool holds what it held then, the RPC follows the head back."""
+        dev = self.dev
+        assert dev is not None
+        snapshot = dev.take_snapshot(snapshot_id)
+        if snapshot is None:
+            return False
+        try:
+            await self.store.unwind(snapshot.number)
+        except StorageError as exc:  # its history was pruned: the client's answer
+            raise MiningError(f"cannot revert to snapshot {snapshot_id}: {exc}") from None
+        await self.engine.reload()
+        head = await self.store.head_header()
+        if head.hash != snapshot.block_hash:
+            raise RuntimeError(f"reverted to block {head.number} 0x{head.hash.hex()}, not the "
+                               f"snapshot's 0x{snapshot.block_hash.hex()}")
+        self.head = head
+        self.stats["head"] = head.number
+        await self.pool.replace(snapshot.transactions, child_base_fee(self.spec, head))
+        self.ctx.tell(RPC, NewHead(head))
+        self._schedule()
+        return True
+
+    async def _author(
+        self, parent: Header, slot: int, candidates: list | None = None
+    ) -> int:
+        """Build, import and publish the block of ``slot`` on ``parent`` from ``candidates``
+        (None: the pool's best); the number of transactions it holds."""
         assert self.ctx.authority_key is not None
         spec = self.spec
         started = time.perf_counter()
-        candidates = await self.pool.best(spec.gas_limit, child_base_fee(spec, parent))
+        if candidates is None:
+            candidates = await self.pool.best(spec.gas_limit, child_base_fee(spec, parent))
         block, execution = await build_block(
             spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
             offload=self.worker.run,
@@ -176,6 +327,7 @@ class ChainActor(Actor):
         stats = self.stats
         stats["build_seconds"].observe(built - started)
         stats["import_seconds"].observe(time.perf_counter() - built)
+        return len(execution.transactions)
 
     def _on_head(self, imported: ImportedBlock) -> None:
         header = imported.header
@@ -192,3 +344,44 @@ class ChainActor(Actor):
             ),
         )
         self.ctx.tell(RPC, NewHead(header, imported))
+
+
+class ChainClient:
+    """Typed asks to the chain actor: a dev chain's mining, clock and snapshots. A refusal
+    (:class:`MiningError`, e.g. a timestamp before the head's) is raised here."""
+
+    def __init__(self, ctx: NodeContext, timeout: float = 10.0) -> None:
+        self.ctx = ctx
+        self.timeout = timeout
+
+    async def _ask(self, message: ChainMessage, timeout: float | None = None) -> Any:
+        result = await self.ctx.ref(CHAIN).ask(message, timeout or self.timeout)
+        if isinstance(result, MiningError):
+            raise result
+        return result
+
+    async def mine(self, count: int = 1, timestamp: int | None = None,
+                   interval: int | None = None) -> list[int]:
+        # Each block is a few ms; the wait grows with the count asked for.
+        return await self._ask(Mine(count, timestamp, interval), self.timeout + count * 0.05)
+
+    async def automine(self) -> list[int]:
+        """After a submission: the blocks automining made (none unless the chain automines)."""
+        return await self._ask(Mine(auto=True), self.timeout * 6)
+
+    async def set_mining(self, *, automine: bool | None = None,
+                         interval_ms: int | None = None) -> None:
+        await self._ask(SetMining(automine, interval_ms))
+
+    async def move_time(self, *, increase: int | None = None,
+                        next_timestamp: int | None = None) -> int:
+        return await self._ask(MoveTime(increase, next_timestamp))
+
+    async def mining(self) -> tuple[str, int, int]:
+        return await self._ask(GetMining())
+
+    async def snapshot(self) -> int:
+        return await self._ask(TakeSnapshot())
+
+    async def revert(self, snapshot_id: int) -> bool:
+        return await self._ask(Revert(snapshot_id), self.timeout * 6)

@@ -74,7 +74,20 @@ class Resync(msgspec.Struct, frozen=True):
     base_fee: int
 
 
+class Dump(msgspec.Struct, frozen=True):
+    """-> every pooled transaction, pending and queued (a dev chain's snapshot)."""
+
+
+class Replace(msgspec.Struct, frozen=True):
+    """-> None: the pool becomes ``transactions`` alone, judged afresh at the head (a dev
+    chain's revert)."""
+
+    transactions: Sequence[Transaction]
+    base_fee: int
+
+
 PoolMessage = Submit | Best | BlockIncluded | PendingNonce | GetPooled | PoolStats | Resync
+PoolMessage |= Dump | Replace
 
 
 class TxPoolActor(Actor):
@@ -85,8 +98,12 @@ class TxPoolActor(Actor):
         self.engine = EngineClient(ctx)
         self.accounts: dict[bytes, tuple[int, int]] = {}
         self.worker = Worker("txpool")  # block-sized steps (best, remove_included) off the loop
-        spec = ctx.spec
-        self.pool = TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__, limits)
+        self.limits = limits
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> TxPool:
+        spec = self.ctx.spec
+        return TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__, self.limits)
 
     async def receive(self, message: PoolMessage) -> object:
         pool = self.pool
@@ -120,6 +137,16 @@ class TxPoolActor(Actor):
             return pool.get(message.tx_hash)
         if type(message) is PoolStats:
             return {**pool.status(), **pool.counters, "rejected": dict(pool.rejected)}
+        if type(message) is Dump:
+            return [tx for group in pool.content().values()
+                    for by_nonce in group.values() for tx in by_nonce.values()]
+        if type(message) is Replace:
+            self.accounts.clear()
+            self.pool = pool = self._new_pool()
+            pool.base_fee = message.base_fee
+            await self._fetch({tx.sender for tx in message.transactions})
+            pool.admit_many(message.transactions)
+            return None
         if type(message) is Resync:
             self.accounts.clear()
             senders = pool.senders()
@@ -175,6 +202,12 @@ class PoolClient:
 
     async def pooled(self, tx_hash: bytes) -> Transaction | None:
         return await self.ctx.ref(TXPOOL).ask(GetPooled(tx_hash), self.timeout)
+
+    async def dump(self) -> list[Transaction]:
+        return await self.ctx.ref(TXPOOL).ask(Dump(), self.timeout)
+
+    async def replace(self, transactions: Sequence[Transaction], base_fee: int) -> None:
+        await self.ctx.ref(TXPOOL).ask(Replace(transactions, base_fee), self.timeout)
 
     async def stats(self) -> dict:
         return await self.ctx.ref(TXPOOL).ask(PoolStats(), self.timeout)

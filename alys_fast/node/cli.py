@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import (
     DEV_ACCOUNTS,
     DEV_AUTHORITY_KEY,
@@ -29,12 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dev", help="run a development chain: one authority, 10 funded accounts, JSON-RPC")
     dev.add_argument("--data-dir", type=Path,
                      help="keep the chain here (default: a temporary directory, deleted on exit)")
-    dev.add_argument("--block-time", type=float, default=1.0, metavar="SECONDS",
-                     help="slot length in seconds (default 1)")
+    dev.add_argument("--block-time", type=float, default=0.0, metavar="SECONDS",
+                     help="mine a block every SECONDS (default 0: automine, a block as soon as "
+                          "transactions arrive, as anvil and hardhat do)")
+    dev.add_argument("--no-mining", action="store_true",
+                     help="make blocks only when asked (evm_mine, anvil_mine)")
     dev.add_argument("--gas-limit", type=int, default=None,
                      help="block gas limit (default 30,000,000)")
-    dev.add_argument("--archive", action="store_true",
-                     help="keep the state of every block readable (default: the last 128)")
     _rpc_args(dev)
     dev.set_defaults(handler=_dev)
     run = sub.add_parser("run", help="run a node from a configuration file")
@@ -54,10 +56,18 @@ def _rpc_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
 def _dev(args: argparse.Namespace) -> int:
     from alys_fast.cli import CliError
 
-    if not 0.001 <= args.block_time <= 3600:
-        raise CliError(f"--block-time must be 0.001 to 3600 seconds, got {args.block_time}")
+    if not (args.block_time == 0 or 0.001 <= args.block_time <= 3600):
+        raise CliError(f"--block-time must be 0 (automine) or 0.001 to 3600 seconds, got "
+                       f"{args.block_time}")
+    if args.no_mining and args.block_time:
+        raise CliError("--no-mining and --block-time exclude each other")
+    interval_ms = round(args.block_time * 1000)
+    mining = DevMining(mode="off" if args.no_mining else "interval" if interval_ms else "auto",
+                       interval_ms=interval_ms or 1000)
     try:
-        spec = dev_spec(slot_ms=round(args.block_time * 1000))
+        # Slots are the block time when mining by interval, else a second: one block's
+        # timestamp step, as anvil's and hardhat's.
+        spec = dev_spec(slot_ms=interval_ms or 1000)
         if args.gas_limit is not None:
             if not 21_000 <= args.gas_limit < 2**63:
                 raise CliError(f"--gas-limit must be at least 21000, got {args.gas_limit}")
@@ -72,7 +82,9 @@ def _dev(args: argparse.Namespace) -> int:
         authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]),
         rpc_host=args.host,
         rpc_port=args.port,
-        archive=args.archive,
+        # Dev chains keep every block's state: evm_revert unwinds through it.
+        archive=True,
+        dev_mining=mining,
     )
     try:
         return _serve(ctx, args.log_level, banner=True)
@@ -129,7 +141,7 @@ def _banner(ctx: NodeContext, url: str) -> str:
         "alys-fast dev chain",
         "===================",
         f"chain id     {ctx.spec.chain_id}",
-        f"block time   {ctx.spec.slot_ms / 1000:g} s",
+        f"mining       {_mining(ctx)}",
         f"gas limit    {ctx.spec.gas_limit:,}",
         f"data dir     {ctx.data_dir}",
         "",
@@ -145,3 +157,11 @@ def _banner(ctx: NodeContext, url: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _mining(ctx: NodeContext) -> str:
+    mining = ctx.dev_mining
+    assert mining is not None
+    if mining.mode == "interval":
+        return f"a block every {mining.interval_ms / 1000:g} s"
+    return "automine (a block per submission)" if mining.mode == "auto" else "off (evm_mine)"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from alys_fast.actors import ActorStopped, CircuitOpen, MailboxFull
+from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.rpc import Limits, RpcServer
 
@@ -52,6 +53,9 @@ class NodeContext:
     rpc_limits: Limits = field(default_factory=Limits)
     sync_writes: bool = False
     archive: bool = False  # keep every block's state readable, not only the last 128
+    # A development chain's mining mode and clock (None: Aura slots on the wall clock). Kept
+    # here, not in the chain actor, so that an actor restart keeps them.
+    dev_mining: DevMining | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     system: ActorSystem | None = None
     # Filled by actors as they come up, read by the node and the tests.

@@ -19,6 +19,7 @@ from alys_fast.actors import Actor
 from alys_fast.chain.actor import NewHead
 from alys_fast.chain.workflows import ImportedBlock
 from alys_fast.node.context import NodeContext
+from alys_fast.rpc.dev import DevApi
 from alys_fast.rpc.eth import EthApi
 from alys_fast.rpc.filters import BlockLogs, LogQuery
 from alys_fast.rpc.formats import header_json, hexdata
@@ -42,8 +43,11 @@ class RpcActor(Actor):
         head = await StoreClient(ctx).head_header()
         api = self.api = EthApi(ctx, head)
         api.on_pending = self._pending
+        methods = api.methods()
+        if ctx.dev_mining is not None:
+            DevApi(ctx, api).register(methods)
         self.server = RpcServer(
-            api.methods(),
+            methods,
             host=ctx.rpc_host,
             port=ctx.rpc_bound or ctx.rpc_port,  # a restart keeps an ephemeral port
             limits=ctx.rpc_limits,

@@ -72,6 +72,13 @@ class LoadState(msgspec.Struct, frozen=True):
     """-> every account at the head, {address: Account}."""
 
 
+class Unwind(msgspec.Struct, frozen=True):
+    """-> None, or the StorageError refusing it: block ``number`` becomes the head again, its
+    state restored from history (a dev chain's ``evm_revert``)."""
+
+    number: int
+
+
 class Resolve(msgspec.Struct, frozen=True):
     """-> a :class:`Loaded` answering the engine's misses from the state at block ``at``
     (None: the head), or the StatePruned error if that state is not kept."""
@@ -81,7 +88,7 @@ class Resolve(msgspec.Struct, frozen=True):
 
 
 StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
-StorageMessage |= LoadState | Resolve
+StorageMessage |= LoadState | Resolve | Unwind
 
 
 def open_store(ctx: NodeContext) -> ChainStore:
@@ -177,6 +184,11 @@ class StorageActor(Actor):
                 return exc
         if type(message) is LoadState:
             return await self.worker.run(store.load_state)
+        if type(message) is Unwind:
+            try:
+                return await self.worker.run(store.unwind, message.number)
+            except StorageError as exc:
+                return exc
         raise TypeError(f"storage: unexpected message {message!r}")
 
     def pre_restart(self, error: BaseException) -> None:
@@ -263,6 +275,12 @@ class StoreClient:
 
     async def load_state(self) -> dict[bytes, Account]:
         return await self.ctx.ref(STORAGE).ask(LoadState(), self.timeout)
+
+    async def unwind(self, number: int) -> None:
+        """Make block ``number`` the head again (StorageError if its history is gone)."""
+        result = await self.ctx.ref(STORAGE).ask(Unwind(number), self.timeout)
+        if isinstance(result, StorageError):
+            raise result
 
     async def resolve(self, misses: Sequence[Miss], at: int | None = None) -> Loaded:
         """Load what the engine missed, at the head or at block ``at`` (StatePruned if that

@@ -336,6 +336,50 @@ class ChainStore:
             raw = self._cf["storage"].get(key)
         return 0 if raw is None else int.from_bytes(raw, "big")
 
+    def unwind(self, number: int) -> None:
+        """Make block ``number`` the head again, atomically: the blocks after it, their
+        receipts and tx index entries go, and the flat state goes back to block ``number``'s
+        by applying their history in reverse (so that history must still be kept)."""
+        head = self.head()
+        if head is None or number > head[0]:
+            raise StorageError(f"cannot unwind to block {number}: it is beyond the head")
+        oldest = self.oldest_state()
+        if number < oldest:
+            raise StatePruned(number, oldest)
+        h, cf = self._handles, self._cf
+        batch = WriteBatch(raw_mode=True)
+        # Newest block first, so each key ends with the value before the oldest block undone.
+        accounts: dict[bytes, bytes] = {}
+        slots: dict[bytes, bytes] = {}
+        for n in range(head[0], number, -1):
+            key = _number_key(n)
+            block_hash = cf["canonical"][key]
+            for entry in _decode_keys(cf["changesets"].get(key) or _encode([])):
+                value = cf["history"][entry]
+                if entry[:1] == b"a":
+                    accounts[entry[1:21]] = value
+                else:
+                    slots[entry[1:53]] = value
+                batch.delete(entry, h["history"])
+            batch.delete(key, h["changesets"])
+            for receipt in self.receipts(block_hash) or ():
+                batch.delete(receipt.tx_hash, h["txindex"])
+            for family in ("headers", "blocks", "receipts"):
+                batch.delete(block_hash, h[family])
+            batch.delete(key, h["canonical"])
+        for address, raw in accounts.items():
+            if _decode_previous(raw) is None:
+                batch.delete(address, h["state"])
+            else:  # history keeps accounts in the state's own encoding
+                batch.put(address, raw, h["state"])
+        for key, raw in slots.items():
+            if raw:
+                batch.put(key, raw, h["storage"])
+            else:
+                batch.delete(key, h["storage"])
+        batch.put(_HEAD, _encode((number, self.block_hash(number))), h["meta"])
+        self._db.write(batch)
+
     def meta(self, key: bytes) -> bytes | None:
         """A value the store's owner keeps beside the chain (e.g. the spec it was made with)."""
         if key == _HEAD:

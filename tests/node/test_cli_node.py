@@ -119,8 +119,9 @@ def test_dev_banner_lists_the_accounts_keys_and_url(running: list[Running]) -> N
 
 
 @pytest.mark.parametrize("args, named", [
-    (("--block-time", "0"), "--block-time"),
     (("--block-time", "-1"), "--block-time"),
+    (("--block-time", "0.0001"), "--block-time"),
+    (("--block-time", "1", "--no-mining"), "--no-mining"),
     (("--block-time", "nan"), "--block-time"),
     (("--gas-limit", "100"), "--gas-limit"),
 ])

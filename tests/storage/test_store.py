@@ -402,3 +402,41 @@ def test_a_store_without_history_reads_its_head_only(tmp_path: Path) -> None:
         assert store.oldest_state() == 3
         with pytest.raises(StatePruned):
             store.account_at(b"\x0b" * 20, 2)
+
+
+def test_unwind_returns_to_an_older_block_exactly(tmp_path: Path) -> None:
+    b = b"\x0b" * 20
+    with ChainStore(tmp_path / "db", archive=True) as store:
+        expected = _chain_of_changes(store, 6)
+        store.unwind(2)
+        at_two = (store.load_state(), store.contract_storage(A))
+        assert store.head() == (2, _hash(2))
+        assert store.account(b) == expected[2][0]
+        assert store.contract_storage(A) == [(7, 2), (101, 1), (102, 1)]
+        for n in range(3, 7):
+            assert store.block_hash(n) is None and store.block(_hash(n)) is None
+        assert store.account_at(b, 1) == expected[1][0]
+        with pytest.raises(StorageError, match="beyond the head"):
+            store.account_at(b, 3)
+        # The chain goes on from there, and unwinding to where it is changes nothing.
+        store.unwind(2)
+        assert (store.load_state(), store.contract_storage(A)) == at_two
+        store.write_block(BlockRecord(3, _hash(33), _hash(2), b"", ()), [],
+                          StateDiff({b: Account(nonce=33)}, previous={b: expected[2][0]}))
+        assert store.account_at(b, 2) == expected[2][0]
+        assert store.account(b) == Account(nonce=33)
+        store.unwind(0)
+        assert store.load_state() == {} and store.contract_storage(A) == []
+
+
+def test_unwind_needs_the_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alys_fast.storage.store as store_module
+
+    monkeypatch.setattr(store_module, "HISTORY_BLOCKS", 3)
+    with ChainStore(tmp_path / "db") as store:
+        _chain_of_changes(store, 6)
+        with pytest.raises(StatePruned):
+            store.unwind(2)
+        with pytest.raises(StorageError, match="beyond the head"):
+            store.unwind(7)
+        assert store.head() == (6, _hash(6))
