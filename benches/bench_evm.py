@@ -108,7 +108,8 @@ def measure(n: int, erc20: bool, rounds: int) -> dict[str, float]:
             store.write_block(BlockRecord(0, b"\1" * 32, bytes(32), b"", ()), (),
                               execution.changes)
             record = BlockRecord(1, b"\2" * 32, b"\1" * 32, b"",
-                                 tuple(b"" for _ in execution.receipts))
+                                 tuple(b"" for _ in execution.receipts),
+                                 tuple(tx.sender for tx in execution.transactions))
             started = time.perf_counter()
             store.write_block(record, execution.receipts, execution.changes)
             out["rocksdb_write_ms"] = round(1000 * (time.perf_counter() - started), 1)

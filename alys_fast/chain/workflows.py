@@ -385,7 +385,8 @@ class BlockImportWorkflow:
         header = block.header
         if await self.store.head() != (header.number, block.hash):
             record = BlockRecord(
-                header.number, block.hash, header.parent_hash, header.encode(), block.transactions
+                header.number, block.hash, header.parent_hash, header.encode(), block.transactions,
+                tuple(tx.sender for tx in self._execution.transactions),
             )
             await self.store.write_block(
                 record, self._execution.receipts, self._execution.changes

@@ -68,7 +68,6 @@ from alys_fast.validation import (
     InvalidTransaction,
     Transaction,
     decode_header,
-    recover_transaction,
     recover_transactions,
     with_sender,
 )
@@ -475,14 +474,25 @@ class EthApi:
         size = len(Block(header, record.transactions).encode())
         if not want_full:
             return block_json(header, size, self.miner, [hexdata(h) for h in self._hashes(record)])
-        txs = recover_transactions(record.transactions, self.spec.chain_id)
         return block_json(header, size, self.miner, [
             transaction_json(
-                _valid(tx), block_hash=record.hash, block_number=record.number, index=i,
+                tx, block_hash=record.hash, block_number=record.number, index=i,
                 base_fee=header.base_fee_per_gas,
             )
-            for i, tx in enumerate(txs)
+            for i, tx in enumerate(self._stored(record))
         ])
+
+    def _stored(self, record: BlockRecord, index: int | None = None) -> list[Transaction]:
+        """A stored block's transactions (or the one at ``index``), rebuilt from the senders
+        stored beside them: no key recovery (they were validated on import)."""
+        chain_id = self.spec.chain_id
+        pairs = zip(record.transactions, record.senders, strict=True)
+        if index is not None:
+            pairs = iter([(record.transactions[index], record.senders[index])])
+        try:
+            return [with_sender(raw, sender, chain_id) for raw, sender in pairs]
+        except InvalidTransaction as exc:
+            raise ServerError(f"stored transaction does not decode: {exc}") from None
 
     def _hashes(self, record: BlockRecord) -> tuple[bytes, ...]:
         """A block's transaction hashes, cached for the newest blocks clients keep polling."""
@@ -516,8 +526,7 @@ class EthApi:
         record = await self.store.block(hash=location.block_hash)
         if record is None:
             return None
-        raw = record.transactions[location.index]
-        return record, location.index, recover_transaction(raw, self.spec.chain_id)
+        return record, location.index, self._stored(record, location.index)[0]
 
     async def get_transaction_by_hash(self, tx_hash: Any) -> dict[str, Any] | None:
         wanted = hash32(tx_hash)
@@ -551,11 +560,10 @@ class EthApi:
         if record is None:
             return None
         receipts = await self.store.receipts(record.hash) or ()
-        txs = recover_transactions(record.transactions, self.spec.chain_id)
         out, first = [], 0
-        for index, (receipt, tx) in enumerate(zip(receipts, txs, strict=True)):
+        for index, (receipt, tx) in enumerate(zip(receipts, self._stored(record), strict=True)):
             out.append(receipt_json(
-                receipt, _valid(tx), block_hash=record.hash, block_number=record.number,
+                receipt, tx, block_hash=record.hash, block_number=record.number,
                 index=index, first_log_index=first,
             ))
             first += len(receipt.logs)
@@ -641,12 +649,6 @@ def _recovery_pool() -> ThreadPoolExecutor:
 
 def _hashes(record: BlockRecord) -> tuple[bytes, ...]:
     return tuple(_keccak256(raw) for raw in record.transactions)
-
-
-def _valid(tx: Transaction | InvalidTransaction) -> Transaction:
-    if isinstance(tx, InvalidTransaction):  # stored blocks were validated on import
-        raise ServerError(f"stored transaction does not decode: {tx}")
-    return tx
 
 
 def _slot(value: Any) -> int:

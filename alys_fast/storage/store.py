@@ -82,13 +82,16 @@ class StatePruned(StorageError):
 
 
 class BlockRecord(msgspec.Struct, frozen=True):
-    """What the store keeps of a block: its identity, encoded header and raw transactions."""
+    """What the store keeps of a block: its identity, encoded header, raw transactions and
+    their senders (recovered once, on import: readers rebuild transactions without the ~45 us
+    key recovery, and a dev chain's impersonated senders, which no signature names, stay)."""
 
     number: int
     hash: bytes
     parent_hash: bytes
     header: bytes
     transactions: tuple[bytes, ...]
+    senders: tuple[bytes, ...] = ()
 
 
 class TxLocation(msgspec.Struct, frozen=True, array_like=True):
@@ -108,7 +111,7 @@ def _big(value: int) -> bytes:
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_header = msgspec.msgpack.Decoder(tuple[int, bytes, bytes]).decode
-_decode_txs = msgspec.msgpack.Decoder(tuple[bytes, ...]).decode
+_decode_body = msgspec.msgpack.Decoder(tuple[tuple[bytes, ...], tuple[bytes, ...]]).decode
 _decode_receipts = msgspec.msgpack.Decoder(
     tuple[
         tuple[bytes, int, int, int, int, bytes, tuple[tuple[bytes, tuple[bytes, ...], bytes], ...],
@@ -222,7 +225,12 @@ class ChainStore:
         batch = WriteBatch(raw_mode=True)
         header = (block.number, block.parent_hash, block.header)
         batch.put(block.hash, _encode(header), h["headers"])
-        batch.put(block.hash, _encode(block.transactions), h["blocks"])
+        if len(block.senders) != len(block.transactions):
+            raise StorageError(
+                f"block {block.number} has {len(block.transactions)} transactions but "
+                f"{len(block.senders)} senders"
+            )
+        batch.put(block.hash, _encode((block.transactions, block.senders)), h["blocks"])
         batch.put(
             block.hash,
             _encode(
@@ -404,7 +412,7 @@ class ChainStore:
         body = self._cf["blocks"].get(block_hash)
         if body is None:
             raise StorageError(f"block {block_hash.hex()} has a header but no body")
-        return BlockRecord(number, block_hash, parent_hash, encoded, _decode_txs(body))
+        return BlockRecord(number, block_hash, parent_hash, encoded, *_decode_body(body))
 
     def receipts(self, block_hash: bytes) -> tuple[Receipt, ...] | None:
         """The receipts of the block with this hash, in transaction order, or None."""

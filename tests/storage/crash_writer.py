@@ -46,7 +46,8 @@ def make(n: int) -> tuple[BlockRecord, list[Receipt], StateDiff]:
         storage=(StorageDiff(CONTRACT, n == 0, slots),),
         code=(CODE,) if n == 0 else (),
     )
-    return BlockRecord(n, block_hash(n), parent, b"h" * 500, txs), receipts, diff
+    senders = tuple(bytes(20) for _ in txs)
+    return BlockRecord(n, block_hash(n), parent, b"h" * 500, txs, senders), receipts, diff
 
 
 def main(path: str) -> None:

@@ -39,7 +39,7 @@ def _genesis(store: ChainStore) -> BlockRecord:
 
 def _block(n: int, parent: BlockRecord, state_root: bytes, txs) -> BlockRecord:
     return BlockRecord(n, keccak256(parent.hash + state_root), parent.hash, b"header %d" % n,
-                       tuple(t.raw for t in txs))
+                       tuple(t.raw for t in txs), tuple(t.sender for t in txs))
 
 
 class StoreSource:
@@ -159,7 +159,12 @@ def test_blocks_must_extend_the_head(tmp_path: Path) -> None:
         with pytest.raises(StorageError, match="does not extend"):
             store.write_block(BlockRecord(1, b"b" * 32, b"z" * 32, b"", ()), [], empty)
         with pytest.raises(StorageError, match="receipts"):
-            store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", (b"tx",)), [], empty)
+            store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", (b"tx",), (A,)), [],
+                              empty)
+        receipt = Receipt(b"\x0a" * 32, 2, 1, 21_000, 21_000, 1, (), bloom_of(()), None, b"")
+        with pytest.raises(StorageError, match="senders"):
+            store.write_block(BlockRecord(1, b"b" * 32, b"a" * 32, b"", (b"tx",)), [receipt],
+                              empty)
         assert store.head() == (0, b"a" * 32)
 
 
@@ -174,6 +179,7 @@ def test_deleted_accounts_are_removed(tmp_path: Path) -> None:
         assert store.load_state() == {} and store.account(a) is None
 
 
+B = b"\x0b" * 20
 # Neighbours of A in key order: the wipe of A must not reach them.
 A = bytes.fromhex("10" * 19 + "42")
 BEFORE_A = bytes.fromhex("10" * 19 + "41")
@@ -236,10 +242,11 @@ def test_receipts_with_logs_round_trip(tmp_path: Path) -> None:
         Receipt(b"\x0b" * 32, 0, 1, 100_000, 160_000, 7, (), bloom_of(()), b"\x0c" * 20, b""),
         Receipt(b"\x0d" * 32, 1, 0, 30_000, 190_000, 7, (), bloom_of(()), None, b"revert"),
     ]
-    block = BlockRecord(0, b"a" * 32, bytes(32), b"", (b"t1", b"t2", b"t3"))
+    block = BlockRecord(0, b"a" * 32, bytes(32), b"", (b"t1", b"t2", b"t3"), (A, B, A))
     with ChainStore(tmp_path / "db") as store:
         store.write_block(block, receipts, StateDiff({}))
     with ChainStore(tmp_path / "db") as store:
+        assert store.block(block.hash) == block
         assert store.receipts(block.hash) == tuple(receipts)
         assert store.receipts(b"z" * 32) is None
     assert receipts[0].logs_bloom != bytes(256)
