@@ -86,8 +86,15 @@ class Replace(msgspec.Struct, frozen=True):
     base_fee: int
 
 
+class Drop(msgspec.Struct, frozen=True):
+    """-> how many of these transactions were pooled; they are not any more (a dev chain's
+    ``anvil_dropTransaction``)."""
+
+    tx_hashes: Sequence[bytes]
+
+
 PoolMessage = Submit | Best | BlockIncluded | PendingNonce | GetPooled | PoolStats | Resync
-PoolMessage |= Dump | Replace
+PoolMessage |= Dump | Replace | Drop
 
 
 class TxPoolActor(Actor):
@@ -137,6 +144,8 @@ class TxPoolActor(Actor):
             return pool.get(message.tx_hash)
         if type(message) is PoolStats:
             return {**pool.status(), **pool.counters, "rejected": dict(pool.rejected)}
+        if type(message) is Drop:
+            return pool.drop(message.tx_hashes)
         if type(message) is Dump:
             return [tx for group in pool.content().values()
                     for by_nonce in group.values() for tx in by_nonce.values()]
@@ -208,6 +217,9 @@ class PoolClient:
 
     async def replace(self, transactions: Sequence[Transaction], base_fee: int) -> None:
         await self.ctx.ref(TXPOOL).ask(Replace(transactions, base_fee), self.timeout)
+
+    async def drop(self, tx_hashes: Sequence[bytes]) -> int:
+        return await self.ctx.ref(TXPOOL).ask(Drop(tx_hashes), self.timeout)
 
     async def stats(self) -> dict:
         return await self.ctx.ref(TXPOOL).ask(PoolStats(), self.timeout)

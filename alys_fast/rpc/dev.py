@@ -14,9 +14,18 @@ from typing import Any
 from alys_fast.actors import ActorError
 from alys_fast.chain.actor import ChainClient
 from alys_fast.chain.mining import MiningError
+from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.node.context import NodeContext
-from alys_fast.rpc.dispatch import InvalidParams, Methods, ServerError, boolean, quantity
+from alys_fast.rpc.dispatch import (
+    InvalidParams,
+    Methods,
+    ServerError,
+    boolean,
+    hash32,
+    quantity,
+)
 from alys_fast.rpc.eth import EthApi
+from alys_fast.rpc.formats import hexdata
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,7 @@ class DevApi:
 
     def __init__(self, ctx: NodeContext, eth: EthApi) -> None:
         self.chain = ChainClient(ctx)
+        self.pool = PoolClient(ctx)
         eth.after_pooled = self._automine
 
     def register(self, methods: Methods) -> None:
@@ -48,6 +58,8 @@ class DevApi:
             "anvil_snapshot": self.snapshot,
             "evm_revert": self.revert,
             "anvil_revert": self.revert,
+            "anvil_dropTransaction": self.drop_transaction,
+            "hardhat_dropTransaction": self.drop_transaction,
         }
         for name, fn in table.items():
             methods.add(name, fn)
@@ -119,6 +131,11 @@ class DevApi:
 
     async def revert(self, snapshot_id: Any) -> bool:
         return await self._ask(self.chain.revert(quantity(snapshot_id, "snapshot id", 64)))
+
+    async def drop_transaction(self, tx_hash: Any) -> str | None:
+        """Take a transaction out of the pool: its hash, or null if it was not pooled."""
+        wanted = hash32(tx_hash)
+        return hexdata(wanted) if await self._ask(self.pool.drop([wanted])) else None
 
 
 def _count(value: Any, what: str) -> int:

@@ -182,3 +182,14 @@ def test_an_aura_node_has_no_dev_methods(tmp_path: Path) -> None:
     with running_node(tmp_path / "aura", slot_ms=200) as aura:
         for method in ("evm_mine", "evm_snapshot", "anvil_setAutomine"):
             assert error_of(aura.url, method)["code"] == -32601
+
+
+def test_drop_a_pooled_transaction(w3: Web3, node: ThreadNode) -> None:
+    rpc(node.url, "evm_setAutomine", False)
+    tx = signed(w3, ACCOUNTS[5])
+    w3.eth.send_raw_transaction(tx.raw_transaction)
+    assert rpc(node.url, "anvil_dropTransaction", tx.hash.to_0x_hex()) == tx.hash.to_0x_hex()
+    assert rpc(node.url, "anvil_dropTransaction", tx.hash.to_0x_hex()) is None
+    rpc(node.url, "evm_mine")
+    with pytest.raises(TransactionNotFound):
+        w3.eth.get_transaction(tx.hash)
