@@ -88,6 +88,12 @@ class MoveTime(msgspec.Struct, frozen=True):
     next_timestamp: int | None = None
 
 
+class SetNextBaseFee(msgspec.Struct, frozen=True):
+    """-> None: the next block's base fee (dev chains)."""
+
+    base_fee: int
+
+
 class GetMining(msgspec.Struct, frozen=True):
     """-> the dev chain's (mode, interval_ms, clock offset in seconds)."""
 
@@ -103,8 +109,9 @@ class Revert(msgspec.Struct, frozen=True):
     snapshot_id: int
 
 
-ChainMessage = Tick | Mine | SetMining | MoveTime | GetMining | TakeSnapshot | Revert
-_DEV_MESSAGES = (Mine, SetMining, MoveTime, GetMining, TakeSnapshot, Revert)
+ChainMessage = Tick | Mine | SetMining | MoveTime | SetNextBaseFee | GetMining | TakeSnapshot
+ChainMessage |= Revert
+_DEV_MESSAGES = (Mine, SetMining, MoveTime, SetNextBaseFee, GetMining, TakeSnapshot, Revert)
 # Most blocks one Mine makes: a bounded wait for its asker.
 MAX_MINE = 10_000
 
@@ -187,6 +194,9 @@ class ChainActor(Actor):
                     assert self.head is not None
                     dev.set_next_timestamp(message.next_timestamp, self.head.timestamp)
                 return dev.offset_ms // 1000
+            if kind is SetNextBaseFee:
+                dev.next_base_fee = message.base_fee
+                return None
             if kind is GetMining:
                 return dev.mode, dev.interval_ms, dev.offset_ms // 1000
             if kind is TakeSnapshot:
@@ -265,14 +275,16 @@ class ChainActor(Actor):
             if request.interval is not None and (made or timestamp is None):
                 timestamp = head.timestamp + request.interval  # anvil's: each after the last
             candidates = None
+            base_fee = dev.next_base_fee
             if request.auto:
                 candidates = await self.pool.best(
-                    self.spec.gas_limit, child_base_fee(self.spec, head))
+                    self.spec.gas_limit,
+                    child_base_fee(self.spec, head) if base_fee is None else base_fee)
                 if not candidates:
                     break
             now_ms = time.time_ns() // 1_000_000
             slot = dev.next_slot(head.slot, now_ms, self.spec.slot_ms, timestamp)
-            included = await self._author(head, slot, candidates)
+            included = await self._author(head, slot, candidates, dev.take_base_fee())
             made.append(head.number + 1)
             if request.auto and not included:
                 break  # nothing in the pool can go in a block: do not spin
@@ -304,23 +316,27 @@ class ChainActor(Actor):
         return True
 
     async def _author(
-        self, parent: Header, slot: int, candidates: list | None = None
+        self, parent: Header, slot: int, candidates: list | None = None,
+        base_fee: int | None = None,
     ) -> int:
         """Build, import and publish the block of ``slot`` on ``parent`` from ``candidates``
-        (None: the pool's best); the number of transactions it holds."""
+        (None: the pool's best), at ``base_fee`` (None: EIP-1559's); the number of
+        transactions it holds."""
         assert self.ctx.authority_key is not None
         spec = self.spec
         started = time.perf_counter()
+        if base_fee is None:
+            base_fee = child_base_fee(spec, parent)
         if candidates is None:
-            candidates = await self.pool.best(spec.gas_limit, child_base_fee(spec, parent))
+            candidates = await self.pool.best(spec.gas_limit, base_fee)
         block, execution = await build_block(
             spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
-            offload=self.worker.run,
+            offload=self.worker.run, base_fee=base_fee,
         )
         built = time.perf_counter()
         workflow = BlockImportWorkflow(
             parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head,
-            offload=self.worker.run,
+            offload=self.worker.run, base_fee=base_fee,
         )
         known = {tx.raw: tx for tx in execution.transactions}
         await workflow.run(block, execution=execution, known=known)
@@ -376,6 +392,9 @@ class ChainClient:
     async def move_time(self, *, increase: int | None = None,
                         next_timestamp: int | None = None) -> int:
         return await self._ask(MoveTime(increase, next_timestamp))
+
+    async def set_next_base_fee(self, base_fee: int) -> None:
+        await self._ask(SetNextBaseFee(base_fee))
 
     async def mining(self) -> tuple[str, int, int]:
         return await self._ask(GetMining())

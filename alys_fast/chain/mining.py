@@ -50,6 +50,7 @@ class DevMining:
     interval_ms: int = 1000
     offset_ms: int = 0  # evm_increaseTime, accumulated
     next_timestamp: int | None = None  # evm_setNextBlockTimestamp: the next block's, once
+    next_base_fee: int | None = None  # anvil_setNextBlockBaseFeePerGas: the next block's
     snapshots: dict[int, Snapshot] = field(default_factory=dict)
     last_snapshot: int = 0
 
@@ -75,6 +76,11 @@ class DevMining:
             self.mode = "auto"
         elif self.mode == "auto":
             self.mode = "off"
+
+    def take_base_fee(self) -> int | None:
+        """The base fee set for the next block, once (None: EIP-1559's)."""
+        fee, self.next_base_fee = self.next_base_fee, None
+        return fee
 
     def increase_time(self, seconds: int) -> int:
         """``evm_increaseTime``: move the clock forward; returns the total offset in seconds."""

@@ -221,8 +221,11 @@ class BlockImportWorkflow:
         max_retries: int = DEFAULT_MAX_RETRIES,
         fork: Fork = Fork.CANCUN,
         offload: Offload = inline,
+        base_fee: int | None = None,
     ) -> None:
         self.parent = parent
+        # The base fee the block must have: EIP-1559's unless a dev chain set it.
+        self.base_fee = child_base_fee(spec, parent) if base_fee is None else base_fee
         self.spec = spec
         self.engine = engine
         self.store = store
@@ -339,7 +342,7 @@ class BlockImportWorkflow:
             raise InvalidBlock(
                 "gas limit not the spec's", gas_limit=header.gas_limit, expected=self.spec.gas_limit
             )
-        base_fee = child_base_fee(self.spec, self.parent)
+        base_fee = self.base_fee
         if header.base_fee_per_gas != base_fee:
             raise InvalidBlock(
                 "wrong base fee", base_fee=header.base_fee_per_gas, expected=base_fee
@@ -430,6 +433,7 @@ async def build_block(
     slot: int,
     authority_key: bytes,
     offload: Offload = inline,
+    base_fee: int | None = None,
 ) -> tuple[Block, BlockExecution]:
     """Author the block of ``slot`` on ``parent`` from ``candidates`` (the pool's best, in order).
 
@@ -437,9 +441,11 @@ async def build_block(
     not move: the block still goes through :class:`BlockImportWorkflow`, like any other (hand it
     the returned execution so it is not executed twice). The author is the address of
     ``authority_key``; the import rejects it if that is not the slot's Aura author. Hashing the
-    transactions and signing run through ``offload``.
+    transactions and signing run through ``offload``. ``base_fee`` replaces EIP-1559's (a dev
+    chain's ``anvil_setNextBlockBaseFeePerGas``).
     """
-    base_fee = child_base_fee(spec, parent)
+    if base_fee is None:
+        base_fee = child_base_fee(spec, parent)
     unsigned = Header(
         parent_hash=parent.hash,
         number=parent.number + 1,

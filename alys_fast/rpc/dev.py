@@ -58,6 +58,8 @@ class DevApi:
             "anvil_snapshot": self.snapshot,
             "evm_revert": self.revert,
             "anvil_revert": self.revert,
+            "anvil_setNextBlockBaseFeePerGas": self.set_next_block_base_fee,
+            "hardhat_setNextBlockBaseFeePerGas": self.set_next_block_base_fee,
             "anvil_dropTransaction": self.drop_transaction,
             "hardhat_dropTransaction": self.drop_transaction,
         }
@@ -131,6 +133,9 @@ class DevApi:
 
     async def revert(self, snapshot_id: Any) -> bool:
         return await self._ask(self.chain.revert(quantity(snapshot_id, "snapshot id", 64)))
+
+    async def set_next_block_base_fee(self, base_fee: Any) -> None:
+        await self._ask(self.chain.set_next_base_fee(_count(base_fee, "base fee")))
 
     async def drop_transaction(self, tx_hash: Any) -> str | None:
         """Take a transaction out of the pool: its hash, or null if it was not pooled."""

@@ -193,3 +193,14 @@ def test_drop_a_pooled_transaction(w3: Web3, node: ThreadNode) -> None:
     rpc(node.url, "evm_mine")
     with pytest.raises(TransactionNotFound):
         w3.eth.get_transaction(tx.hash)
+
+
+def test_the_next_blocks_base_fee_can_be_set(w3: Web3, node: ThreadNode) -> None:
+    rpc(node.url, "anvil_setNextBlockBaseFeePerGas", hex(7 * GWEI))
+    tx = signed(w3, ACCOUNTS[6])
+    w3.eth.send_raw_transaction(tx.raw_transaction)
+    block = w3.eth.get_block(w3.eth.get_transaction_receipt(tx.hash).blockNumber)
+    assert block.baseFeePerGas == 7 * GWEI
+    assert w3.eth.get_transaction_receipt(tx.hash).effectiveGasPrice == 8 * GWEI
+    rpc(node.url, "evm_mine")  # then EIP-1559 again, from this block's: a nearly empty block
+    assert w3.eth.get_block("latest").baseFeePerGas < 7 * GWEI
