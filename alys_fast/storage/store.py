@@ -58,6 +58,7 @@ HISTORY_BLOCKS = 128
 # Changesets one block write prunes at most: catching up after archive mode stays gradual.
 PRUNE_PER_BLOCK = 64
 _OLDEST = b"history-oldest"
+_EDITED = b"edited-root"
 _HEAD = b"head"
 _SCHEME = b"state-scheme"
 # What the state root commits to. Directories written before it existed used a bucketed
@@ -246,49 +247,86 @@ class ChainStore:
             location = TxLocation(block.hash, block.number, index)
             batch.put(receipt.tx_hash, _encode(location), h["txindex"])
         batch.put(_number_key(block.number), block.hash, h["canonical"])
-        history: list[bytes] = []
-        number = _number_key(block.number)
+        history = self._write_state(batch, diff, block.number)
+        if history:
+            batch.put(_number_key(block.number), _encode(history), h["changesets"])
+        batch.delete(_EDITED, h["meta"])
+        if not self.archive:
+            self._prune(batch, block.number)
+        batch.put(_HEAD, _encode((block.number, block.hash)), h["meta"])
+        self._db.write(batch)
+
+    def _write_state(self, batch: WriteBatch, diff: StateDiff, number: int) -> list[bytes]:
+        """Add ``diff`` (made by block ``number``) to ``batch``: the flat state, the code, and
+        for every account and slot it changes the value before, as history; -> the block's
+        changeset (its history keys). A key a state edit already wrote for this block keeps
+        the edit's value, the one before the edit (see :meth:`write_edit`)."""
+        h = self._handles
+        suffix = _number_key(number)
+        history = self._edited_keys(number)
+        kept = set(history)
 
         def remember(key: bytes, value: bytes) -> None:
-            history.append(key)
-            batch.put(key, value, h["history"])
+            if key not in kept:
+                history.append(key)
+                batch.put(key, value, h["history"])
 
         for address, account in diff.accounts.items():
-            if block.number:
+            if number:
                 before = (diff.previous[address] if address in diff.previous
                           else self.account(address))
-                remember(b"a" + address + number, _encode(_account_value(before)))
+                remember(b"a" + address + suffix, _encode(_account_value(before)))
             if account is None:
                 batch.delete(address, h["state"])
             else:
                 batch.put(address, _encode(_account_value(account)), h["state"])
         for change in diff.storage:
             if change.wiped:
-                if block.number:
+                if number:
                     # The wipe erases slots the block never touched: history keeps them too.
                     touched = {slot for slot, _, _ in change.slots}
                     for slot, value in self.contract_storage(change.address):
                         if slot not in touched:
                             key = change.address + slot.to_bytes(32, "big")
-                            remember(b"s" + key + number, _big(value))
+                            remember(b"s" + key + suffix, _big(value))
                 batch.delete_range(change.address, change.address + b"\xff" * 32, h["storage"])
                 batch.delete(change.address + b"\xff" * 32, h["storage"])
             for slot, value, before in change.slots:
                 key = change.address + slot.to_bytes(32, "big")
-                if block.number:
-                    remember(b"s" + key + number, _big(before))
+                if number:
+                    remember(b"s" + key + suffix, _big(before))
                 if value:
                     batch.put(key, _big(value), h["storage"])
                 else:
                     batch.delete(key, h["storage"])
-        if history:
-            batch.put(number, _encode(history), h["changesets"])
-        if not self.archive:
-            self._prune(batch, block.number)
         for code in diff.code:
             batch.put(_keccak256(code), code, h["code"])
-        batch.put(_HEAD, _encode((block.number, block.hash)), h["meta"])
+        return history
+
+    def _edited_keys(self, number: int) -> list[bytes]:
+        """The history keys state edits wrote ahead of block ``number`` (none, usually)."""
+        if self._cf["meta"].get(_EDITED) is None:
+            return []
+        return _decode_keys(self._cf["changesets"].get(_number_key(number)) or _encode([]))
+
+    def write_edit(self, diff: StateDiff, state_root: bytes) -> None:
+        """A dev chain's state edit between blocks (``anvil_setBalance``...), atomically: the
+        flat state changes as if the next block had made it, and its history is recorded under
+        the next block's number, so reads at the head's number still see the head's state and
+        unwinding that block (or to the head) undoes the edit too. ``state_root`` is the
+        edited state's, kept until the next block (:meth:`edited_root`)."""
+        head = self.head()
+        if head is None:
+            raise StorageError("a state edit needs a chain to edit")
+        batch = WriteBatch(raw_mode=True)
+        history = self._write_state(batch, diff, head[0] + 1)
+        batch.put(_number_key(head[0] + 1), _encode(history), self._handles["changesets"])
+        batch.put(_EDITED, state_root, self._handles["meta"])
         self._db.write(batch)
+
+    def edited_root(self) -> bytes | None:
+        """The state root after state edits since the head block (None: no edit since)."""
+        return self._cf["meta"].get(_EDITED)
 
     def _prune(self, batch: WriteBatch, head: int) -> None:
         """Add to ``batch`` the deletion of changesets that fall out of the history window."""
@@ -359,9 +397,9 @@ class ChainStore:
         # Newest block first, so each key ends with the value before the oldest block undone.
         accounts: dict[bytes, bytes] = {}
         slots: dict[bytes, bytes] = {}
-        for n in range(head[0], number, -1):
+        # From the state edits made since the head (recorded ahead of the next block).
+        for n in range(head[0] + 1, number, -1):
             key = _number_key(n)
-            block_hash = cf["canonical"][key]
             for entry in _decode_keys(cf["changesets"].get(key) or _encode([])):
                 value = cf["history"][entry]
                 if entry[:1] == b"a":
@@ -370,6 +408,9 @@ class ChainStore:
                     slots[entry[1:53]] = value
                 batch.delete(entry, h["history"])
             batch.delete(key, h["changesets"])
+            block_hash = cf["canonical"].get(key)
+            if block_hash is None:  # the edits' own changeset: no block yet
+                continue
             for receipt in self.receipts(block_hash) or ():
                 batch.delete(receipt.tx_hash, h["txindex"])
             for family in ("headers", "blocks", "receipts"):
@@ -386,6 +427,7 @@ class ChainStore:
             else:
                 batch.delete(key, h["storage"])
         batch.put(_HEAD, _encode((number, self.block_hash(number))), h["meta"])
+        batch.delete(_EDITED, h["meta"])
         self._db.write(batch)
 
     def meta(self, key: bytes) -> bytes | None:

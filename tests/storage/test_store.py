@@ -447,3 +447,31 @@ def test_unwind_needs_the_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         with pytest.raises(StorageError, match="beyond the head"):
             store.unwind(7)
         assert store.head() == (6, _hash(6))
+
+
+def test_state_edits_between_blocks_are_history_of_the_next_block(tmp_path: Path) -> None:
+    b = b"\x0b" * 20
+    with ChainStore(tmp_path / "db", archive=True) as store:
+        expected = _chain_of_changes(store, 4)
+        edited = Account(nonce=99, balance=7)
+        store.write_edit(StateDiff({b: edited}, storage=(_slots(A, (7, 1000, 4)),),
+                                   previous={b: expected[4][0]}), b"\x01" * 32)
+        assert store.edited_root() == b"\x01" * 32
+        assert store.account(b) == edited and store.storage_at(A, 7, 4) == 4
+        # A second edit before the block keeps the first one's "before".
+        store.write_edit(StateDiff({b: Account(nonce=100)}, previous={b: edited}), b"\x02" * 32)
+        assert store.account_at(b, 4) == expected[4][0]
+        # An unwind to the head undoes the edits.
+        store.unwind(4)
+        assert store.account(b) == expected[4][0] and store.edited_root() is None
+        assert store.contract_storage(A)[0] == (7, 4)
+        # Edit, then a block that changes the same account and slot: reads at the block
+        # before see neither, unwinding the block undoes both.
+        store.write_edit(StateDiff({b: edited}, previous={b: expected[4][0]}), b"\x01" * 32)
+        store.write_block(BlockRecord(5, _hash(5), _hash(4), b"", ()), [],
+                          StateDiff({b: Account(nonce=5)}, storage=(_slots(A, (7, 5, 4)),),
+                                    previous={b: edited}))
+        assert store.edited_root() is None
+        assert store.account_at(b, 4) == expected[4][0] and store.account(b) == Account(nonce=5)
+        store.unwind(4)
+        assert store.account(b) == expected[4][0] and store.storage_at(A, 7, 4) == 4
