@@ -10,9 +10,11 @@ time it is touched, code, an old block hash) are answered by asking it, one batc
 of the run. Reads and calls name the block they are at (None: the head); at an older block
 they are answered from the store's history, a call on a throwaway view engine
 (:meth:`RevmEngine.view`) whose every miss is resolved at that block; a block whose state the
-store no longer keeps is answered with its StatePruned error. Each piece of a run executes on
-the actor's worker thread with the GIL released, so the event loop keeps serving RPC while a
-block executes; the actor takes no other message until the block is done, so nothing sees a
+store no longer keeps is answered with its StatePruned error. A call with state overrides
+runs on a view too, even at the head: the view holds the overridden accounts and resolves the
+rest from storage, so no override ever reaches the head's state. Each piece of a run executes
+on the actor's worker thread with the GIL released, so the event loop keeps serving RPC while
+a block executes; the actor takes no other message until the block is done, so nothing sees a
 half-executed block.
 """
 
@@ -25,8 +27,14 @@ import msgspec
 
 from alys_fast.actors import Actor
 from alys_fast.engine.errors import EngineError, TransactionRejected
-from alys_fast.engine.interface import BlockEnv, BlockExecution, CallRequest, CallResult
-from alys_fast.engine.revm import RevmEngine, Steps
+from alys_fast.engine.interface import (
+    BlockEnv,
+    BlockExecution,
+    CallRequest,
+    CallResult,
+    StateOverrides,
+)
+from alys_fast.engine.revm import AccessList, RevmEngine, Steps
 from alys_fast.engine.state import EMPTY_CODE_HASH, Account, Loaded, word
 from alys_fast.node.context import ENGINE, NodeContext
 from alys_fast.node.offload import Worker
@@ -48,10 +56,19 @@ class Execute(msgspec.Struct, frozen=True):
 
 
 class Commit(msgspec.Struct, frozen=True):
-    """Make an executed block's state the head; ``block_hash`` becomes BLOCKHASH-visible."""
+    """Make an executed block's state the head; ``block_hash`` becomes BLOCKHASH-visible
+    (None: a dev chain's state edit, no block)."""
 
     execution: BlockExecution
-    block_hash: bytes
+    block_hash: bytes | None
+
+
+class Edit(msgspec.Struct, frozen=True):
+    """-> the BlockExecution of a dev chain's state edit of the head (see
+    ``RevmEngine.edit_steps``), to commit like a block's."""
+
+    env: BlockEnv
+    edits: StateOverrides
 
 
 class GetAccounts(msgspec.Struct, frozen=True):
@@ -72,12 +89,23 @@ class Reload(msgspec.Struct, frozen=True):
 
 
 class Call(msgspec.Struct, frozen=True):
-    """-> the CallResult of an eth_call on the state at ``block`` (None: the head), in ``env``
-    (TransactionRejected if it cannot start)."""
+    """-> the CallResult of an eth_call on the state at ``block`` (None: the head) with
+    ``overrides`` applied, in ``env`` (TransactionRejected if it cannot start)."""
 
     env: BlockEnv
     request: CallRequest
     block: int | None = None
+    overrides: StateOverrides | None = None
+
+
+class CreateAccessList(msgspec.Struct, frozen=True):
+    """-> (access list, CallResult with it) of eth_createAccessList, on the state as
+    :class:`Call` names it (see :meth:`RevmEngine.access_list_steps`)."""
+
+    env: BlockEnv
+    request: CallRequest
+    block: int | None = None
+    overrides: StateOverrides | None = None
 
 
 class GetCode(msgspec.Struct, frozen=True):
@@ -105,10 +133,10 @@ class GetProof(msgspec.Struct, frozen=True):
 
 
 EngineMessage = Execute | Commit | GetAccounts | GetStateRoot | Reload | Call | GetCode
-EngineMessage |= GetStorage | GetProof
+EngineMessage |= GetStorage | GetProof | CreateAccessList | Edit
 
 
-_READS = (GetAccounts, Call, GetCode, GetStorage, GetProof)
+_READS = (GetAccounts, Call, GetCode, GetStorage, GetProof, CreateAccessList)
 
 
 class StateMismatch(EngineError):
@@ -157,7 +185,8 @@ class EngineActor(Actor):
         numbers = range(max(0, head.number - BLOCK_HASH_WINDOW), head.number + 1)
         hashes = await store.resolve([("blockhash", n) for n in numbers])
         engine.put(Loaded(accounts=list(accounts.items()), block_hashes=hashes.block_hashes))
-        if engine.state_root != head.state_root:
+        # A dev chain's state edits since the head block are in the stored state too.
+        if engine.state_root not in (head.state_root, await store.edited_root()):
             raise StateMismatch(
                 f"stored state hashes to 0x{engine.state_root.hex()} but head {head.number} "
                 f"says 0x{head.state_root.hex()}"
@@ -190,9 +219,15 @@ class EngineActor(Actor):
             ))
         if type(message) is Commit:
             engine.commit(message.execution)
-            self.head_number = message.execution.env.number
-            engine.put(Loaded(block_hashes=[(self.head_number, message.block_hash)]))
+            if message.block_hash is not None:
+                self.head_number = message.execution.env.number
+                engine.put(Loaded(block_hashes=[(self.head_number, message.block_hash)]))
             return None
+        if type(message) is Edit:
+            try:
+                return await self._drive(engine.edit_steps(message.env, message.edits))
+            except EngineError as exc:  # an edit this engine refuses: the editor's answer
+                return exc
         if type(message) is GetStateRoot:
             return engine.state_root
         if type(message) is Reload:
@@ -209,11 +244,11 @@ class EngineActor(Actor):
                     f"proofs are served for the head ({self.head_number}) only: the tries of "
                     f"older blocks are not kept")
             return await self._drive(engine.proof_steps(message.address, message.slots))
+        if kind is Call or kind is CreateAccessList:
+            return await self._call(engine, message, older)
         if older is None:
             if kind is GetAccounts:
                 return [engine.account(address) for address in message.addresses]
-            if kind is Call:
-                return await self._drive(engine.call_steps(message.env, message.request))
             if kind is GetCode:
                 return await self._drive(engine.code_steps(message.address))
             return await self._drive(engine.storage_steps(message.address, message.slot))
@@ -221,10 +256,6 @@ class EngineActor(Actor):
         if kind is GetAccounts:
             loaded = await store.resolve([("account", a) for a in message.addresses], older)
             return [account or Account() for _, account in loaded.accounts]
-        if kind is Call:
-            view = RevmEngine.view(fork=engine.fork, chain_id=engine.chain_id)
-            steps = view.call_steps(message.env, message.request)
-            return await drive(steps, self.worker, store, older)
         if kind is GetCode:
             (_, account), = (await store.resolve([("account", message.address)], older)).accounts
             if account is None or account.code_hash == EMPTY_CODE_HASH:
@@ -233,6 +264,20 @@ class EngineActor(Actor):
         miss = ("storage", message.address, word(message.slot))
         (_, ((_, value),), _), = (await store.resolve([miss], older)).storage
         return value
+
+    async def _call(self, engine: RevmEngine, message: Call | CreateAccessList,
+                    older: int | None) -> object:
+        """A call (or an access list's calls) on the head, or on a view: at an older block,
+        or with state overrides, applied to the view only."""
+        run = RevmEngine.call_steps if type(message) is Call else RevmEngine.access_list_steps
+        if older is None and not message.overrides:
+            return await self._drive(run(engine, message.env, message.request))
+        at = self.head_number if older is None else older
+        view = RevmEngine.view(fork=engine.fork, chain_id=engine.chain_id)
+        if message.overrides:
+            misses = [("account", address) for address in message.overrides]
+            view.override((await self.store.resolve(misses, at)).accounts, message.overrides)
+        return await drive(run(view, message.env, message.request), self.worker, self.store, at)
 
     async def _drive(self, steps: Steps) -> Any:
         return await drive(steps, self.worker, self.store)
@@ -262,8 +307,14 @@ class EngineClient:
         message = Execute(parent_state_root, env, txs, skip_invalid)
         return await self.ctx.ref(ENGINE).ask(message, self.timeout)
 
-    async def commit(self, execution: BlockExecution, block_hash: bytes) -> None:
+    async def commit(self, execution: BlockExecution, block_hash: bytes | None) -> None:
         await self.ctx.ref(ENGINE).ask(Commit(execution, block_hash), self.timeout)
+
+    async def edit(self, env: BlockEnv, edits: StateOverrides) -> BlockExecution:
+        result = await self.ctx.ref(ENGINE).ask(Edit(env, edits), self.timeout)
+        if isinstance(result, EngineError):
+            raise result
+        return result
 
     async def _read(self, message: Any) -> Any:
         """Ask a read; a refusal (StorageError: the block's state is not kept, or
@@ -283,10 +334,18 @@ class EngineClient:
     async def state_root(self) -> bytes:
         return await self.ctx.ref(ENGINE).ask(GetStateRoot(), self.timeout)
 
-    async def call(self, env: BlockEnv, request: CallRequest, block: int | None = None
-                   ) -> CallResult:
-        """The call's result on the state at ``block`` (None: the head)."""
-        return await self._read(Call(env, request, block))
+    async def call(self, env: BlockEnv, request: CallRequest, block: int | None = None,
+                   overrides: StateOverrides | None = None) -> CallResult:
+        """The call's result on the state at ``block`` (None: the head) with ``overrides``."""
+        return await self._read(Call(env, request, block, overrides))
+
+    async def create_access_list(
+        self, env: BlockEnv, request: CallRequest, block: int | None = None,
+        overrides: StateOverrides | None = None,
+    ) -> tuple[AccessList, CallResult]:
+        """eth_createAccessList's (access list, result of the call with it), as :meth:`call`
+        names the state."""
+        return await self._read(CreateAccessList(env, request, block, overrides))
 
     async def code(self, address: bytes, block: int | None = None) -> bytes:
         return await self._read(GetCode(address, block))

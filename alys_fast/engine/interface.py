@@ -114,6 +114,22 @@ class CallRequest(msgspec.Struct, frozen=True):
     access_list: tuple[tuple[bytes, tuple[bytes, ...]], ...] = ()
 
 
+class AccountOverride(msgspec.Struct, frozen=True):
+    """geth's state override of one account for a call: each field given replaces that part of
+    the account as it is at the call's block; ``state`` replaces the whole storage,
+    ``state_diff`` only the slots it names (never both)."""
+
+    balance: int | None = None
+    nonce: int | None = None
+    code: bytes | None = None
+    state: dict[int, int] | None = None
+    state_diff: dict[int, int] | None = None
+
+
+StateOverrides = dict[bytes, AccountOverride]
+"""Account overrides by address (a call's ``stateOverrides``)."""
+
+
 class CallResult(msgspec.Struct, frozen=True):
     """What a call did: ``error`` is geth's reason when it failed ("execution reverted",
     "out of gas"...), ``output`` the return or revert data."""

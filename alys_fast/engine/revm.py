@@ -10,12 +10,20 @@ the steps loads them in one batch and sends back a :class:`Loaded`. In the node 
 actor, the only owner of the RocksDB database, answers (``engine.actor``); a standalone
 engine (:meth:`RevmEngine.from_alloc`: tests, the state-test runner, benchmarks) holds all
 of its state and only asks for block hashes.
+
+Calls with state overrides run on a view (:meth:`RevmEngine.view`) that holds the overridden
+accounts (:meth:`RevmEngine.override`) and misses everything else, so the head never holds
+an overridden value. A call can be traced by a tracer of the compiled engine (revm's
+inspector hook, ``cext/evm/src/trace.rs``): :meth:`RevmEngine.access_list_steps` is its
+first user.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Protocol
+
+import msgspec
 
 from alys_fast._cext import require
 from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownParentState
@@ -26,6 +34,7 @@ from alys_fast.engine.interface import (
     BlockExecution,
     CallRequest,
     CallResult,
+    StateOverrides,
 )
 from alys_fast.engine.state import (
     EMPTY_CODE_HASH,
@@ -46,6 +55,11 @@ _evm = require("evm")
 
 FORKS = ("shanghai", "cancun", "prague")
 DEFAULT_FORK = "cancun"
+# eth_createAccessList reruns a call with what it touched until that settles (twice, as a
+# rule); a call whose touches keep moving with its access list is cut off here.
+ACCESS_LIST_RUNS = 16
+
+AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
 
 Steps = Generator[list[Miss], Loaded, Any]
 """A computation that yields the misses it needs and takes the :class:`Loaded` answer."""
@@ -148,6 +162,7 @@ class RevmEngine:
         self.fork = check_fork(fork)
         self.chain_id = chain_id
         self.source = source or BlockHashes(_no_block_hashes)
+        self.complete = complete
         self._evm = _evm.Engine(fork, chain_id, complete)
 
     @classmethod
@@ -221,9 +236,58 @@ class RevmEngine:
             (int.from_bytes(s, "big"), int.from_bytes(v, "big"), nodes) for s, v, nodes in storage
         ]
 
+    def override(
+        self, base: Sequence[tuple[bytes, Account | None]], overrides: StateOverrides
+    ) -> None:
+        """Hold the overridden accounts: ``overrides`` applied to the accounts' ``base`` state
+        (at the call's block; None: absent). A view only: the head is never overridden."""
+        if self.complete:
+            raise EngineError("state overrides go on a view, never on the head")
+        loaded = Loaded()
+        for address, account in base:
+            change = overrides[address]
+            account = account or Account()
+            code_hash, root = account.code_hash, account.storage_root
+            if change.code is not None:
+                code_hash = keccak256(change.code)
+                loaded.code.append(change.code)
+            if change.state is not None:
+                slots = {k: v for k, v in change.state.items() if v}
+                root = storage_root(slots)
+                loaded.storage.append((address, sorted(slots.items()), True))
+            elif change.state_diff:
+                loaded.storage.append((address, list(change.state_diff.items()), False))
+            loaded.accounts.append((address, Account(
+                account.nonce if change.nonce is None else change.nonce,
+                account.balance if change.balance is None else change.balance,
+                code_hash, root,
+            )))
+        self.put(loaded)
+
     def call_steps(self, env: BlockEnv, request: CallRequest) -> Steps:
-        """Steps to a :class:`CallResult` of ``request`` on the head, as geth's eth_call runs it
-        (nothing is committed). TransactionRejected if it cannot start (e.g. funds)."""
+        """Steps to a :class:`CallResult` of ``request`` on this engine's state, as geth's
+        eth_call runs it (nothing is committed). TransactionRejected if it cannot start (e.g.
+        funds)."""
+        return _call_result((yield from self._call_steps(env, request)))
+
+    def access_list_steps(self, env: BlockEnv, request: CallRequest) -> Steps:
+        """Steps to geth's eth_createAccessList answer: (access list, :class:`CallResult` of the
+        call with it). The call reruns with the list it touched (its own list included) until
+        that is what it touches; see ``cext/evm/src/trace.rs`` for what counts."""
+        access_list = request.access_list
+        for _ in range(ACCESS_LIST_RUNS):
+            run = yield from self._call_steps(
+                env, msgspec.structs.replace(request, access_list=access_list), "accessList")
+            ((_, found),) = run.access_lists()
+            touched = tuple((a, tuple(keys)) for a, keys in found)
+            if touched == access_list:
+                return touched, _call_result(run)
+            access_list = touched
+        raise EngineError(f"the access list did not settle in {ACCESS_LIST_RUNS} runs")
+
+    def _call_steps(self, env: BlockEnv, request: CallRequest, tracer: str | None = None
+                    ) -> Steps:
+        """Steps to the finished run of ``request`` as an eth_call, watched by ``tracer``."""
         fee = request.gas_price or 0
         tx = (
             2 if request.max_priority_fee_per_gas is not None else 1 if request.access_list else 0,
@@ -232,15 +296,14 @@ class RevmEngine:
             [(a, list(keys)) for a, keys in request.access_list], ([], 0),
         )
         evm = self._evm
-        run = evm.begin(env_tuple(env), [tx], False, 2 if request.gas_price is None else 1)
+        mode = 2 if request.gas_price is None else 1
+        run = evm.begin(env_tuple(env), [tx], False, mode, tracer)
         while (stop := evm.execute(run)) is not None:
             if type(stop) is tuple:
                 reason, detail = _split_reason(stop[1])
                 raise TransactionRejected(reason, detail)
             self.put((yield stop))
-        _, ((_, status, used, _, logs, _, output, error, _),), *_ = run.result()
-        entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
-        return CallResult(bool(status), used, output, error, entries)
+        return run
 
     def execute_block(
         self,
@@ -296,6 +359,39 @@ class RevmEngine:
         while type(root := evm.prepare(run)) is not bytes:
             self.put((yield root))
         return self._execution(parent_state_root, env, runnable, run, root, unfit)
+
+    def edit_steps(self, env: BlockEnv, edits: StateOverrides) -> Steps:
+        """Steps to the :class:`BlockExecution` of a dev chain's state edit of the head
+        (``anvil_setBalance``, ``anvil_setCode``, ``anvil_setNonce``, ``anvil_setStorageAt``:
+        balance, nonce, code and single slots): a run without transactions whose overlay holds
+        the edited accounts, so its root and diff come out as a block's; commit it as one."""
+        accounts: list[tuple[bytes, int, bytes, bytes]] = []
+        slots: list[tuple[bytes, bytes, bytes]] = []
+        code: list[bytes] = []
+        for address, change in edits.items():
+            if change.state is not None:
+                raise EngineError("a state edit sets single slots, not a whole storage")
+            account = self.account(address)
+            code_hash = account.code_hash
+            if change.code is not None:
+                code_hash = keccak256(change.code)
+                code.append(change.code)
+            accounts.append((
+                address,
+                account.nonce if change.nonce is None else change.nonce,
+                word(account.balance if change.balance is None else change.balance),
+                code_hash,
+            ))
+            slots += [(address, word(k), word(v)) for k, v in (change.state_diff or {}).items()]
+        evm = self._evm
+        parent_state_root = self.state_root
+        run = evm.begin(env_tuple(env), [], False)
+        run.edit(accounts, slots, code)
+        while (stop := evm.execute(run)) is not None:
+            self.put((yield stop))
+        while type(root := evm.prepare(run)) is not bytes:
+            self.put((yield root))
+        return self._execution(parent_state_root, env, [], run, root, [])
 
     def _execution(
         self,
@@ -355,6 +451,13 @@ class RevmEngine:
                 f"no executed block on the head state {self.state_root.hex()} leads to "
                 f"{execution.state_root.hex()}"
             ) from None
+
+
+def _call_result(run: Any) -> CallResult:
+    """The :class:`CallResult` of a finished one-call run."""
+    _, ((_, status, used, _, logs, _, output, error, _),), *_ = run.result()
+    entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
+    return CallResult(bool(status), used, output, error, entries)
 
 
 def alloc_contents(

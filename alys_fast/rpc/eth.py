@@ -15,6 +15,8 @@ What this node does not keep, it says so rather than guessing:
 
 Calls run on the engine exactly as a transaction would (revm), with geth's eth_call rules;
 a revert answers geth's error 3, ``execution reverted: <reason>`` with the revert data.
+``eth_call``, ``eth_estimateGas`` and ``eth_createAccessList`` take geth's state overrides
+(third parameter), applied on a throwaway view of the state, never on the head.
 Logs come from the stored receipts; ``eth_getLogs`` scans at most :data:`MAX_LOG_RANGE`
 blocks per query. Polled filters (``eth_newFilter`` … ``eth_uninstallFilter``) live in a
 :class:`FilterRegistry` (expiry and bounds: :mod:`alys_fast.rpc.filters`) that the RPC actor
@@ -25,6 +27,7 @@ feeds with new heads and :attr:`EthApi.on_pending`'s transactions; one matching 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections import OrderedDict
@@ -44,7 +47,13 @@ from alys_fast.chain.txpool import TxPoolError
 from alys_fast.chain.workflows import child_base_fee
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.errors import TransactionRejected
-from alys_fast.engine.interface import BlockEnv, CallRequest, CallResult
+from alys_fast.engine.interface import (
+    AccountOverride,
+    BlockEnv,
+    CallRequest,
+    CallResult,
+    StateOverrides,
+)
 from alys_fast.node.context import RECOVERY, NodeContext
 from alys_fast.rpc.dispatch import (
     InvalidParams,
@@ -57,9 +66,16 @@ from alys_fast.rpc.dispatch import (
     data,
     hash32,
     quantity,
+    show,
 )
 from alys_fast.rpc.filters import BlockLogs, FilterKind, FilterRegistry, LogCriteria, LogQuery
-from alys_fast.rpc.formats import block_json, hexdata, receipt_json, transaction_json
+from alys_fast.rpc.formats import (
+    block_json,
+    checksum_address,
+    hexdata,
+    receipt_json,
+    transaction_json,
+)
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import BlockRecord, StorageError
 from alys_fast.validation import (
@@ -76,6 +92,7 @@ from alys_fast.validation.transactions import usable_cores
 
 _keccak256 = require("hashing").keccak256
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # The tip eth_maxPriorityFeePerGas suggests (anvil's and hardhat's default, 1 gwei).
 SUGGESTED_TIP = 1_000_000_000
@@ -139,6 +156,7 @@ class EthApi:
             "eth_feeHistory": self.fee_history,
             "eth_estimateGas": self.estimate_gas,
             "eth_call": self.call,
+            "eth_createAccessList": self.create_access_list,
             "eth_getTransactionByHash": self.get_transaction_by_hash,
             "eth_getTransactionReceipt": self.get_transaction_receipt,
             "eth_getBlockByNumber": self.get_block,
@@ -192,7 +210,8 @@ class EthApi:
             try:
                 results = await self.pool.submit(items)
             except ActorError as exc:
-                raise ServerError(f"transaction pool unavailable: {exc}") from None
+                log.warning("eth_sendRawTransaction: the pool did not answer: %s", exc)
+                raise ServerError("transaction pool unavailable, retry") from None
             accepted = []
             for i, result in zip(slots, results, strict=True):
                 if isinstance(result, TxPoolError):
@@ -250,10 +269,11 @@ class EthApi:
         return ident
 
     async def _read(self, read: Awaitable[T]) -> T:
-        """An engine read; a state the node does not keep is the client's error."""
+        """An engine read or call; a state the node does not keep, or a call that cannot start,
+        is the client's error."""
         try:
             return await read
-        except StorageError as exc:
+        except (StorageError, TransactionRejected) as exc:
             raise ServerError(str(exc)) from None
 
     async def get_balance(self, account: Any, block: Any = "latest") -> str:
@@ -275,7 +295,7 @@ class EthApi:
 
     async def get_storage_at(self, account: Any, slot: Any, block: Any = "latest") -> str:
         who = address(account)
-        key = _slot(slot)
+        key = storage_word(slot)
         at = await self._state_at(block)
         value = await self._read(self.engine.storage(who, key, at))
         return "0x" + value.to_bytes(32, "big").hex()
@@ -286,7 +306,7 @@ class EthApi:
         who = address(account)
         if type(slots) is not list:
             raise InvalidParams("storageKeys must be a list")
-        keys = [_slot(k) for k in slots]
+        keys = [storage_word(k) for k in slots]
         at = await self._state_at(block)
         account_proof, storage = await self._read(self.engine.proof(who, keys, at))
         state = await self._read(self.engine.account(who, at))
@@ -335,7 +355,7 @@ class EthApi:
             gas=min(gas, CALL_GAS_CAP) if gas is not None else CALL_GAS_CAP,
             gas_price=price,
             max_priority_fee_per_gas=tip,
-            access_list=tuple(_access_list(call.get("accessList") or [])),
+            access_list=tuple(access_list(call.get("accessList") or [])),
         )
 
     async def _call_at(self, block: Any) -> tuple[int | None, BlockEnv]:
@@ -361,19 +381,11 @@ class EthApi:
             base_fee=header.base_fee_per_gas,
         )
 
-    async def _run_call(self, request: CallRequest, at: int | None, env: BlockEnv
-                        ) -> CallResult:
-        try:
-            return await self.engine.call(env, request, at)
-        except (TransactionRejected, StorageError) as exc:
-            raise ServerError(str(exc)) from None
-
     async def call(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
         request = self._call_request(call)
+        changes = state_overrides(overrides)
         at, env = await self._call_at(block)
-        if overrides is not None:
-            raise InvalidParams("state overrides are not supported by this node yet")
-        result = await self._run_call(request, at, env)
+        result = await self._read(self.engine.call(env, request, at, changes))
         if not result.success:
             raise _call_error(result)
         return hexdata(result.output)
@@ -381,13 +393,13 @@ class EthApi:
     async def estimate_gas(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
         """geth's estimate: run at the cap, then binary-search the least gas that succeeds."""
         request = self._call_request(call)
+        changes = state_overrides(overrides)
         at, env = await self._call_at(block)
-        if overrides is not None:
-            raise InvalidParams("state overrides are not supported by this node yet")
         cap = min(request.gas, env.gas_limit) if call.get("gas") else env.gas_limit
 
         async def run(gas: int) -> CallResult:
-            return await self._run_call(msgspec.structs.replace(request, gas=gas), at, env)
+            attempt = msgspec.structs.replace(request, gas=gas)
+            return await self._read(self.engine.call(env, attempt, at, changes))
 
         result = await run(cap)
         if not result.success:
@@ -407,6 +419,26 @@ class EthApi:
                 low = middle
         return hex(high)
 
+    async def create_access_list(self, call: Any, block: Any = "latest", overrides: Any = None
+                                 ) -> dict[str, Any]:
+        """geth's eth_createAccessList: the addresses and slots the call touches (not the
+        sender's, the recipient's or the precompiles' addresses, though their slots count),
+        found by rerunning it with what it touched until that settles; gasUsed is the call's
+        with that list, error its failure if it failed."""
+        request = self._call_request(call)
+        changes = state_overrides(overrides)
+        at, env = await self._call_at(block)
+        found, result = await self._read(
+            self.engine.create_access_list(env, request, at, changes))
+        out: dict[str, Any] = {"accessList": [
+            {"address": hexdata(a), "storageKeys": [hexdata(k) for k in keys]}
+            for a, keys in found
+        ]}
+        if not result.success:
+            out["error"] = result.error
+        out["gasUsed"] = hex(result.gas_used)
+        return out
+
     async def fee_history(
         self, block_count: Any, newest: Any, percentiles: Any = None
     ) -> dict[str, Any]:
@@ -420,7 +452,7 @@ class EthApi:
                     f"rewardPercentiles must be a list of at most {MAX_REWARD_PERCENTILES}")
             for p in percentiles:
                 if type(p) not in (int, float) or not 0 <= p <= 100 or (wanted and p < wanted[-1]):
-                    raise InvalidParams(f"invalid reward percentile {p!r}")
+                    raise InvalidParams(f"invalid reward percentile {show(p)}")
                 wanted.append(float(p))
         last = await self._resolve_number(newest)
         if last is None:
@@ -651,8 +683,8 @@ def _hashes(record: BlockRecord) -> tuple[bytes, ...]:
     return tuple(_keccak256(raw) for raw in record.transactions)
 
 
-def _slot(value: Any) -> int:
-    """A storage slot as geth takes it: a quantity or a 32-byte hex word."""
+def storage_word(value: Any) -> int:
+    """A storage slot (or value) as geth takes it: a quantity or a 32-byte hex word."""
     if type(value) is str and len(value) == 66:
         return int.from_bytes(hash32(value), "big")
     return quantity(value, "storage slot")
@@ -702,7 +734,8 @@ def revert_reason(output: bytes) -> str | None:
     return text.decode(errors="replace")  # Go's string() keeps invalid UTF-8; JSON replaces it
 
 
-def _access_list(items: Any) -> list[tuple[bytes, tuple[bytes, ...]]]:
+def access_list(items: Any) -> list[tuple[bytes, tuple[bytes, ...]]]:
+    """An ``accessList`` as geth reads it (calls, estimates, eth_sendTransaction)."""
     if type(items) is not list:
         raise InvalidParams("accessList must be a list")
     out = []
@@ -714,6 +747,63 @@ def _access_list(items: Any) -> list[tuple[bytes, tuple[bytes, ...]]]:
             raise InvalidParams("storageKeys must be a list")
         out.append((address(item.get("address")), tuple(hash32(k) for k in keys)))
     return out
+
+
+_OVERRIDE_FIELDS = {"balance", "nonce", "code", "state", "stateDiff"}
+
+
+def state_overrides(value: Any) -> StateOverrides | None:
+    """geth's state overrides: an object of account overrides by address (None: none)."""
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise InvalidParams("state overrides must be an object of account overrides by address")
+    out: StateOverrides = {}
+    for who, change in value.items():
+        account = address(who)
+        out[account] = _account_override(account, change)
+    return out
+
+
+def _account_override(who: bytes, change: Any) -> AccountOverride:
+    name = hexdata(who)
+    if type(change) is not dict:
+        raise InvalidParams(f"the state override of {name} must be an object")
+    for field in sorted(change.keys() - _OVERRIDE_FIELDS):
+        if field == "movePrecompileToAddress":
+            raise InvalidParams(f"the state override of {name}: movePrecompileToAddress is "
+                                "not supported by this node")
+        raise InvalidParams(
+            f"the state override of {name}: unknown field {msgspec.json.encode(field).decode()}"
+            " (known: balance, nonce, code, state, stateDiff)")
+    try:
+        override = AccountOverride(
+            balance=_given(change, "balance", quantity),
+            nonce=_given(change, "nonce", lambda v, what: quantity(v, what, 64)),
+            code=_given(change, "code", data),
+            state=_given(change, "state", _slots),
+            state_diff=_given(change, "stateDiff", _slots),
+        )
+    except InvalidParams as exc:
+        raise InvalidParams(f"the state override of {name}: {exc.message}") from None
+    if override.state is not None and override.state_diff is not None:
+        # geth's words and code (its Apply fails after the arguments were read).
+        raise ServerError(f"account {checksum_address(who)} has both 'state' and 'stateDiff'")
+    return override
+
+
+def _given(change: dict[str, Any], field: str, read: Callable[[Any, str], T]) -> T | None:
+    """``change[field]`` read by ``read``; None if it is missing or null (as geth's)."""
+    value = change.get(field)
+    return None if value is None else read(value, field)
+
+
+def _slots(value: Any, what: str) -> dict[int, int]:
+    """Storage slots as geth takes them in overrides: 32-byte keys to 32-byte values."""
+    if type(value) is not dict:
+        raise InvalidParams(f"{what} must be an object of 32-byte slots to 32-byte values")
+    return {int.from_bytes(data(k, f"{what} slot", 32), "big"):
+            int.from_bytes(data(v, f"{what} value", 32), "big") for k, v in value.items()}
 
 
 def _rewards(receipts: Any, header: Header, percentiles: list[float]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from alys_fast._cext import require
 from alys_fast.engine.fees import effective_gas_price
 from alys_fast.validation import Header, Transaction
 from alys_fast.validation.receipts import Log, Receipt
@@ -19,10 +20,19 @@ from alys_fast.validation.receipts import Log, Receipt
 EMPTY_UNCLES_HASH = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347"
 ZERO_NONCE = "0x0000000000000000"
 ZERO_HASH = "0x" + "00" * 32
+_keccak256 = require("hashing").keccak256
 
 
 def hexdata(value: bytes) -> str:
     return "0x" + value.hex()
+
+
+def checksum_address(address: bytes) -> str:
+    """EIP-55's mixed-case hex, as geth writes an address in its messages."""
+    body = address.hex()
+    digest = _keccak256(body.encode()).hex()
+    upper = (c.upper() if d in "89abcdef" else c for c, d in zip(body, digest[:40], strict=True))
+    return "0x" + "".join(upper)
 
 
 def header_json(header: Header, size: int, miner: bytes) -> dict[str, Any]:

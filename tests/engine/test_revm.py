@@ -1,12 +1,14 @@
 """The revm engine standalone (``RevmEngine.from_alloc``): transfers of all three types and
 their fees, geth's rejection reasons, building that skips, commit and stale executions,
-contracts (creation, storage, logs, reverts), calls, block context, and state roots checked
-against a reference trie computed without the engine. Also the EIP-1559 base fee rule."""
+contracts (creation, storage, logs, reverts), calls, state overrides on a view, access lists,
+block context, and state roots checked against a reference trie computed without the engine.
+Also the EIP-1559 base fee rule."""
 
 from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 import rlp
 from eth_utils import keccak
@@ -25,9 +27,9 @@ from alys_fast.engine import (
     UnknownParentState,
     next_base_fee,
 )
-from alys_fast.engine.interface import CallRequest
+from alys_fast.engine.interface import AccountOverride, CallRequest, CallResult, StateOverrides
 from alys_fast.engine.revm import finish
-from alys_fast.engine.state import storage_root
+from alys_fast.engine.state import Loaded, Miss, storage_root, word
 from alys_fast.validation.receipts import bloom_of, combine_blooms, receipts_root
 from tests.engine.conftest import ADDRS, KEYS, sign
 from tests.engine.contracts import (
@@ -401,6 +403,110 @@ def test_eth_call_runs_on_the_head_and_commits_nothing(engine: RevmEngine) -> No
     # Paying more than the sender has cannot start.
     with pytest.raises(TransactionRejected, match="insufficient funds"):
         call(to=FRESH, value=START.balance * 2)
+
+
+class HeadSource:
+    """Answers a view's misses from a standalone engine's head, as storage answers a node's."""
+
+    def __init__(self, head: RevmEngine) -> None:
+        self.head = head
+
+    def load(self, misses: list[Miss]) -> Loaded:
+        loaded = Loaded()
+        for kind, key, *slot in misses:
+            if kind == "account":
+                account = self.head.account(key)
+                loaded.accounts.append((key, None if account.is_empty() else account))
+            elif kind == "storage":
+                value = finish(self.head.storage_steps(key, int.from_bytes(slot[0], "big")),
+                               self.head.source)
+                loaded.storage.append((key, [(int.from_bytes(slot[0], "big"), value)], False))
+            else:
+                assert kind == "code", kind
+                loaded.code.append(self.head._evm.code(key))
+        return loaded
+
+
+def _overridden_call(head: RevmEngine, overrides: StateOverrides, **fields) -> CallResult:
+    """A call on a view of ``head`` with ``overrides``, as the engine actor runs one."""
+    view = RevmEngine.view(chain_id=head.chain_id)
+    view.override([(a, head.account(a)) for a in overrides], overrides)
+    request = CallRequest(gas=1_000_000, **{"sender": ADDRS[0], **fields})
+    return finish(view.call_steps(env(number=2), request), HeadSource(head))
+
+
+def test_state_overrides_apply_on_a_view_and_never_reach_the_head(engine: RevmEngine) -> None:
+    _deploy_token(engine)
+    token = _created_address(ADDRS[0], 0)
+    root = engine.state_root
+    balance_of = calldata("Token", "balanceOf(address)", hex_address(FRESH))
+    supply = calldata("Token", "totalSupply()")
+    # A balance for an empty sender: it can pay what it could not.
+    with pytest.raises(TransactionRejected, match="insufficient funds"):
+        finish(engine.call_steps(env(number=2), CallRequest(FRESH, ADDRS[1], value=ETHER,
+                                                            gas=21_000)), engine.source)
+    rich = {FRESH: AccountOverride(balance=2 * ETHER)}
+    assert _overridden_call(engine, rich, sender=FRESH, to=ADDRS[1], value=ETHER).success
+    # stateDiff: one balance slot changes, the others (and totalSupply) are read through.
+    slot = mapping_slot(FRESH, 1)
+    diff = {token: AccountOverride(state_diff={slot: 77})}
+    assert _overridden_call(engine, diff, to=token, data=balance_of).output == word(77)
+    holder = calldata("Token", "balanceOf(address)", hex_address(ADDRS[0]))
+    assert _overridden_call(engine, diff, to=token, data=holder).output == word(SUPPLY)
+    assert _overridden_call(engine, diff, to=token, data=supply).output == word(SUPPLY)
+    # state: the whole storage is replaced; what it does not name is zero.
+    whole = {token: AccountOverride(state={slot: 5})}
+    assert _overridden_call(engine, whole, to=token, data=balance_of).output == word(5)
+    assert _overridden_call(engine, whole, to=token, data=holder).output == word(0)
+    assert _overridden_call(engine, whole, to=token, data=supply).output == word(0)
+    # code (with state and nonce) on an empty address: the Probe answers from its slots, and
+    # its CREATE address follows the nonce given.
+    probe = {FRESH: AccountOverride(code=runtime_code("Probe"), nonce=7, state={3: 9})}
+    get = calldata("Probe", "getSlot(uint256)", 3)
+    assert _overridden_call(engine, probe, to=FRESH, data=get).output == word(9)
+    made = _overridden_call(engine, probe, to=FRESH, data=calldata("Probe", "selfDestructNew()"))
+    assert made.success and made.output[12:] == _created_address(FRESH, 7)
+    # Nothing reached the head: its root, accounts, storage and calls are as before.
+    assert engine.state_root == root and engine.account(FRESH) == Account()
+    plain = finish(engine.call_steps(env(number=2), CallRequest(ADDRS[0], token, data=balance_of,
+                                                                gas=100_000)), engine.source)
+    assert plain.output == word(0)
+    assert finish(engine.storage_steps(token, slot), engine.source) == 0
+    # ... and the next block runs on the state without them.
+    tx = sign(KEYS[0], to=token, gas=100_000, nonce=1,
+              data=calldata("Token", "transfer(address,uint256)", hex_address(FRESH), 3))
+    out = engine.execute_block(root, env(number=2), [tx])
+    assert out.changes.storage == (StorageDiff(token, False, tuple(sorted(
+        [(mapping_slot(ADDRS[0], 1), SUPPLY - 3, SUPPLY), (slot, 3, 0)]))),)
+    with pytest.raises(EngineError, match="never on the head"):
+        engine.override([(FRESH, None)], rich)
+
+
+def test_an_access_list_is_what_geth_gives(engine: RevmEngine) -> None:
+    """A token transfer's list is the token with the sender's and receiver's balance slots
+    (the sender and the token itself are left out as addresses, as geth leaves them)."""
+    _deploy_token(engine)
+    token = _created_address(ADDRS[0], 0)
+    send = calldata("Token", "transfer(address,uint256)", hex_address(FRESH), 7)
+    request = CallRequest(ADDRS[0], token, data=send, gas=1_000_000)
+    found, result = finish(engine.access_list_steps(env(number=2), request), engine.source)
+    slots = tuple(sorted(word(mapping_slot(a, 1)) for a in (ADDRS[0], FRESH)))
+    assert found == ((token, slots),)
+    assert result.success and result.output == word(1)
+    # gasUsed is the call's with that list: two warm slots instead of two cold ones.
+    listed = msgspec.structs.replace(request, access_list=found)
+    with_list = finish(engine.call_steps(env(number=2), listed), engine.source)
+    without = finish(engine.call_steps(env(number=2), request), engine.source)
+    assert result.gas_used == with_list.gas_used == without.gas_used + 2_400 + 2 * 1_900 - 2 * 2_000
+    # An entry of the caller's own list stays; a failing call says why.
+    extra = msgspec.structs.replace(request, access_list=((FRESH, ()),))
+    found, _ = finish(engine.access_list_steps(env(number=2), extra), engine.source)
+    assert found == tuple(sorted([(token, slots), (FRESH, ())]))
+    short = calldata("Token", "transfer(address,uint256)", hex_address(FRESH), SUPPLY + 1)
+    failing = msgspec.structs.replace(request, data=short)
+    found, result = finish(engine.access_list_steps(env(number=2), failing), engine.source)
+    assert found == ((token, (word(mapping_slot(ADDRS[0], 1)),)),)
+    assert not result.success and result.error == "execution reverted"
 
 
 def test_proofs_lead_from_the_state_root_to_accounts_and_slots(engine: RevmEngine) -> None:

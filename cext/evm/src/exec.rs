@@ -5,21 +5,29 @@
 //! speculatively (without committing) to collect the misses of the following transactions
 //! too, then stops at the first transaction that missed; the caller loads every miss in one
 //! batch and calls [`execute`] again, which redoes that transaction on complete data.
+//!
+//! A run can be traced: a [`Tracer`] watches its transactions through revm's inspector hook
+//! (see [`crate::trace`]).
 
 use crate::state::{AccountRecord, ContractStorage, Head, Miss, Overlay, OverlayDb};
+use crate::trace::Tracer;
 use crate::trie::{rlp_bytes, rlp_list, trimmed, Trie, EMPTY_ROOT};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
-use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::context::{BlockEnv, CfgEnv, Journal, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
 use revm::primitives::alloy_primitives::Bloom;
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{keccak256, Address, HashMap, HashSet, Log, B256, U256};
 use revm::state::EvmState;
-use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
+use revm::{Context, ExecuteEvm, InspectEvm, MainBuilder, MainContext};
 
 /// How many transactions past the first miss a run goes on speculatively to find more.
 const SPECULATION: usize = 512;
+
+/// What revm executes a run's transactions in (and an inspector sees).
+pub type RunContext<'a> =
+    Context<BlockEnv, TxEnv, CfgEnv, OverlayDb<'a>, Journal<OverlayDb<'a>>, ()>;
 
 /// The forks a chain spec may name.
 pub fn spec_id(fork: &str) -> Option<SpecId> {
@@ -231,8 +239,9 @@ fn commit(overlay: &mut Overlay, state: EvmState, guarded: &HashSet<Address>) {
     }
 }
 
-/// Run `run` on `head` until it is done, rejected, or misses data (see the module docstring).
-pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
+/// Run `run` on `head` until it is done, rejected, or misses data (see the module docstring),
+/// its transactions watched by `tracer`.
+pub fn execute<T: Tracer>(head: &Head, rules: &Rules, run: &mut BlockRun, tracer: &mut T) -> Stop {
     let overlay = std::mem::take(&mut run.overlay);
     let db = OverlayDb::new(head, overlay);
     let mut cfg = rules.cfg();
@@ -246,7 +255,7 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         .with_db(db)
         .with_block(run.env.block_env(rules.spec))
         .with_cfg(cfg)
-        .build_mainnet();
+        .build_mainnet_with_inspector(T::Inspector::default());
     let mut first_miss: Option<usize> = None;
     let mut stop = Stop::Done;
     let mut position = run.next;
@@ -260,13 +269,22 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         // A creation names its address in the receipt even when it fails, as geth does.
         let creates = tx.kind.is_create().then(|| tx.caller.create(tx.nonce));
         let gas_left = run.env.gas_limit - run.gas_used;
+        let mut watched = false;
         let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
             Err(format!(
                 "gas limit reached: tx gas {}, block gas left {gas_left}",
                 tx.gas_limit
             ))
         } else {
-            match evm.transact(tx) {
+            let done = match tracer.inspector(position, &tx) {
+                Some(inspector) => {
+                    watched = true;
+                    evm.set_inspector(inspector);
+                    evm.inspect_tx(tx)
+                }
+                None => evm.transact(tx),
+            };
+            match done {
                 Ok(done) => Ok(done),
                 Err(EVMError::Transaction(error)) => Err(reason(&error)),
                 Err(other) => Err(other.to_string()),
@@ -288,6 +306,16 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
                 run.skipped.push((position, why));
             }
             Ok(done) => {
+                if watched {
+                    let inspector = std::mem::take(&mut evm.inspector);
+                    tracer.finish(position, inspector, &run.txs[position], &done, db);
+                    if !db.misses.is_empty() {
+                        // The tracer read state the transaction had not: redo it after the load.
+                        first_miss = Some(position);
+                        position += 1;
+                        continue;
+                    }
+                }
                 let gas_used = done.result.tx_gas_used();
                 run.gas_used += gas_used;
                 let outcome = outcome(done.result, creates, gas_used, run.gas_used);

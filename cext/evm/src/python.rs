@@ -6,10 +6,12 @@
 
 use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
+use crate::trace::{AccessLists, NoTracer};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use revm::bytecode::Bytecode;
+use revm::state::AccountInfo;
 use revm::context::TxEnv;
 use revm::context_interface::transaction::{AccessList, AccessListItem};
 use revm::primitives::alloy_primitives::Bloom;
@@ -157,6 +159,14 @@ fn record_tuple<'py>(py: Python<'py>, r: &AccountRecord) -> PyResult<Bound<'py, 
 struct Run {
     inner: BlockRun,
     prepared: Option<Prepared>,
+    tracing: Tracing,
+}
+
+/// The tracer a run carries (see `trace`): a variant per tracer offered, as a pyclass cannot
+/// be generic.
+enum Tracing {
+    Off,
+    AccessList(AccessLists),
 }
 
 /// The engine: the head state and the blocks prepared on it.
@@ -290,14 +300,16 @@ impl Engine {
     }
 
     /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
-    /// base fee (see `exec::Mode`).
-    #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0))]
+    /// base fee (see `exec::Mode`). `tracer`: None, or `"accessList"` (each transaction's
+    /// access list, see `Run.access_lists`).
+    #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0, tracer = None))]
     fn begin(
         &self,
         env_tuple: EnvTuple<'_>,
         txs: Vec<TxTuple>,
         skip_invalid: bool,
         mode: u8,
+        tracer: Option<&str>,
     ) -> PyResult<Run> {
         let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
         let mode = match mode {
@@ -306,9 +318,17 @@ impl Engine {
             2 => Mode::CallWithoutBaseFee,
             _ => return Err(PyValueError::new_err("mode must be 0, 1 or 2")),
         };
+        let tracing = match tracer {
+            None => Tracing::Off,
+            Some("accessList") => Tracing::AccessList(AccessLists::default()),
+            Some(other) => {
+                return Err(PyValueError::new_err(format!("unknown tracer {other:?}")));
+            }
+        };
         Ok(Run {
             inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid, mode),
             prepared: None,
+            tracing,
         })
     }
 
@@ -320,8 +340,11 @@ impl Engine {
     ) -> PyResult<Bound<'py, PyAny>> {
         let head = &self.head;
         let rules = &self.rules;
-        let inner = &mut run.inner;
-        let stop = py.detach(|| exec::execute(head, rules, inner));
+        let Run { inner, tracing, .. } = &mut *run;
+        let stop = py.detach(|| match tracing {
+            Tracing::Off => exec::execute(head, rules, inner, &mut NoTracer),
+            Tracing::AccessList(tracer) => exec::execute(head, rules, inner, tracer),
+        });
         Ok(match stop {
             Stop::Done => py.None().into_bound(py),
             Stop::Missing(m) => misses(py, &m)?.into_any(),
@@ -451,6 +474,46 @@ impl Engine {
 
 #[pymethods]
 impl Run {
+    /// A dev chain's state edit (`anvil_setBalance`, `anvil_setCode`, ...): write these
+    /// accounts `(address, nonce, balance word, code hash)`, slots `(address, slot word, value
+    /// word)` and `code` into the run's overlay before it executes, as a transaction would
+    /// have; a run without transactions is then the edit alone, its root and diff as a
+    /// block's.
+    fn edit(
+        &mut self,
+        accounts: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>)>,
+        storage: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+        code: Vec<Vec<u8>>,
+    ) -> PyResult<()> {
+        if self.inner.next > 0 {
+            return Err(PyValueError::new_err("a run is edited before it executes"));
+        }
+        let overlay = &mut self.inner.overlay;
+        for code in code {
+            let hash = keccak256(&code);
+            overlay
+                .code
+                .insert(hash, Bytecode::new_raw(Bytes::from(code)));
+        }
+        for (a, nonce, balance, code_hash) in accounts {
+            let info = AccountInfo {
+                balance: word(&balance)?,
+                nonce,
+                code_hash: hash(&code_hash)?,
+                ..Default::default()
+            };
+            overlay.accounts.insert(address(&a)?, Some(info));
+        }
+        for (a, slot, value) in storage {
+            overlay
+                .storage
+                .entry(address(&a)?)
+                .or_default()
+                .insert(word(&slot)?, word(&value)?);
+        }
+        Ok(())
+    }
+
     /// The positions in the block's transaction list that were applied so far (for resuming).
     #[getter]
     fn next(&self) -> usize {
@@ -512,6 +575,29 @@ impl Run {
             pybytes(py, block_bloom.as_slice()),
         )
             .into_pyobject(py)
+    }
+
+    /// What the `"accessList"` tracer found: (position, [(address, [slot])]) per finished
+    /// transaction, sorted by address and slot.
+    fn access_lists<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let Tracing::AccessList(tracer) = &self.tracing else {
+            return Err(PyValueError::new_err(
+                "the run is not traced for access lists",
+            ));
+        };
+        let mut out = Vec::with_capacity(tracer.found.len());
+        for (position, list) in &tracer.found {
+            let mut items = Vec::with_capacity(list.0.len());
+            for item in &list.0 {
+                let keys = PyList::new(
+                    py,
+                    item.storage_keys.iter().map(|k| pybytes(py, k.as_slice())),
+                )?;
+                items.push((pybytes(py, item.address.as_slice()), keys));
+            }
+            out.push((*position, PyList::new(py, items)?));
+        }
+        PyList::new(py, out)
     }
 
     /// The state changes of the prepared block: (accounts, storage, code), accounts as

@@ -193,13 +193,14 @@ pub struct Overlay {
     pub code: HashMap<B256, Bytecode>,
 }
 
-/// Never raised: a miss is recorded and answered with a default instead (see the module doc).
+/// Never raised (it has no value): a miss is recorded and answered with a default instead
+/// (see the module doc).
 #[derive(Debug)]
-pub struct NoError;
+pub enum NoError {}
 
 impl fmt::Display for NoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no error")
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
     }
 }
 
