@@ -28,6 +28,7 @@ and :meth:`ChainSpec.authority_keys` give the 20/33-byte forms the engine works 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -165,8 +166,8 @@ def load_spec(path: str | Path) -> ChainSpec:
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
 # The accounts m/44'/60'/0'/0/0..9 of DEV_MNEMONIC (anvil's and hardhat's), as (address, key).
-# Constants rather than derived at run time so the node needs no HD-wallet library;
-# tests/chain/test_spec.py re-derives them.
+# Constants so that dev_spec() (a config's ``chain = "dev"``, the tests) derives nothing;
+# tests/chain/test_spec.py checks them against dev_accounts().
 DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
     ("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
      "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
@@ -196,15 +197,40 @@ DEV_AUTHORITY_PUBKEY = "0x021a98d7ef36347dcbcda36b26be6e1ee3c46294a20b69b5f7ef47
 DEV_CHAIN_ID = 121212
 
 
-def dev_spec(*, slot_ms: int = 1000) -> ChainSpec:
-    """The built-in ``dev`` spec: one authority, 30M gas, the 10 dev accounts with 10,000 ETH."""
+def dev_accounts(mnemonic: str = DEV_MNEMONIC, count: int = 10) -> tuple[tuple[str, str], ...]:
+    """The accounts m/44'/60'/0'/0/0..count-1 of a BIP-39 ``mnemonic``, as (address, key), the
+    way anvil and hardhat derive theirs. eth-account is imported here, not at the top: only
+    ``alys-fast dev`` derives keys."""
+    from eth_account import Account
+    from eth_utils import ValidationError
+
+    Account.enable_unaudited_hdwallet_features()
+    out = []
+    for i in range(count):
+        try:
+            account = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}")
+        except ValidationError as exc:
+            raise SpecError(f"not a BIP-39 mnemonic: {exc}") from None
+        out.append((account.address, "0x" + bytes(account.key).hex()))
+    return tuple(out)
+
+
+def dev_spec(
+    *,
+    slot_ms: int = 1000,
+    accounts: Iterable[str] = tuple(address for address, _ in DEV_ACCOUNTS),
+    balance: int = 10_000 * ETHER,
+    chain_id: int = DEV_CHAIN_ID,
+) -> ChainSpec:
+    """The built-in ``dev`` spec: one authority, 30M gas, ``accounts`` (default the 10 dev
+    accounts) funded with ``balance`` wei (default 10,000 ETH) each."""
     if not 1 <= slot_ms < 2**63:
         raise SpecError(f"dev spec: slot_ms must be >= 1, got {slot_ms}")
     return ChainSpec(
         name="dev",
-        chain_id=DEV_CHAIN_ID,
+        chain_id=chain_id,
         slot_ms=slot_ms,
         authorities=(DEV_AUTHORITY_PUBKEY,),
         gas_limit=30_000_000,
-        alloc={address: GenesisAccount(balance=10_000 * ETHER) for address, _ in DEV_ACCOUNTS},
+        alloc={address: GenesisAccount(balance=balance) for address in accounts},
     )

@@ -16,7 +16,9 @@ from alys_fast.chain.spec import (
     DEV_MNEMONIC,
     ETHER,
     ChainSpec,
+    GenesisAccount,
     SpecError,
+    dev_accounts,
     dev_spec,
     load_spec,
     spec_from_dict,
@@ -29,6 +31,22 @@ def test_dev_accounts_are_the_mnemonic_accounts() -> None:
         derived = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
         assert derived.address == address
         assert derived.key.hex().removeprefix("0x") == key.removeprefix("0x")
+    assert dev_accounts() == DEV_ACCOUNTS
+    assert dev_accounts(count=3) == DEV_ACCOUNTS[:3]
+    assert dev_accounts(count=0) == ()
+
+
+def test_dev_accounts_of_another_mnemonic() -> None:
+    words = "abandon " * 11 + "about"  # BIP-39's all-zero entropy test phrase
+    Account.enable_unaudited_hdwallet_features()
+    accounts = dev_accounts(words, 12)
+    assert len(accounts) == 12 and not set(accounts) & set(DEV_ACCOUNTS)
+    for i, (address, key) in enumerate(accounts):
+        derived = Account.from_mnemonic(words, account_path=f"m/44'/60'/0'/0/{i}")
+        assert (address, key) == (derived.address, "0x" + derived.key.hex().removeprefix("0x"))
+    for bad in ("abandon " * 12, "not a mnemonic at all", ""):
+        with pytest.raises(SpecError, match="not a BIP-39 mnemonic"):
+            dev_accounts(bad.strip(), 1)
 
 
 def test_dev_authority_pubkey_matches_key() -> None:
@@ -49,6 +67,9 @@ def test_dev_spec_values() -> None:
     assert all(a.balance == 10_000 * ETHER and a.nonce == 0 for a in alloc.values())
     assert bytes.fromhex(DEV_ACCOUNTS[0][0][2:]) in alloc
     assert dev_spec(slot_ms=250).slot_ms == 250
+    custom = dev_spec(accounts=[DEV_ACCOUNTS[4][0]], balance=5, chain_id=1337)
+    assert custom.chain_id == 1337
+    assert custom.alloc == {DEV_ACCOUNTS[4][0]: GenesisAccount(balance=5)}
     with pytest.raises(SpecError, match="slot_ms"):
         dev_spec(slot_ms=0)
 
