@@ -37,6 +37,8 @@ from alys_fast.chain.workflows import (
     child_base_fee,
 )
 from alys_fast.engine.actor import EngineClient
+from alys_fast.engine.errors import EngineError
+from alys_fast.engine.interface import BlockEnv, StateOverrides
 from alys_fast.metrics.histogram import Histogram
 from alys_fast.node.context import CHAIN, RPC, TXPOOL, NodeContext
 from alys_fast.node.offload import Worker
@@ -94,6 +96,14 @@ class SetNextBaseFee(msgspec.Struct, frozen=True):
     base_fee: int
 
 
+class EditState(msgspec.Struct, frozen=True):
+    """-> None: a dev chain's state edit of the head (``anvil_setBalance``...): each account's
+    given balance, nonce, code and slots (``state_diff``), visible at once and made part of
+    the next block's state."""
+
+    edits: StateOverrides
+
+
 class GetMining(msgspec.Struct, frozen=True):
     """-> the dev chain's (mode, interval_ms, clock offset in seconds)."""
 
@@ -110,8 +120,9 @@ class Revert(msgspec.Struct, frozen=True):
 
 
 ChainMessage = Tick | Mine | SetMining | MoveTime | SetNextBaseFee | GetMining | TakeSnapshot
-ChainMessage |= Revert
-_DEV_MESSAGES = (Mine, SetMining, MoveTime, SetNextBaseFee, GetMining, TakeSnapshot, Revert)
+ChainMessage |= Revert | EditState
+_DEV_MESSAGES = (
+    Mine, SetMining, MoveTime, SetNextBaseFee, GetMining, TakeSnapshot, Revert, EditState)
 # Most blocks one Mine makes: a bounded wait for its asker.
 MAX_MINE = 10_000
 
@@ -130,6 +141,8 @@ class ChainActor(Actor):
         self.worker = Worker("chain")  # hashing and validating blocks, off the event loop
         self.my_slot: int | None = None
         self.dev = ctx.dev_mining  # None: an Aura node on the wall clock
+        # A dev chain's state after edits since the head block (None: the head's own).
+        self.edited_root: bytes | None = None
         if ctx.authority_key is not None:
             me = address_of(ctx.authority_key)
             authors = authority_addresses(self.spec)
@@ -145,16 +158,18 @@ class ChainActor(Actor):
     async def started(self) -> None:
         head = await self.store.head_header()
         root = await self.engine.state_root()
-        if root != head.state_root:
+        edited = await self.store.edited_root()
+        if root != head.state_root and root != edited:
             # A block was stored but the engine never committed it (the commit ask failed):
             # the store is the truth, so the engine reloads from it.
             log.warning("engine behind stored head %d: reloading it from storage", head.number)
             root = await self.engine.reload()
-        if root != head.state_root:
+        if root not in (head.state_root, edited):
             raise RuntimeError(
                 f"engine state 0x{root.hex()} is not head {head.number}'s 0x{head.state_root.hex()}"
             )
         self.head = head
+        self.edited_root = edited
         self.stats["head"] = head.number
         self.ctx.tell(TXPOOL, Resync(child_base_fee(self.spec, head)))
         self.ctx.tell(RPC, NewHead(head))
@@ -194,6 +209,8 @@ class ChainActor(Actor):
                     assert self.head is not None
                     dev.set_next_timestamp(message.next_timestamp, self.head.timestamp)
                 return dev.offset_ms // 1000
+            if kind is EditState:
+                return await self._edit(message.edits)
             if kind is SetNextBaseFee:
                 dev.next_base_fee = message.base_fee
                 return None
@@ -291,6 +308,24 @@ class ChainActor(Actor):
             timestamp = None
         return made
 
+    async def _edit(self, edits: StateOverrides) -> None:
+        """Edit the head state: the engine runs the edit as a block without transactions,
+        the store keeps it ahead of the next block, the engine commits it, and the next block
+        builds on it; the pool hears of the accounts, as after a block."""
+        head = self.head
+        assert head is not None
+        env = BlockEnv(number=head.number + 1, timestamp=head.timestamp,
+                       fee_recipient=self.spec.fee_recipient_bytes(), gas_limit=head.gas_limit,
+                       base_fee=child_base_fee(self.spec, head))
+        try:
+            execution = await self.engine.edit(env, edits)
+        except EngineError as exc:
+            raise MiningError(str(exc)) from None
+        await self.store.write_edit(execution.changes, execution.state_root)
+        await self.engine.commit(execution, None)
+        self.edited_root = execution.state_root
+        self.ctx.tell(TXPOOL, BlockIncluded((), execution.changes.accounts, env.base_fee))
+
     async def _revert(self, snapshot_id: int) -> bool:
         """Go back to a snapshot: storage unwinds to its block, the engine reloads from
         storage, the pool holds what it held then, the RPC follows the head back."""
@@ -309,6 +344,7 @@ class ChainActor(Actor):
             raise RuntimeError(f"reverted to block {head.number} 0x{head.hash.hex()}, not the "
                                f"snapshot's 0x{snapshot.block_hash.hex()}")
         self.head = head
+        self.edited_root = None
         self.stats["head"] = head.number
         await self.pool.replace(snapshot.transactions, child_base_fee(self.spec, head))
         self.ctx.tell(RPC, NewHead(head))
@@ -331,12 +367,12 @@ class ChainActor(Actor):
             candidates = await self.pool.best(spec.gas_limit, base_fee)
         block, execution = await build_block(
             spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
-            offload=self.worker.run, base_fee=base_fee,
+            offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
         )
         built = time.perf_counter()
         workflow = BlockImportWorkflow(
             parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head,
-            offload=self.worker.run, base_fee=base_fee,
+            offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
         )
         known = {tx.raw: tx for tx in execution.transactions}
         await workflow.run(block, execution=execution, known=known)
@@ -348,6 +384,7 @@ class ChainActor(Actor):
     def _on_head(self, imported: ImportedBlock) -> None:
         header = imported.header
         self.head = header
+        self.edited_root = None
         execution = imported.execution
         self.stats["head"] = header.number
         self.stats["blocks"] += 1
@@ -392,6 +429,9 @@ class ChainClient:
     async def move_time(self, *, increase: int | None = None,
                         next_timestamp: int | None = None) -> int:
         return await self._ask(MoveTime(increase, next_timestamp))
+
+    async def edit_state(self, edits: StateOverrides) -> None:
+        await self._ask(EditState(edits))
 
     async def set_next_base_fee(self, base_fee: int) -> None:
         await self._ask(SetNextBaseFee(base_fee))

@@ -222,8 +222,11 @@ class BlockImportWorkflow:
         fork: Fork = Fork.CANCUN,
         offload: Offload = inline,
         base_fee: int | None = None,
+        parent_state_root: bytes | None = None,
     ) -> None:
         self.parent = parent
+        # The state the block executes on: the parent's, unless a dev chain edited it since.
+        self.parent_state_root = parent_state_root or parent.state_root
         # The base fee the block must have: EIP-1559's unless a dev chain set it.
         self.base_fee = child_base_fee(spec, parent) if base_fee is None else base_fee
         self.spec = spec
@@ -355,7 +358,7 @@ class BlockImportWorkflow:
         local = self._local
         if (
             local is not None
-            and local.parent_state_root == self.parent.state_root
+            and local.parent_state_root == self.parent_state_root
             and local.state_root == header.state_root
             and local.env == env
             and tuple(tx.raw for tx in local.transactions) == block.transactions
@@ -365,7 +368,7 @@ class BlockImportWorkflow:
             # against the header below, like an engine's.
             execution, built = local, " (built)"
         else:
-            execution = await self.engine.execute_block(self.parent.state_root, env, self._txs)
+            execution = await self.engine.execute_block(self.parent_state_root, env, self._txs)
             built = ""
         for field, computed, claimed in (
             ("state root", execution.state_root, header.state_root),
@@ -434,6 +437,7 @@ async def build_block(
     authority_key: bytes,
     offload: Offload = inline,
     base_fee: int | None = None,
+    parent_state_root: bytes | None = None,
 ) -> tuple[Block, BlockExecution]:
     """Author the block of ``slot`` on ``parent`` from ``candidates`` (the pool's best, in order).
 
@@ -442,7 +446,8 @@ async def build_block(
     the returned execution so it is not executed twice). The author is the address of
     ``authority_key``; the import rejects it if that is not the slot's Aura author. Hashing the
     transactions and signing run through ``offload``. ``base_fee`` replaces EIP-1559's (a dev
-    chain's ``anvil_setNextBlockBaseFeePerGas``).
+    chain's ``anvil_setNextBlockBaseFeePerGas``); ``parent_state_root`` the state it builds on
+    if a dev chain edited the parent's (``anvil_setBalance``...).
     """
     if base_fee is None:
         base_fee = child_base_fee(spec, parent)
@@ -461,7 +466,8 @@ async def build_block(
         base_fee_per_gas=base_fee,
     )
     execution = await engine.execute_block(
-        parent.state_root, _block_env(spec, unsigned), candidates, skip_invalid=True
+        parent_state_root or parent.state_root, _block_env(spec, unsigned), candidates,
+        skip_invalid=True,
     )
     raws = tuple(tx.raw for tx in execution.transactions)
     header = msgspec.structs.replace(

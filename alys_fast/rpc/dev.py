@@ -15,16 +15,19 @@ from alys_fast.actors import ActorError
 from alys_fast.chain.actor import ChainClient
 from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import PoolClient
+from alys_fast.engine.interface import AccountOverride
 from alys_fast.node.context import NodeContext
 from alys_fast.rpc.dispatch import (
     InvalidParams,
     Methods,
     ServerError,
+    address,
     boolean,
+    data,
     hash32,
     quantity,
 )
-from alys_fast.rpc.eth import EthApi
+from alys_fast.rpc.eth import EthApi, storage_word
 from alys_fast.rpc.formats import hexdata
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,14 @@ class DevApi:
             "anvil_snapshot": self.snapshot,
             "evm_revert": self.revert,
             "anvil_revert": self.revert,
+            "anvil_setBalance": self.set_balance,
+            "hardhat_setBalance": self.set_balance,
+            "anvil_setNonce": self.set_nonce,
+            "hardhat_setNonce": self.set_nonce,
+            "anvil_setCode": self.set_code,
+            "hardhat_setCode": self.set_code,
+            "anvil_setStorageAt": self.set_storage_at,
+            "hardhat_setStorageAt": self.set_storage_at,
             "anvil_setNextBlockBaseFeePerGas": self.set_next_block_base_fee,
             "hardhat_setNextBlockBaseFeePerGas": self.set_next_block_base_fee,
             "anvil_dropTransaction": self.drop_transaction,
@@ -72,7 +83,8 @@ class DevApi:
         except MiningError as exc:
             raise ServerError(str(exc)) from None
         except ActorError as exc:
-            raise ServerError(f"the chain is unavailable: {exc}") from None
+            log.warning("dev method: the chain did not answer: %s", exc)
+            raise ServerError("the chain is unavailable, retry") from None
 
     async def _automine(self) -> None:
         """Mine what was just pooled if the chain automines; a failure leaves the
@@ -133,6 +145,24 @@ class DevApi:
 
     async def revert(self, snapshot_id: Any) -> bool:
         return await self._ask(self.chain.revert(quantity(snapshot_id, "snapshot id", 64)))
+
+    async def _edit(self, account: Any, change: AccountOverride) -> bool:
+        await self._ask(self.chain.edit_state({address(account): change}))
+        return True
+
+    async def set_balance(self, account: Any, balance: Any) -> bool:
+        return await self._edit(account, AccountOverride(balance=quantity(balance, "balance")))
+
+    async def set_nonce(self, account: Any, nonce: Any) -> bool:
+        return await self._edit(account, AccountOverride(nonce=quantity(nonce, "nonce", 64)))
+
+    async def set_code(self, account: Any, code: Any) -> bool:
+        return await self._edit(account, AccountOverride(code=data(code, "code")))
+
+    async def set_storage_at(self, account: Any, slot: Any, value: Any) -> bool:
+        """One slot; both as 32-byte words or quantities (hardhat sends a quantity slot)."""
+        change = AccountOverride(state_diff={storage_word(slot): storage_word(value)})
+        return await self._edit(account, change)
 
     async def set_next_block_base_fee(self, base_fee: Any) -> None:
         await self._ask(self.chain.set_next_base_fee(_count(base_fee, "base fee")))

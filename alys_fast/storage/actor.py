@@ -41,6 +41,17 @@ class WriteBlock(msgspec.Struct, frozen=True):
     changes: StateDiff
 
 
+class WriteEdit(msgspec.Struct, frozen=True):
+    """Persist a dev chain's state edit between blocks (see ``ChainStore.write_edit``)."""
+
+    changes: StateDiff
+    state_root: bytes
+
+
+class GetEditedRoot(msgspec.Struct, frozen=True):
+    """-> the state root after the state edits since the head block, or None."""
+
+
 class GetHead(msgspec.Struct, frozen=True):
     """-> (number, hash) of the head, or None."""
 
@@ -88,7 +99,7 @@ class Resolve(msgspec.Struct, frozen=True):
 
 
 StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
-StorageMessage |= LoadState | Resolve | Unwind
+StorageMessage |= LoadState | Resolve | Unwind | WriteEdit | GetEditedRoot
 
 
 def open_store(ctx: NodeContext) -> ChainStore:
@@ -161,6 +172,14 @@ class StorageActor(Actor):
             except Exception as exc:
                 return exc
             return None
+        if type(message) is WriteEdit:
+            try:
+                await self.worker.run(store.write_edit, message.changes, message.state_root)
+            except Exception as exc:  # as a block write's: the editor's answer
+                return exc
+            return None
+        if type(message) is GetEditedRoot:
+            return store.edited_root()
         if type(message) is GetBlock:
             block_hash = message.hash
             if block_hash is None:
@@ -259,6 +278,14 @@ class StoreClient:
         failure = await self.ctx.ref(STORAGE).ask(WriteBlock(block, receipts, diff), self.timeout)
         if failure is not None:
             raise failure
+
+    async def write_edit(self, diff: StateDiff, state_root: bytes) -> None:
+        failure = await self.ctx.ref(STORAGE).ask(WriteEdit(diff, state_root), self.timeout)
+        if failure is not None:
+            raise failure
+
+    async def edited_root(self) -> bytes | None:
+        return await self.ctx.ref(STORAGE).ask(GetEditedRoot(), self.timeout)
 
     async def head_header(self) -> Header:
         return await self.ctx.ref(STORAGE).ask(GetHeadHeader(), self.timeout)

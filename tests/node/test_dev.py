@@ -17,7 +17,7 @@ from web3.providers import HTTPProvider
 
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID
-from tests.engine.contracts import creation_code
+from tests.engine.contracts import calldata, creation_code, runtime_code
 from tests.node.harness import ThreadNode, rpc, running_node
 
 GWEI = 10**9
@@ -204,3 +204,41 @@ def test_the_next_blocks_base_fee_can_be_set(w3: Web3, node: ThreadNode) -> None
     assert w3.eth.get_transaction_receipt(tx.hash).effectiveGasPrice == 8 * GWEI
     rpc(node.url, "evm_mine")  # then EIP-1559 again, from this block's: a nearly empty block
     assert w3.eth.get_block("latest").baseFeePerGas < 7 * GWEI
+
+
+def test_state_edits_are_seen_at_once_and_kept_by_the_next_block(w3: Web3, node: ThreadNode
+                                                                  ) -> None:
+    url = node.url
+    rich = Account.create().address
+    before = w3.eth.block_number
+    assert rpc(url, "anvil_setBalance", rich, hex(123 * 10**18)) is True
+    assert w3.eth.get_balance(rich) == 123 * 10**18
+    assert w3.eth.block_number == before  # no block for an edit
+    # Code at an empty address answers calls; a slot set directly is read by it.
+    probe = Account.create().address
+    rpc(url, "hardhat_setCode", probe, "0x" + runtime_code("Probe").hex())
+    rpc(url, "anvil_setStorageAt", probe, "0x7", "0x" + (42).to_bytes(32, "big").hex())
+    get_slot = {"to": probe, "data": "0x" + calldata("Probe", "getSlot(uint256)", 7).hex()}
+    assert int.from_bytes(w3.eth.call(get_slot), "big") == 42
+    assert w3.eth.get_code(probe) == runtime_code("Probe")
+    # A nonce set ahead: the pool takes the sender's next transaction at it.
+    sender = ACCOUNTS[7]
+    rpc(url, "anvil_setNonce", sender.address, "0x20")
+    assert w3.eth.get_transaction_count(sender.address) == 0x20
+    tx = signed(w3, sender)
+    w3.eth.send_raw_transaction(tx.raw_transaction)
+    receipt = w3.eth.get_transaction_receipt(tx.hash)
+    assert receipt.status == 1
+    block = w3.eth.get_block(receipt.blockNumber)
+    # The block after the edits holds them in its state, and older state does not.
+    assert w3.eth.get_balance(rich, block.number) == 123 * 10**18
+    assert w3.eth.get_balance(rich, before) == 0
+    assert w3.eth.get_code(probe, before) == b""
+    assert int.from_bytes(w3.eth.call(get_slot, block.number), "big") == 42
+    # Edits since a snapshot go with a revert; the edit's errors are the client's.
+    snapshot = rpc(url, "evm_snapshot")
+    rpc(url, "hardhat_setBalance", rich, "0x1")
+    assert w3.eth.get_balance(rich) == 1
+    assert rpc(url, "evm_revert", snapshot) is True
+    assert w3.eth.get_balance(rich) == 123 * 10**18
+    assert error_of(url, "anvil_setBalance", "0x1234", "0x1")["code"] == -32602
