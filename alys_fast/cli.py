@@ -17,6 +17,7 @@ from alys_fast import __version__
 COMMAND_MODULES = (
     "alys_fast.engine.cli",
     "alys_fast.node.cli",
+    "alys_fast.node.keys",
     "alys_fast.system.cli",
     "alys_fast.validation.cli",
 )

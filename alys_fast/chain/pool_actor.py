@@ -12,6 +12,7 @@ its journal) and senders are fetched afresh.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -65,7 +66,8 @@ class GetPooled(msgspec.Struct, frozen=True):
 
 
 class PoolStats(msgspec.Struct, frozen=True):
-    """-> {"pending", "queued", counters..., "rejected": {reason: n}}."""
+    """-> {"pending", "queued", counters..., "rejected": {reason: n}, "oldest_pending": the
+    seconds the longest-waiting pending transaction has been pooled (0: none)}."""
 
 
 class Resync(msgspec.Struct, frozen=True):
@@ -143,7 +145,9 @@ class TxPoolActor(Actor):
         if type(message) is GetPooled:
             return pool.get(message.tx_hash)
         if type(message) is PoolStats:
-            return {**pool.status(), **pool.counters, "rejected": dict(pool.rejected)}
+            oldest = pool.oldest_pending()
+            return {**pool.status(), **pool.counters, "rejected": dict(pool.rejected),
+                    "oldest_pending": 0.0 if oldest is None else time.monotonic() - oldest}
         if type(message) is Drop:
             return pool.drop(message.tx_hashes)
         if type(message) is Dump:

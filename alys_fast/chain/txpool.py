@@ -31,6 +31,7 @@ and rejected-by-reason transactions are plain dicts for the metrics layer to exp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush, heapreplace
@@ -71,7 +72,10 @@ INTRINSIC_GAS = "intrinsic gas too low"
 FLOOR_DATA_GAS = "insufficient gas for floor data gas cost"
 INVALID_SENDER = "invalid sender"
 GAS_LIMIT = "exceeds block gas limit"
-INVALID_CHAIN_ID = "invalid chain id"
+# A wrong chain id is a sender geth's signer cannot recover: "invalid sender: invalid chain id
+# for signer: have 1 want 121212".
+INVALID_CHAIN_ID = "invalid chain id for signer"
+INVALID_SIGNATURE = "invalid transaction v, r, s values"
 TYPE_NOT_SUPPORTED = "transaction type not supported"
 TIP_ABOVE_FEE_CAP = "max priority fee per gas higher than max fee per gas"
 INITCODE_TOO_LARGE = "max initcode size exceeded"
@@ -84,7 +88,7 @@ UNPROTECTED = "only replay-protected (EIP-155) transactions allowed over RPC"
 _RULE_MESSAGES = {
     "transaction type not supported": TYPE_NOT_SUPPORTED,
     "nonce too high": NONCE_MAX,
-    "invalid chain id": INVALID_CHAIN_ID,
+    "invalid chain id": INVALID_SENDER,
     "invalid signature y parity": INVALID_SENDER,
     "invalid signature r": INVALID_SENDER,
     "invalid signature s": INVALID_SENDER,
@@ -117,11 +121,28 @@ def _reject(message: str, detail: str = "") -> TxPoolError:
     return TxPoolError(RPC_TX_REJECTED, message, detail)
 
 
+def _wrong_chain(have: int, want: int) -> TxPoolError:
+    return _reject(INVALID_SENDER, f"{INVALID_CHAIN_ID}: have {have} want {want}")
+
+
 def _from_invalid(exc: InvalidTransaction) -> TxPoolError:
+    """geth's message for a validation-core refusal, with geth's detail where clients parse it
+    (chain id, intrinsic and floor gas), else the validator's values."""
+    values = exc.values
+    if exc.rule == "invalid chain id":
+        have = values.get("chain_id")
+        if have is None and values["v"] >= 35:  # EIP-155: v = 35 + 2 * chain id + parity
+            have = (values["v"] - 35) // 2
+        if have is None:  # a legacy v no signer takes
+            return _reject(INVALID_SENDER, f"{INVALID_SIGNATURE} (v={values['v']})")
+        return _wrong_chain(have, values["expected_chain_id"])
     message = _RULE_MESSAGES.get(exc.rule) or f"rlp: {exc.rule}"
+    if message in (INTRINSIC_GAS, FLOOR_DATA_GAS):
+        needed = values["intrinsic_gas" if message == INTRINSIC_GAS else "floor_gas"]
+        return _reject(message, f"gas {values['gas_limit']}, minimum needed {needed}")
     # The detail adds the validator's rule only where geth's message does not already say it.
-    values = ", ".join(f"{key}={_show(value)}" for key, value in exc.values.items())
-    return _reject(message, values if exc.rule == message else str(exc))
+    shown = ", ".join(f"{key}={_show(value)}" for key, value in values.items())
+    return _reject(message, shown if exc.rule == message else str(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +180,11 @@ def _show(value: object) -> str:
 class _Entry:
     """A pooled transaction with the numbers ordering and accounting need, computed once."""
 
-    __slots__ = ("cost", "fee_cap", "seq", "tip_cap", "tx")
+    __slots__ = ("added", "cost", "fee_cap", "seq", "tip_cap", "tx")
 
     def __init__(self, tx: Transaction, seq: int) -> None:
         self.tx = tx
+        self.added = time.monotonic()
         self.fee_cap, self.tip_cap = fee_caps(tx)
         self.cost = tx.gas_limit * self.fee_cap + tx.value
         self.seq = seq
@@ -251,6 +273,15 @@ class TxPool:
         """Pending and queued counts (``txpool_status``)."""
         pending = sum(s.end - s.nonce for s in self._senders.values())
         return {"pending": pending, "queued": len(self._by_hash) - pending}
+
+    def oldest_pending(self) -> float | None:
+        """When (``time.monotonic()``) the longest-waiting pending transaction was admitted, or
+        None. ``_by_hash`` is in admission order, so this stops at the first pending one; queued
+        ones (behind a nonce gap) are passed over: they may wait for good reason."""
+        for entry in self._by_hash.values():
+            if entry.tx.nonce < self._senders[entry.tx.sender].end:
+                return entry.added
+        return None
 
     def content(self) -> dict[str, dict[bytes, dict[int, Transaction]]]:
         """``txpool_content``: pending and queued transactions by sender, then nonce (sorted)."""
@@ -350,7 +381,7 @@ class TxPool:
             if not self.allow_unprotected:
                 raise _reject(UNPROTECTED, _hex(tx.hash))
         elif tx.chain_id != self.chain_id:  # only a pre-recovered transaction gets here
-            raise _reject(INVALID_CHAIN_ID, f"tx chain id {tx.chain_id}, pool {self.chain_id}")
+            raise _wrong_chain(tx.chain_id, self.chain_id)
         if tx.gas_limit > self.block_gas_limit:
             raise _reject(GAS_LIMIT, f"tx gas {tx.gas_limit}, block gas {self.block_gas_limit}")
         if tx.hash in self._by_hash:

@@ -7,12 +7,16 @@ Example::
     authority_key_file = "/etc/alys-fast/authority.key"   # omit on a non-authority node
     sync_writes = false                 # fsync every block (survives power loss, slower)
     archive = false                     # keep every block's state (default: the last 128)
+    stall_slots = 3                     # /health fails an authority this many slots behind
 
     [rpc]
     host = "127.0.0.1"
     port = 8545
+    cors = ["http://localhost:3000"]    # browser origins allowed to call the RPC; "*": any
     max_body = 5242880
     max_batch = 1000
+
+``examples/node.toml`` is a complete, commented one.
 
 Relative paths are resolved against the file's directory. Unknown keys are errors, so a typo
 fails at start instead of being silently ignored.
@@ -28,7 +32,9 @@ import msgspec
 from msgspec import Meta
 
 from alys_fast.chain.spec import ChainSpec, SpecError, dev_spec, load_spec
+from alys_fast.node.context import STALL_SLOTS
 from alys_fast.rpc import Limits
+from alys_fast.rpc.server import cors_origins
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 # The defaults come from an instance: on the slotted Limits class, ``Limits.max_body`` is the
@@ -41,13 +47,17 @@ class ConfigError(ValueError):
 
 
 class RpcConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where JSON-RPC listens and how much one client may send."""
+    """Where JSON-RPC listens, how much one client may send, which browser origins may call."""
 
     host: str = "127.0.0.1"
     port: Port = 8545
     max_body: Annotated[int, Meta(ge=1024)] = _LIMITS.max_body
     max_batch: Annotated[int, Meta(ge=1)] = _LIMITS.max_batch
     max_connections: Annotated[int, Meta(ge=1)] = _LIMITS.max_connections
+    cors: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        cors_origins(self.cors)  # its ValueError names the bad origin
 
     def limits(self) -> Limits:
         return Limits(
@@ -64,6 +74,7 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     authority_key_file: str | None = None
     sync_writes: bool = False
     archive: bool = False
+    stall_slots: Annotated[int, Meta(ge=1)] = STALL_SLOTS
     rpc: RpcConfig = RpcConfig()
 
     def spec(self) -> ChainSpec:

@@ -1,10 +1,13 @@
 """The metrics actor and the collector that turns the node's counters into Prometheus families.
 
 Counters are plain numbers owned by the actor that counts them (the chain's in
-``ctx.stats["chain"]``, the RPC's in ``ctx.stats["rpc"]``), so counting costs an integer add.
+``ctx.stats["chain"]``, the RPC's in ``ctx.stats["rpc"]``: its calls per method, and the slot
+of the head it serves), so counting costs an integer add.
 The pool's live inside its actor; the metrics actor asks for them once per ``interval`` and
 keeps the last answer in ``ctx.stats["pool"]``. :class:`NodeCollector` reads these at scrape
-time; it is registered once per node, so a restarted metrics actor changes nothing for it.
+time, with the RPC's open connections and the version; it is registered once per node, so a
+restarted metrics actor changes nothing for it. (The node also registers prometheus_client's
+process and platform collectors: CPU, memory, file descriptors, Python version.)
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from alys_fast import __version__
 from alys_fast.actors import Actor, ActorError
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.node.context import NodeContext
+from alys_fast.node.health import head_age
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +108,39 @@ class NodeCollector(Collector):
         for key in ("replaced", "evicted", "included", "dropped"):
             yield CounterMetricFamily(f"alys_txpool_{key}", f"Pooled transactions {key}",
                                       value=pool.get(key, 0))
+        yield GaugeMetricFamily("alys_txpool_oldest_pending_seconds",
+                                "How long the longest-waiting pending transaction has been pooled",
+                                value=pool.get("oldest_pending", 0))
+        yield from self._rpc(rpc)
+        build = GaugeMetricFamily("alys_build_info", "The running build",
+                                  labels=["version", "python"])
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
+
+    def _rpc(self, rpc: dict) -> Iterator:
+        """Calls, errors and latency per method; open connections; the served head's age."""
+        requests = CounterMetricFamily("alys_rpc_requests", "JSON-RPC calls answered",
+                                       labels=["method"])
+        errors = CounterMetricFamily("alys_rpc_errors", "JSON-RPC calls answered with an error",
+                                     labels=["method"])
+        latency = HistogramMetricFamily("alys_rpc_request_seconds",
+                                        "Time to answer a JSON-RPC call", labels=["method"])
+        calls = rpc.get("calls")
+        for method, counted in sorted(calls.methods.items() if calls is not None else ()):
+            buckets, total = counted.latency.snapshot()
+            requests.add_metric([method], counted.latency.count)
+            errors.add_metric([method], counted.errors)
+            latency.add_metric([method], buckets, total)
+        yield from (requests, errors, latency)
+        server = self.ctx.rpc_server
+        open_now = server.connections() if server is not None else {"http": 0, "websocket": 0}
+        connections = GaugeMetricFamily("alys_rpc_connections", "Open RPC connections",
+                                        labels=["kind"])
+        for kind, n in open_now.items():
+            connections.add_metric([kind], n)
+        yield connections
+        slot = rpc.get("head_slot")
+        if slot is not None:
+            yield GaugeMetricFamily("alys_chain_head_age_seconds",
+                                    "Seconds since the start of the head block's slot",
+                                    value=head_age(self.ctx, slot))

@@ -36,6 +36,9 @@ RPC = "rpc/rpc"
 RECOVERY = ("rpc/recovery-0", "rpc/recovery-1")  # taken in turn
 METRICS = "storage/metrics"
 
+# /health fails an authority whose head is older than this many of its own slots.
+STALL_SLOTS = 3
+
 
 @dataclass
 class NodeContext:
@@ -51,11 +54,16 @@ class NodeContext:
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 8545
     rpc_limits: Limits = field(default_factory=Limits)
+    rpc_cors: tuple[str, ...] = ()  # browser origins allowed to call the RPC ("*": any)
+    stall_slots: int = STALL_SLOTS
     sync_writes: bool = False
     archive: bool = False  # keep every block's state readable, not only the last 128
     # A development chain's mining mode and clock (None: Aura slots on the wall clock). Kept
     # here, not in the chain actor, so that an actor restart keeps them.
     dev_mining: DevMining | None = None
+    # A dev chain's unlocked accounts, as secrets: eth_accounts, eth_sendTransaction and the
+    # signing methods use them (served only with dev_mining set, so never by `alys-fast run`).
+    dev_keys: tuple[bytes, ...] = ()
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     system: ActorSystem | None = None
     # Filled by actors as they come up, read by the node and the tests.

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from prometheus_client import PlatformCollector, ProcessCollector
+
 from alys_fast.actors import ActorSystem, StartFailed
 from alys_fast.metrics.actor import NodeCollector
 from alys_fast.node.context import NodeContext
@@ -48,6 +50,8 @@ class Node:
         ctx.system = self.system
         ctx.registry.register(self.system.metrics)
         ctx.registry.register(NodeCollector(ctx))
+        ProcessCollector(registry=ctx.registry)
+        PlatformCollector(registry=ctx.registry)
 
     async def start(self, timeout: float = 60.0) -> Node:
         ready = self.ctx.rpc_ready = asyncio.Event()

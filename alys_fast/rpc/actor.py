@@ -8,18 +8,27 @@ and log filters and the ``logs`` subscribers (the new block's receipts travel in
 announcement). Newly pooled transactions (:attr:`EthApi.on_pending`) feed
 ``newPendingTransactions`` subscribers and pending-transaction filters. Filters live with the
 actor: a restart forgets them, as a geth restart does.
+
+It also serves the operator's views: ``/health`` (:mod:`alys_fast.node.health`), the status
+page ``status.html`` at ``/`` (package data, read once), and the per-method call counts and
+the served head's slot that ``/metrics`` exports, kept in ``ctx.stats["rpc"]`` so that they
+outlive a restart.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 from alys_fast.actors import Actor
 from alys_fast.chain.actor import NewHead
 from alys_fast.chain.workflows import ImportedBlock
 from alys_fast.node.context import NodeContext
+from alys_fast.node.health import health_report
 from alys_fast.rpc.dev import DevApi
+from alys_fast.rpc.dispatch import CallStats
 from alys_fast.rpc.eth import EthApi
 from alys_fast.rpc.filters import BlockLogs, LogQuery
 from alys_fast.rpc.formats import header_json, hexdata
@@ -28,6 +37,12 @@ from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Block
 
 log = logging.getLogger(__name__)
+
+
+@cache
+def status_page() -> bytes:
+    """The status page (one self-contained HTML file shipped in the package)."""
+    return files("alys_fast.rpc").joinpath("status.html").read_bytes()
 
 
 class RpcActor(Actor):
@@ -42,10 +57,15 @@ class RpcActor(Actor):
         ctx = self.ctx
         head = await StoreClient(ctx).head_header()
         api = self.api = EthApi(ctx, head)
+        api.stats["head_slot"] = head.slot
         api.on_pending = self._pending
         methods = api.methods()
         if ctx.dev_mining is not None:
             DevApi(ctx, api).register(methods)
+            # Imported here: the accounts need eth-account, which a non-dev node never loads.
+            from alys_fast.rpc.accounts import AccountsApi
+
+            AccountsApi(api, ctx.dev_keys).register(methods)
         self.server = RpcServer(
             methods,
             host=ctx.rpc_host,
@@ -54,6 +74,9 @@ class RpcActor(Actor):
             health=self._health,
             registry=ctx.registry,
             subscription_criteria={LOGS: LogQuery.parse},
+            cors=ctx.rpc_cors,
+            stats=api.stats.setdefault("calls", CallStats()),
+            status_page=status_page(),
         )
         await self.server.start()
         ctx.rpc_bound = self.server.port
@@ -67,6 +90,7 @@ class RpcActor(Actor):
             raise TypeError(f"rpc: unexpected message {message!r}")
         assert self.api is not None and self.server is not None
         self.api.head = message.header
+        self.api.stats["head_slot"] = message.header.slot
         if self.server.has_subscribers("newHeads"):
             header = message.header
             size = 0
@@ -95,15 +119,8 @@ class RpcActor(Actor):
             self.api.filters.add_pending(hashes)
 
     def _health(self) -> dict[str, Any]:
-        system = self.ctx.system
-        assert self.api is not None and system is not None
-        tree = system.health()
-        return {
-            "status": "degraded" if tree["alerts"] else "ok",
-            "head": self.api.head.number,
-            "head_hash": hexdata(self.api.head.hash),
-            "actors": tree,
-        }
+        assert self.api is not None
+        return health_report(self.ctx, self.api.head)
 
     def pre_restart(self, error: BaseException) -> None:
         self._release()

@@ -21,7 +21,10 @@ Semantics, following the JSON-RPC 2.0 specification and geth where the spec is s
   -32602 and never reaches the method.
 - A method signals a failure by raising :class:`RpcError` (or :class:`InvalidParams`,
   :class:`ServerError`); any other exception is logged and answered as -32603, without
-  details, so internals never leak to clients.
+  details, so internals never leak to clients. Messages quote the client's values as JSON
+  (:func:`show`), never as Python reprs.
+- With a :class:`CallStats`, every call of a registered method is counted with its latency
+  and whether it was answered with an error (the node exports them to Prometheus).
 """
 
 from __future__ import annotations
@@ -31,11 +34,14 @@ import logging
 import operator
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate, count
 from typing import Any
 
 import msgspec
+
+from alys_fast.metrics.histogram import Histogram
 
 __all__ = [
     "BLOCK_TAGS",
@@ -45,6 +51,7 @@ __all__ = [
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "SERVER_ERROR",
+    "CallStats",
     "Dispatcher",
     "InvalidParams",
     "Methods",
@@ -57,6 +64,7 @@ __all__ = [
     "error_response",
     "hash32",
     "quantity",
+    "show",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,6 +159,48 @@ _MISSING: Any = object()
 _UNBOUNDED = sys.maxsize
 
 
+def show(value: Any) -> str:
+    """A client's value for an error message, as the JSON it sent (not a Python repr), cut
+    to 70 characters."""
+    try:
+        text = _encode(value).decode()
+    except (TypeError, ValueError, OverflowError):  # not JSON: a caller's own value
+        text = str(value)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+# Seconds: a cached read takes tens of microseconds, a large eth_call or batch seconds.
+RPC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+               0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class MethodCalls:
+    """One method's answers: their latency (its count is the calls) and how many were errors."""
+
+    __slots__ = ("errors", "latency")
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.latency = Histogram(RPC_BUCKETS)
+
+
+class CallStats:
+    """Calls per method, counted by the dispatcher on its loop with no locks; only methods of
+    the table are counted, so a client cannot grow it with made-up names."""
+
+    __slots__ = ("methods",)
+
+    def __init__(self) -> None:
+        self.methods: dict[str, MethodCalls] = {}
+
+    def observe(self, name: str, seconds: float, failed: bool) -> None:
+        calls = self.methods.get(name)
+        if calls is None:
+            calls = self.methods[name] = MethodCalls()
+        calls.latency.observe(seconds)
+        calls.errors += failed
+
+
 def error_response(id_: Any, code: int, message: str, data: Any = None) -> bytes:
     """One encoded error object; transports use it for errors found before dispatch (e.g. 413)."""
     return _encode(_Err("2.0", id_, _ErrorObject(code, message, data)))
@@ -203,10 +253,10 @@ class _Method:
         if type(params) is dict:
             missing = self.required.difference(params)
             if missing:
-                raise InvalidParams(f"missing value for required argument {min(missing)!r}")
+                raise InvalidParams(f"missing value for required argument {show(min(missing))}")
             if self.names is not None and not self.names.issuperset(params):
                 extra = sorted(set(params) - self.names)
-                raise InvalidParams(f"unexpected argument {extra[0]!r}")
+                raise InvalidParams(f"unexpected argument {show(extra[0])}")
             return self.fn(**params)
         raise InvalidParams("params must be an array or an object")
 
@@ -251,9 +301,10 @@ class Dispatcher:
     """Decodes a body, runs the methods, encodes the answer; one instance per server."""
 
     def __init__(self, methods: Methods | Mapping[str, Callable[..., Any]], *,
-                 max_batch: int = 1000) -> None:
+                 max_batch: int = 1000, stats: CallStats | None = None) -> None:
         self.methods = methods if isinstance(methods, Methods) else Methods(methods)
         self.max_batch = max_batch
+        self.stats = stats
 
     async def handle(self, body: bytes, local: Methods | None = None) -> bytes | None:
         """Answer one body. ``local`` methods (a connection's own, e.g. eth_subscribe) win."""
@@ -312,6 +363,7 @@ class Dispatcher:
     ) -> dict[int, bytes | None]:
         """Run one method's batch form over all its calls; the encoded answer per index."""
         method, indexes, params = groups[name]
+        started = time.perf_counter()
         try:
             results = method.batch(params)
             if hasattr(results, "__await__"):
@@ -321,8 +373,11 @@ class Dispatcher:
         except Exception:
             log.exception("rpc batch method %s failed", name)
             results = [RpcError(INTERNAL_ERROR, "internal error")] * len(indexes)
+        elapsed = time.perf_counter() - started  # each call of the group waited this long
         out: dict[int, bytes | None] = {}
         for index, result in zip(indexes, results, strict=True):
+            if self.stats is not None:
+                self.stats.observe(name, elapsed, isinstance(result, RpcError))
             id_ = batch[index].get("id", _MISSING)
             if id_ is _MISSING:
                 out[index] = None
@@ -351,10 +406,13 @@ class Dispatcher:
                     return None
                 return error_response(
                     id_, METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
+        failed = True
+        started = time.perf_counter()
         try:
             result = method.call(request.get("params"))
             if hasattr(result, "__await__"):
                 result = await result
+            failed = False
         except RpcError as exc:
             if id_ is _MISSING:
                 return None
@@ -364,6 +422,9 @@ class Dispatcher:
             if id_ is _MISSING:
                 return None
             return error_response(id_, INTERNAL_ERROR, "internal error")
+        finally:
+            if self.stats is not None:
+                self.stats.observe(name, time.perf_counter() - started, failed)
         if id_ is _MISSING:
             return None
         try:
@@ -381,19 +442,14 @@ BLOCK_TAGS = frozenset({"latest", "pending", "earliest", "safe", "finalized"})
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 70 else text[:67] + "..."
-
-
 def _hex_body(value: Any, what: str) -> str:
     if type(value) is not str:
-        raise InvalidParams(f"invalid {what} {_show(value)}: not a hex string")
+        raise InvalidParams(f"invalid {what} {show(value)}: not a hex string")
     if value[:2] not in ("0x", "0X"):
-        raise InvalidParams(f"invalid {what} {_show(value)}: hex string without 0x prefix")
+        raise InvalidParams(f"invalid {what} {show(value)}: hex string without 0x prefix")
     body = value[2:]
     if not _HEX.issuperset(body.encode("utf-8", "replace")):
-        raise InvalidParams(f"invalid {what} {_show(value)}: invalid hex digit")
+        raise InvalidParams(f"invalid {what} {show(value)}: invalid hex digit")
     return body
 
 
@@ -401,12 +457,12 @@ def quantity(value: Any, what: str = "quantity", bits: int = 256) -> int:
     """A hex QUANTITY ("0x0", "0x1f"): no leading zeros, at most ``bits`` wide."""
     body = _hex_body(value, what)
     if not body:
-        raise InvalidParams(f"invalid {what} {_show(value)}: hex string \"0x\"")
+        raise InvalidParams(f"invalid {what} {show(value)}: hex string \"0x\"")
     if len(body) > 1 and body[0] == "0":
-        raise InvalidParams(f"invalid {what} {_show(value)}: hex number with leading zero digits")
+        raise InvalidParams(f"invalid {what} {show(value)}: hex number with leading zero digits")
     number = int(body, 16)
     if number.bit_length() > bits:
-        raise InvalidParams(f"invalid {what} {_show(value)}: hex number > {bits} bits")
+        raise InvalidParams(f"invalid {what} {show(value)}: hex number > {bits} bits")
     return number
 
 
@@ -414,10 +470,10 @@ def data(value: Any, what: str = "data", size: int | None = None) -> bytes:
     """Hex DATA ("0x", "0xdeadbeef"): even length; exactly ``size`` bytes when given."""
     body = _hex_body(value, what)
     if len(body) % 2:
-        raise InvalidParams(f"invalid {what} {_show(value)}: hex string of odd length")
+        raise InvalidParams(f"invalid {what} {show(value)}: hex string of odd length")
     if size is not None and len(body) != 2 * size:
         raise InvalidParams(
-            f"invalid {what} {_show(value)}: hex string has length {len(body)}, want {2 * size}")
+            f"invalid {what} {show(value)}: hex string has length {len(body)}, want {2 * size}")
     return bytes.fromhex(body)
 
 
@@ -434,7 +490,7 @@ def hash32(value: Any) -> bytes:
 def boolean(value: Any, what: str = "flag") -> bool:
     """A JSON boolean; ``0``/``1`` and strings are refused, as geth refuses them."""
     if type(value) is not bool:
-        raise InvalidParams(f"invalid {what} {_show(value)}: not a boolean")
+        raise InvalidParams(f"invalid {what} {show(value)}: not a boolean")
     return value
 
 
@@ -445,7 +501,7 @@ def block_id(value: Any) -> int | str | bytes:
             return hash32(value["blockHash"])
         if "blockNumber" in value:
             return block_id(value["blockNumber"])
-        raise InvalidParams(f"invalid block {_show(value)}: want blockHash or blockNumber")
+        raise InvalidParams(f"invalid block {show(value)}: want blockHash or blockNumber")
     if type(value) is str and value in BLOCK_TAGS:
         return value
     return quantity(value, "block number", 64)

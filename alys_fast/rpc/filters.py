@@ -36,7 +36,14 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from alys_fast.rpc.dispatch import InvalidParams, ServerError, address, hash32, quantity
+from alys_fast.rpc.dispatch import (
+    InvalidParams,
+    ServerError,
+    address,
+    hash32,
+    quantity,
+    show,
+)
 from alys_fast.rpc.formats import hexdata, log_json
 from alys_fast.validation.receipts import Log, Receipt
 
@@ -372,5 +379,5 @@ def _new_id() -> str:
 
 def _checked(fid: Any) -> str:
     if type(fid) is not str:
-        raise InvalidParams(f"invalid filter id {fid!r}: not a string")
+        raise InvalidParams(f"invalid filter id {show(fid)}: not a string")
     return fid

@@ -11,9 +11,18 @@ Routes:
   the node serves ``logs`` so), take options: each subscription keeps its parsed criteria,
   :meth:`RpcServer.subscriptions` lists them and ``publish(kind, payload, to=ids)`` sends a
   payload to the subscriptions it suits. The server never interprets criteria itself.
-- ``GET /health`` — the JSON the ``health`` callback returns (``503`` if it raises).
+- ``GET /`` asking for ``text/html`` — the ``status_page`` given, if any (the node's is
+  ``status.html``, which reads everything it shows through the routes here).
+- ``GET /health`` — the JSON the ``health`` callback returns: ``503`` when it says
+  ``"healthy": false`` or raises.
 - ``GET /metrics`` — the Prometheus text of the given ``CollectorRegistry``.
-- ``OPTIONS`` — a CORS preflight answer, only when ``cors_origin`` is set.
+- ``OPTIONS`` — a CORS preflight answer, when ``cors`` names allowed origins.
+
+CORS as geth's ``--http.corsdomain``: a request whose ``Origin`` is in ``cors`` (or any origin,
+with ``*``) gets ``Access-Control-Allow-Origin``; a preflight also gets the allowed methods,
+the headers it asked for and a max age; a refused origin gets no CORS header at all, so the
+browser withholds the answer from the page. Requests without ``Origin`` (not from a browser
+page) get none either. Error texts quote the request's bytes as text, never as Python reprs.
 
 Connections: one task per connection reads requests one after another and answers in order,
 so keep-alive and pipelining come for free and no task is created per request. Requests on a
@@ -43,6 +52,7 @@ import asyncio
 import binascii
 import contextlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -55,15 +65,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from alys_fast.rpc.dispatch import (
     INVALID_REQUEST,
+    CallStats,
     Dispatcher,
     InvalidParams,
     Methods,
     ServerError,
     error_response,
+    show,
 )
 from alys_fast.rpc.websocket import CLOSE_GOING_AWAY, WebSocket, accept_key
 
-__all__ = ["LOGS", "SUBSCRIPTION_KINDS", "Limits", "RpcServer"]
+__all__ = ["LOGS", "SUBSCRIPTION_KINDS", "Limits", "RpcServer", "cors_origins"]
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +106,38 @@ _REASONS = {
     501: b"Not Implemented", 503: b"Service Unavailable", 505: b"HTTP Version Not Supported",
 }
 _JSON = b"application/json"
+_HTML = b"text/html; charset=utf-8"
+_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+_PAGE_HEADERS = (b"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+                 b"Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+                 b"style-src 'unsafe-inline'; connect-src 'self'\r\n")
+_CORS_ANY = b"Access-Control-Allow-Origin: *\r\n"
+_CORS_PREFLIGHT = b"Access-Control-Allow-Methods: GET, POST\r\nAccess-Control-Max-Age: 600\r\n"
+# What may be echoed back as Access-Control-Allow-Headers: a list of header names, nothing else.
+_HEADER_NAMES = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~, -]{1,1024}")
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[^\s/:?#\[\]@]+)(:[0-9]{1,5})?")
 _NOTE_HEAD = b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"'
 _NOTE_MID = b'","result":'
 _encode = msgspec.json.Encoder().encode
 _BUSY = error_response(None, INVALID_REQUEST, "too many connections")
+
+
+def cors_origins(origins: Iterable[str]) -> tuple[str, ...]:
+    """An allow-list of browser origins (``scheme://host[:port]``, or ``*`` for any), checked
+    and lowercased as browsers send them; raises ``ValueError`` naming a malformed one."""
+    out = []
+    for origin in origins:
+        origin = origin.strip().lower().rstrip("/")
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"not a browser origin (scheme://host[:port]) or *: {origin}")
+        out.append(origin)
+    return tuple(out)
+
+
+def _text(raw: bytes, limit: int = 64) -> str:
+    """Request bytes for an error message: as text, cut to ``limit`` bytes."""
+    text = raw[:limit].decode("utf-8", "replace")
+    return text + "..." if len(raw) > limit else text
 
 
 class _BadRequest(Exception):
@@ -154,7 +194,9 @@ class RpcServer:
     ``port=0`` binds an ephemeral port; :attr:`port` holds the real one after :meth:`start`.
     ``subscription_criteria`` maps each kind that takes options to the parser of
     ``eth_subscribe``'s options object (None when absent) into that subscription's criteria;
-    it raises :class:`InvalidParams` (or any RpcError) to refuse them.
+    it raises :class:`InvalidParams` (or any RpcError) to refuse them. ``cors`` is the allowed
+    browser origins (see the module docstring), ``stats`` counts the calls per method, and
+    ``status_page`` is the HTML served at ``/`` to browsers.
     """
 
     def __init__(
@@ -168,23 +210,25 @@ class RpcServer:
         registry: CollectorRegistry | None = None,
         subscription_kinds: Iterable[str] = SUBSCRIPTION_KINDS,
         subscription_criteria: Mapping[str, Callable[[Any], Any]] | None = None,
-        cors_origin: str | None = None,
+        cors: Iterable[str] = (),
+        stats: CallStats | None = None,
+        status_page: bytes | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.limits = limits or Limits()
-        self._dispatcher = Dispatcher(methods, max_batch=self.limits.max_batch)
+        self._dispatcher = Dispatcher(methods, max_batch=self.limits.max_batch, stats=stats)
         self._health = health
         self._registry = registry
         self._parsers = dict(subscription_criteria or {})
         self._subscribers: dict[str, dict[str, _Conn]] = {
             k: {} for k in (*subscription_kinds, *self._parsers)}
         self._criteria: dict[str, dict[str, Any]] = {k: {} for k in self._parsers}
-        self._cors = (
-            b"" if cors_origin is None
-            else b"Access-Control-Allow-Origin: " + cors_origin.encode() + b"\r\n")
-        self._ok_json = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         + self._cors + b"Content-Length: ")
+        origins = cors_origins(cors)
+        self._cors = bool(origins)
+        self._cors_any = "*" in origins
+        self._cors_origins = frozenset(o.encode() for o in origins)
+        self._page = status_page
         self._conns: set[_Conn] = set()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -260,6 +304,11 @@ class RpcServer:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}/"
 
+    def connections(self) -> dict[str, int]:
+        """Open connections by kind: ``http`` (keep-alive ones included) and ``websocket``."""
+        websockets = sum(conn.ws is not None for conn in self._conns)
+        return {"http": len(self._conns) - websockets, "websocket": websockets}
+
     # -- subscriptions ------------------------------------------------------------------------
 
     def has_subscribers(self, kind: str) -> bool:
@@ -307,13 +356,14 @@ class RpcServer:
 
     def _subscribe(self, conn: _Conn, kind: str, *options: Any) -> str:
         if type(kind) is not str or kind not in self._subscribers:
-            raise InvalidParams(
-                f"unsupported subscription kind {kind!r}; serving {list(self._subscribers)}")
+            raise InvalidParams(f"unsupported subscription kind {show(kind)}; serving "
+                                f"{', '.join(self._subscribers)}")
         parse = self._parsers.get(kind)
         if parse is None and options:
-            raise InvalidParams(f"subscription {kind} takes no options, got {options!r}")
+            raise InvalidParams(f"subscription {kind} takes no options, got {show(list(options))}")
         if len(options) > 1:
-            raise InvalidParams(f"subscription {kind} takes one options object, got {options!r}")
+            raise InvalidParams(
+                f"subscription {kind} takes one options object, got {show(list(options))}")
         if len(conn.subs) + len(conn.pending) >= self.limits.max_subscriptions:
             raise ServerError(f"too many subscriptions (limit {self.limits.max_subscriptions})")
         criteria = None if parse is None else parse(options[0] if options else None)
@@ -386,27 +436,31 @@ class RpcServer:
                     if version == b"HTTP/1.1"
                     else b"keep-alive" in headers.get(b"connection", b"").lower())
             keep = keep and not self._closing
+            cors = self._allow(headers) if self._cors else b""
 
             if method == b"POST":
                 if b"transfer-encoding" in headers:
                     await self._refuse(reader, writer, 501,
-                                       "Transfer-Encoding is not supported; send Content-Length")
+                                       "Transfer-Encoding is not supported; send Content-Length",
+                                       cors)
                     return
                 length = headers.get(b"content-length")
                 if length is None:
-                    await self._refuse(reader, writer, 411, "Content-Length is required")
+                    await self._refuse(reader, writer, 411, "Content-Length is required", cors)
                     return
                 if not length.isdigit():
-                    await self._refuse(reader, writer, 400, f"bad Content-Length {length!r}")
+                    await self._refuse(reader, writer, 400,
+                                       f"bad Content-Length {_text(length)}", cors)
                     return
                 size = int(length)
                 if size > limits.max_body:
                     await self._refuse(reader, writer, 413,
                                        f"request body of {size} bytes exceeds the limit of "
-                                       f"{limits.max_body} bytes")
+                                       f"{limits.max_body} bytes", cors)
                     return
                 if path != b"/":
-                    await self._refuse(reader, writer, 404, f"no route {path!r}; POST to /")
+                    await self._refuse(reader, writer, 404,
+                                       f"no route {_text(path)}; POST to /", cors)
                     return
                 if headers.get(b"expect", b"").lower() == b"100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -416,49 +470,58 @@ class RpcServer:
                 conn.active = False
                 keep = keep and not self._closing  # stop() may have begun meanwhile
                 if out is None:
-                    writer.write(self._response(204, b"", b"", keep))
+                    writer.write(self._response(204, b"", b"", keep, cors))
                 elif keep and version == b"HTTP/1.1":
-                    writer.write(self._ok_json + b"%d\r\n\r\n" % len(out) + out)
+                    writer.write(_OK_JSON + cors + b"Content-Length: %d\r\n\r\n" % len(out) + out)
                 else:
-                    writer.write(self._response(200, _JSON, out, keep))
-            elif method == b"GET":
+                    writer.write(self._response(200, _JSON, out, keep, cors))
+            elif method == b"GET" or (method == b"OPTIONS" and self._cors):
                 if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
-                    await self._refuse(reader, writer, 400, "GET with a body")
+                    await self._refuse(reader, writer, 400,
+                                       f"{method.decode()} with a body", cors)
                     return
-                if b"websocket" in headers.get(b"upgrade", b"").lower():
+                if method == b"OPTIONS":
+                    allowed = cors + _CORS_PREFLIGHT + self._allow_headers(headers) if cors else b""
+                    writer.write(self._response(204, b"", b"", keep, allowed))
+                elif b"websocket" in headers.get(b"upgrade", b"").lower():
                     await self._upgrade(conn, reader, writer, path, headers)
                     return
-                status, ctype, body = await self._get(path)
-                writer.write(self._response(status, ctype, body, keep))
-            elif method == b"OPTIONS" and self._cors:
-                writer.write(self._preflight(headers, keep))
+                else:
+                    status, ctype, body, extra = await self._get(path, headers)
+                    writer.write(self._response(status, ctype, body, keep, cors + extra))
             else:
-                await self._refuse(reader, writer, 405, f"method {method!r} not allowed")
+                await self._refuse(reader, writer, 405, f"method {_text(method)} not allowed",
+                                   cors)
                 return
             conn.last = time.monotonic()
             await writer.drain()
             if not keep:
                 return
 
-    async def _get(self, path: bytes) -> tuple[int, bytes, bytes]:
+    async def _get(self, path: bytes, headers: dict[bytes, bytes]
+                   ) -> tuple[int, bytes, bytes, bytes]:
+        """(status, content type, body, extra headers) of a GET."""
         if path == b"/health" and self._health is not None:
             try:
                 report = self._health()
                 if hasattr(report, "__await__"):
                     report = await report
-                return 200, _JSON, _encode(report)
             except Exception as exc:
                 log.exception("health callback failed")
-                return 503, _JSON, _encode({"healthy": False, "error": repr(exc)})
+                return 503, _JSON, _encode({"healthy": False, "error": str(exc)}), b""
+            sick = isinstance(report, dict) and report.get("healthy") is False
+            return 503 if sick else 200, _JSON, _encode(report), b""
         if path == b"/metrics" and self._registry is not None:
-            return 200, CONTENT_TYPE_LATEST.encode(), generate_latest(self._registry)
-        return 404, _JSON, error_response(None, INVALID_REQUEST, f"no route {path!r}")
+            return 200, CONTENT_TYPE_LATEST.encode(), generate_latest(self._registry), b""
+        if path == b"/" and self._page is not None and b"text/html" in headers.get(b"accept", b""):
+            return 200, _HTML, self._page, _PAGE_HEADERS
+        return 404, _JSON, error_response(None, INVALID_REQUEST, f"no route {_text(path)}"), b""
 
     async def _upgrade(self, conn: _Conn, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter, path: bytes,
                        headers: dict[bytes, bytes]) -> None:
         if path != b"/":
-            await self._refuse(reader, writer, 404, f"no WebSocket route {path!r}")
+            await self._refuse(reader, writer, 404, f"no WebSocket route {_text(path)}")
             return
         if headers.get(b"sec-websocket-version") != b"13":
             await self._refuse(reader, writer, 426, "WebSocket version 13 only",
@@ -527,16 +590,29 @@ class RpcServer:
             head += b"Content-Type: " + ctype + b"\r\n"
         if status != 204:
             head += b"Content-Length: %d\r\n" % len(body)
-        head += self._cors + extra
+        head += extra
         head += b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n"
         return head + body
 
-    def _preflight(self, headers: dict[bytes, bytes], keep: bool) -> bytes:
-        asked = headers.get(b"access-control-request-headers", b"content-type")
-        return self._response(204, b"", b"", keep,
-                              b"Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
-                              b"Access-Control-Allow-Headers: " + asked + b"\r\n"
-                              b"Access-Control-Max-Age: 600\r\n")
+    def _allow(self, headers: dict[bytes, bytes]) -> bytes:
+        """The CORS header for a request from ``Origin``; none if it has none or it is not
+        allowed (the module docstring)."""
+        origin = headers.get(b"origin")
+        if origin is None:
+            return b""
+        if self._cors_any:
+            return _CORS_ANY
+        if origin.lower() in self._cors_origins:
+            return b"Access-Control-Allow-Origin: " + origin + b"\r\nVary: Origin\r\n"
+        return b""
+
+    @staticmethod
+    def _allow_headers(headers: dict[bytes, bytes]) -> bytes:
+        """A preflight's requested headers, all allowed (geth's ``*``), echoed if well formed."""
+        asked = headers.get(b"access-control-request-headers")
+        if asked is None or not _HEADER_NAMES.fullmatch(asked):
+            return b""
+        return b"Access-Control-Allow-Headers: " + asked + b"\r\n"
 
     async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       status: int, message: str, extra: bytes = b"") -> None:

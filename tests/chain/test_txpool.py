@@ -123,7 +123,7 @@ def _flip_r(raw: bytes) -> bytes:
 STATELESS = [
     ("intrinsic gas", lambda: sign(0, 0, gas=20_999), INTRINSIC_GAS),
     ("bad signature", lambda: _flip_r(sign(0, 0)), INVALID_SENDER),
-    ("wrong chain", lambda: sign(0, 0, chain_id=1), INVALID_CHAIN_ID),
+    ("wrong chain", lambda: sign(0, 0, chain_id=1), INVALID_SENDER),
     ("type 3", lambda: b"\x03" + rlp.encode([1, 2, 3]), TYPE_NOT_SUPPORTED),
     ("tip above fee", lambda: sign(0, 0, tip=3 * GWEI, fee=2 * GWEI), TIP_ABOVE_FEE_CAP),
     ("max nonce", lambda: sign(0, 2**64 - 1), NONCE_MAX),
@@ -142,6 +142,32 @@ def test_stateless_errors_use_geths_messages(pool: TxPool, make, message: str) -
     assert pool.rejected == {message: 1} and len(pool) == 0
 
 
+def test_chain_id_and_intrinsic_gas_refusals_are_geths_text(pool: TxPool) -> None:
+    """geth's txpool wraps its signer's error; wallets and libraries match on the text."""
+    wrong_chain = f"invalid sender: invalid chain id for signer: have 1 want {DEV_CHAIN_ID}"
+    assert str(refused(pool, sign(0, 0, chain_id=1))) == wrong_chain
+    assert str(refused(pool, sign(0, 0, legacy=True, chain_id=1))) == wrong_chain  # from v
+    unsigned = rlp.decode(sign(0, 0, legacy=True, chain_id=None))
+    unsigned[6] = 29  # a legacy v that is neither 27/28 nor EIP-155's: no signer takes it
+    assert str(refused(pool, rlp.encode(unsigned))) == (
+        "invalid sender: invalid transaction v, r, s values (v=29)")
+    assert str(refused(pool, sign(0, 0, gas=20_999))) == (
+        "intrinsic gas too low: gas 20999, minimum needed 21000")
+    assert pool.rejected == {INVALID_SENDER: 3, INTRINSIC_GAS: 1}
+
+
+def test_oldest_pending_passes_over_queued_transactions(pool: TxPool) -> None:
+    assert pool.oldest_pending() is None
+    pool.add(sign(0, 1))  # queued behind nonce 0
+    assert pool.oldest_pending() is None
+    pool.add(sign(1, 0))
+    second = pool.oldest_pending()
+    assert second is not None
+    pool.add(sign(0, 0))  # fills the gap: account 0's nonce 1 is the oldest pending now
+    first = pool.oldest_pending()
+    assert first is not None and first <= second
+
+
 def test_undecodable_bytes_are_an_rlp_error(pool: TxPool) -> None:
     assert refused(pool, b"\x02\xc0").message.startswith("rlp: ")
 
@@ -152,7 +178,7 @@ def test_unprotected_legacy_is_a_policy(head: Head) -> None:
 
 
 def test_a_pre_recovered_transaction_must_match_the_chain(pool: TxPool) -> None:
-    with pytest.raises(TxPoolError, match=INVALID_CHAIN_ID):
+    with pytest.raises(TxPoolError, match=f"{INVALID_SENDER}: {INVALID_CHAIN_ID}: have 1 want"):
         pool.add(recover_transaction(sign(0, 0, chain_id=1), 1))
 
 

@@ -234,14 +234,14 @@ ADDRESS = DEV_ACCOUNTS[0][0]
     ("eth_getBalance", [], "missing value for required argument 0"),
     ("eth_getBalance", [123, "latest"], "invalid address 123: not a hex string"),
     ("eth_getBalance", ["0x1234", "latest"],
-     "invalid address '0x1234': hex string has length 4, want 40"),
+     'invalid address "0x1234": hex string has length 4, want 40'),
     ("eth_getBalance", [ADDRESS[2:], "latest"], "hex string without 0x prefix"),
     ("eth_getBalance", [ADDRESS, "0x01"], "hex number with leading zero digits"),
     ("eth_getBalance", [ADDRESS, "newest"], "hex string without 0x prefix"),
     ("eth_getBalance", [ADDRESS, "0xlatest"], "invalid hex digit"),
     ("eth_getBalance", [ADDRESS, "latest", "extra"], "too many arguments, want at most 2"),
     ("eth_blockNumber", [1], "too many arguments, want at most 0"),
-    ("eth_getBlockByNumber", ["latest", "yes"], "invalid fullTransactions 'yes': not a boolean"),
+    ("eth_getBlockByNumber", ["latest", "yes"], 'invalid fullTransactions "yes": not a boolean'),
     ("eth_getBlockByNumber", [{"nothing": 1}, False], "want blockHash or blockNumber"),
     ("eth_getTransactionByHash", ["0x12"], "hex string has length 2, want 64"),
     ("eth_sendRawTransaction", [], "missing value for required argument 0"),
@@ -272,14 +272,14 @@ def test_params_neither_array_nor_object(node: ThreadNode) -> None:
 
 def test_wrong_chain_id(w3: Web3, node: ThreadNode) -> None:
     sender = CHAIN_ID_ACCT
-    message = "invalid chain id: chain_id=1, expected_chain_id=121212"
+    # geth's words: its signer refuses the sender (ethers and viem match on them).
+    message = "invalid sender: invalid chain id for signer: have 1 want 121212"
     assert refused(node, sign(w3, sender, chainId=1).raw_transaction) == message
     legacy = sender.sign_transaction({
         "to": address_for("bad-input"), "value": 1, "gas": 21_000, "gasPrice": 10 * GWEI,
         "nonce": 0, "chainId": 1})
-    assert legacy.v == 37  # EIP-155 for chain 1: the node names the v it found
-    assert refused(node, legacy.raw_transaction) == (
-        "invalid chain id: v=37, expected_chain_id=121212")
+    assert legacy.v == 37  # EIP-155 for chain 1: the chain id is read from v, as geth does
+    assert refused(node, legacy.raw_transaction) == message
     assert w3.eth.get_transaction_count(sender.address, "pending") == 0
 
 
@@ -369,15 +369,16 @@ def test_gas_limit_above_block_gas_limit(w3: Web3, node: ThreadNode) -> None:
 
 def test_intrinsic_gas_too_low(w3: Web3, node: ThreadNode) -> None:
     sender = INTRINSIC
+    # geth's txpool words (core/txpool/validation.go).
     assert refused(node, sign(w3, sender, gas=20_999).raw_transaction) == (
-        "intrinsic gas too low: intrinsic_gas=21000, gas_limit=20999")
+        "intrinsic gas too low: gas 20999, minimum needed 21000")
     with_data = sign(w3, sender, gas=21_000, data="0x0100")  # 16 + 4 more
     assert refused(node, with_data.raw_transaction) == (
-        "intrinsic gas too low: intrinsic_gas=21020, gas_limit=21000")
+        "intrinsic gas too low: gas 21000, minimum needed 21020")
     access = sign(w3, sender, gas=21_000, accessList=[
         {"address": address_for("listed"), "storageKeys": []}])
     assert refused(node, access.raw_transaction) == (
-        "intrinsic gas too low: intrinsic_gas=23400, gas_limit=21000")
+        "intrinsic gas too low: gas 21000, minimum needed 23400")
 
 
 def test_replacement_underpriced_then_bumped(w3: Web3, node: ThreadNode) -> None:

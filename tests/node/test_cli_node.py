@@ -118,12 +118,64 @@ def test_dev_banner_lists_the_accounts_keys_and_url(running: list[Running]) -> N
     assert not data_dir.exists(), "the temporary data dir of `dev` outlived it"
 
 
+MNEMONIC = "abandon " * 11 + "about"  # BIP-39's all-zero entropy test phrase
+
+
+def test_dev_accounts_balance_mnemonic_and_chain_id_flags(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    data_dir = tmp_path / "chain"
+    flags = ("--accounts", "3", "--balance", "5", "--mnemonic", MNEMONIC, "--chain-id", "1337")
+    dev = Running("dev", "--port", "0", "--data-dir", str(data_dir), "--log-level", "WARNING",
+                  *flags)
+    running.append(dev)
+    assert dev.expect(r"^chain id\s+(\d+)$").group(1) == "1337"
+    dev.expect(rf'^Available accounts \(5 ETH each; mnemonic "{MNEMONIC}"\)$')
+    Account.enable_unaudited_hdwallet_features()
+    listed = []
+    for i in range(3):
+        match = dev.expect(r"^\((\d+)\) (0x[0-9a-fA-F]{40})  (0x[0-9a-f]{64})$", 5)
+        derived = Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        assert (match.group(2), match.group(3)) == (
+            derived.address, "0x" + derived.key.hex().removeprefix("0x"))
+        listed.append(derived.address)
+    url = dev.expect(r"^JSON-RPC\s+(http://127\.0\.0\.1:\d+/)$").group(1)
+
+    assert rpc(url, "eth_chainId") == hex(1337)
+    assert rpc(url, "eth_accounts") == listed
+    for address in listed:
+        assert int(rpc(url, "eth_getBalance", address, "latest"), 16) == 5 * 10**18
+    assert int(rpc(url, "eth_getBalance", DEV_ACCOUNTS[0][0], "latest"), 16) == 0
+    # The unlocked accounts send (signed for chain 1337; automine: the receipt is there).
+    tx_hash = rpc(url, "eth_sendTransaction", {"from": listed[0], "to": listed[1], "value": "0x1"})
+    assert rpc(url, "eth_getTransactionReceipt", tx_hash)["status"] == "0x1"
+    assert rpc(url, "eth_getTransactionByHash", tx_hash)["chainId"] == hex(1337)
+    assert dev.terminate() == 0
+    # The data dir keeps these rules: another chain id or other accounts are refused.
+    reopen = ("dev", "--port", "0", "--data-dir", str(data_dir), "--log-level", "CRITICAL")
+    line = fails(*reopen, *flags[:-1], "1338")
+    assert "other chain rules" in line and "chain_id 1337 -> 1338" in line, line
+    line = fails(*reopen, "--chain-id", "1337")
+    assert "holds another chain" in line, line
+
+
 @pytest.mark.parametrize("args, named", [
     (("--block-time", "-1"), "--block-time"),
     (("--block-time", "0.0001"), "--block-time"),
     (("--block-time", "1", "--no-mining"), "--no-mining"),
     (("--block-time", "nan"), "--block-time"),
     (("--gas-limit", "100"), "--gas-limit"),
+    (("--accounts", "-1"), "--accounts"),
+    (("--accounts", "1001"), "--accounts"),
+    (("--balance", "lots"), "--balance"),
+    (("--balance", "-1"), "--balance"),
+    (("--balance", "1e-19"), "--balance"),
+    (("--balance", "inf"), "--balance"),
+    (("--balance", "1e99"), "--balance"),
+    (("--chain-id", "0"), "--chain-id"),
+    (("--chain-id", str(2**63)), "--chain-id"),
+    (("--mnemonic", "not a mnemonic"), "--mnemonic"),
+    (("--mnemonic", "abandon " * 12), "--mnemonic"),
 ])
 def test_dev_refuses_bad_arguments(args: tuple[str, ...], named: str) -> None:
     assert named in fails("dev", "--port", "0", *args)

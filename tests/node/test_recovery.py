@@ -72,7 +72,7 @@ def test_a_large_batch_is_answered_like_single_calls(node: ThreadNode) -> None:
     hashes = [a["result"] for a in answers[:20]]
     assert hashes == ["0x" + recover_transaction(r, DEV_CHAIN_ID).hash.hex() for r in raws]
     wrong, bad, again = (a["error"] for a in answers[20:])
-    assert wrong["message"] == "invalid chain id: chain_id=1, expected_chain_id=121212"
+    assert wrong["message"] == "invalid sender: invalid chain id for signer: have 1 want 121212"
     assert again["message"].startswith("already known")
     # The tampered one: whatever the single-call path says about the same bytes.
     single = rpc_error(node.url, extra[1])

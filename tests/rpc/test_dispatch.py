@@ -21,7 +21,16 @@ from alys_fast.rpc import (
     Methods,
     ServerError,
 )
-from alys_fast.rpc.dispatch import address, block_id, boolean, data, hash32, quantity
+from alys_fast.rpc.dispatch import (
+    CallStats,
+    address,
+    block_id,
+    boolean,
+    data,
+    hash32,
+    quantity,
+    show,
+)
 from tests.rpc.helpers import Chain, call, methods
 
 
@@ -211,3 +220,28 @@ def test_a_batch_form_raising_an_rpc_error_keeps_its_code() -> None:
     out = msgspec.json.decode(asyncio.run(Dispatcher(methods).handle(msgspec.json.encode(batch))))
     assert [r["error"]["code"] for r in out] == [-32000, -32000]
     assert out[0]["error"]["message"] == "pool unavailable"
+
+
+def test_batch_form_calls_are_counted_one_by_one() -> None:
+    def send_all(calls):
+        return [ServerError("refused") if params == ["bad"] else params[0] for params in calls]
+
+    methods = Methods()
+    methods.add("send", lambda x: x, batch=send_all)
+    stats = CallStats()
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "send", "params": [p]}
+             for i, p in enumerate(["a", "bad", "c"])]
+    asyncio.run(Dispatcher(methods, stats=stats).handle(msgspec.json.encode(batch)))
+    calls = stats.methods["send"]
+    assert (calls.latency.count, calls.errors) == (3, 1)
+
+
+@pytest.mark.parametrize("value, shown", [
+    (None, "null"), (True, "true"), ("0xzz", '"0xzz"'), ({"a": [1]}, '{"a":[1]}'),
+    ("x" * 100, '"' + "x" * 66 + "..."),
+])
+def test_values_in_messages_are_the_clients_json(value: object, shown: str) -> None:
+    assert show(value) == shown
+    with pytest.raises(InvalidParams) as info:
+        quantity(value)
+    assert info.value.message.startswith(f"invalid quantity {shown}: ")

@@ -9,6 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from alys_fast.rpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, Limits
+from alys_fast.rpc.dispatch import CallStats
+from alys_fast.rpc.server import cors_origins
 from tests.rpc.helpers import LOOPS, Http, call, run_on, serving
 
 
@@ -199,42 +201,168 @@ def test_idle_and_stalled_connections_are_closed(loop):
     run_on(loop, main())
 
 
-def test_health_metrics_and_cors(loop):
+def test_health_and_metrics(loop):
     registry = CollectorRegistry()
     Counter("rpc_test_things", "things", registry=registry).inc(3)
+    reports = iter([{"healthy": True, "head": 7}, {"healthy": False, "reasons": ["stalled"]}])
 
     async def health():
-        return {"healthy": True, "head": 7}
+        return next(reports)
 
     async def main():
-        async with serving(health=health, registry=registry, cors_origin="*") as server:
+        async with serving(health=health, registry=registry) as server:
             http = await Http.open(server.port)
             response = await http.get("/health")
             assert (response.status, response.json()) == (200, {"healthy": True, "head": 7})
+            sick = await http.get("/health")  # the report says unhealthy: 503, same JSON
+            assert (sick.status, sick.json()) == (503, {"healthy": False, "reasons": ["stalled"]})
             metrics = await http.get("/metrics")
             assert metrics.status == 200
             assert metrics.headers["content-type"].startswith("text/plain")
             assert b"rpc_test_things_total 3.0" in metrics.body
-            assert (await http.post(call("eth_chainId"))).headers[
-                "access-control-allow-origin"] == "*"
-            http.send(b"OPTIONS / HTTP/1.1\r\nOrigin: http://x\r\n"
-                      b"Access-Control-Request-Headers: content-type\r\n\r\n")
-            preflight = await http.response()
-            assert preflight.status == 204
-            assert "POST" in preflight.headers["access-control-allow-methods"]
             http.close()
 
-        def sick():
+        def broken():
             raise RuntimeError("storage down")
 
-        async with serving(health=sick) as server:
+        async with serving(health=broken) as server:
             http = await Http.open(server.port)
             response = await http.get("/health")
-            assert response.status == 503 and "storage down" in response.json()["error"]
+            assert response.status == 503
+            assert response.json() == {"healthy": False, "error": "storage down"}
             assert (await http.get("/metrics")).status == 404  # no registry given
             http.close()
 
     run_on(loop, main())
+
+
+def preflight(origin: bytes, asked: bytes = b"content-type") -> bytes:
+    return (b"OPTIONS / HTTP/1.1\r\nOrigin: " + origin + b"\r\n"
+            b"Access-Control-Request-Method: POST\r\n"
+            b"Access-Control-Request-Headers: " + asked + b"\r\n\r\n")
+
+
+def test_cors_allows_listed_origins_only(loop):
+    """As geth's --http.corsdomain: allowed origins get the headers, others none (the browser
+    then refuses the answer to the page), and requests without Origin are not CORS."""
+
+    async def main():
+        async with serving(cors=["http://localhost:3000", "HTTPS://App.Example"]) as server:
+            http = await Http.open(server.port)
+            http.send(preflight(b"http://localhost:3000"))
+            allowed = await http.response()
+            assert allowed.status == 204
+            assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+            assert allowed.headers["vary"] == "Origin"
+            assert allowed.headers["access-control-allow-methods"] == "GET, POST"
+            assert allowed.headers["access-control-allow-headers"] == "content-type"
+            assert allowed.headers["access-control-max-age"] == "600"
+            http.post_bytes(msgspec.json.encode(call("eth_chainId")),
+                            b"Origin: https://app.example\r\n")  # listed in another case
+            answer = await http.response()
+            assert answer.json()["result"] == "0x1d97c"
+            assert answer.headers["access-control-allow-origin"] == "https://app.example"
+            for origin in (b"http://evil.example", b"http://localhost:3001"):
+                http.send(preflight(origin))
+                refused = await http.response()
+                assert refused.status == 204
+                assert not any(h.startswith("access-control") for h in refused.headers)
+                http.post_bytes(msgspec.json.encode(call("eth_chainId")), b"Origin: " + origin
+                                + b"\r\n")
+                answer = await http.response()  # answered: the browser is who withholds it
+                assert answer.status == 200
+                assert "access-control-allow-origin" not in answer.headers
+            plain = await http.post(call("eth_chainId"))  # no Origin: not a browser page
+            assert "access-control-allow-origin" not in plain.headers
+            http.send(preflight(b"http://localhost:3000", b"x\nInjected: 1"))
+            odd = await http.response()  # a malformed header list is not echoed
+            assert odd.status == 204 and "access-control-allow-headers" not in odd.headers
+            assert "injected" not in odd.headers
+            http.close()
+
+        async with serving(cors=["*"]) as server:
+            http = await Http.open(server.port)
+            http.send(preflight(b"http://anything.example:8080"))
+            anyone = await http.response()
+            assert anyone.headers["access-control-allow-origin"] == "*"
+            http.post_bytes(msgspec.json.encode(call("eth_chainId")),
+                            b"Origin: http://anything.example:8080\r\n")
+            assert (await http.response()).headers["access-control-allow-origin"] == "*"
+            http.close()
+
+        async with serving() as server:  # no CORS: OPTIONS is not a method served
+            http = await Http.open(server.port)
+            http.send(preflight(b"http://localhost:3000"))
+            response = await http.response()
+            assert response.status == 405
+            assert response.json()["error"]["message"] == "method OPTIONS not allowed"
+
+    run_on(loop, main())
+
+
+def test_cors_origins_are_checked():
+    assert cors_origins([" http://LOCALHOST:3000/ ", "*", "http://[::1]:8545"]) == (
+        "http://localhost:3000", "*", "http://[::1]:8545")
+    for bad in ("localhost:3000", "http://host/path", "http://", "http://a b"):
+        with pytest.raises(ValueError, match="not a browser origin"):
+            cors_origins([bad])
+
+
+def test_error_texts_quote_the_request_not_python_bytes(loop):
+    async def main():
+        async with serving() as server:
+            for raw, status, message in [
+                (b"PUT / HTTP/1.1\r\n\r\n", 405, "method PUT not allowed"),
+                (b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 404,
+                 "no route /x; POST to /"),
+                (b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400,
+                 "bad Content-Length 1x"),
+                (b"GET /nowhere HTTP/1.1\r\n\r\n", 404, "no route /nowhere"),
+                (b"GET / HTTP/1.1\r\nAccept: text/html\r\n\r\n", 404, "no route /"),
+            ]:
+                http = await Http.open(server.port)
+                http.send(raw)
+                response = await http.response()
+                assert (response.status, response.json()["error"]["message"]) == (
+                    status, message)
+                http.close()
+
+    run_on(loop, main())
+
+
+def test_status_page_is_served_to_browsers_only(loop):
+    page = b"<!doctype html><title>status</title>"
+
+    async def main():
+        async with serving(status_page=page) as server:
+            http = await Http.open(server.port)
+            http.send(b"GET / HTTP/1.1\r\nAccept: text/html,application/xhtml+xml\r\n\r\n")
+            response = await http.response()
+            assert (response.status, response.body) == (200, page)
+            assert response.headers["content-type"] == "text/html; charset=utf-8"
+            assert "connect-src 'self'" in response.headers["content-security-policy"]
+            assert (await http.get("/")).status == 404  # not asking for HTML: no page
+            assert (await http.post(call("eth_chainId"))).json()["result"] == "0x1d97c"
+            http.close()
+
+    run_on(loop, main())
+
+
+def test_call_stats_and_open_connections(loop):
+    stats = CallStats()
+
+    async def main():
+        async with serving(stats=stats) as server:
+            http = await Http.open(server.port)
+            await http.post(call("eth_chainId"))
+            await http.post([call("eth_chainId", id_=1), call("add", "0x1", id_=2),
+                             call("no_such_method", id_=3)])
+            assert server.connections() == {"http": 1, "websocket": 0}
+            http.close()
+
+    run_on(loop, main())
+    counted = {name: (calls.latency.count, calls.errors) for name, calls in stats.methods.items()}
+    assert counted == {"eth_chainId": (2, 0), "add": (1, 1)}  # unknown names are not counted
 
 
 def test_connection_limit_and_shutdown_with_busy_request(loop):

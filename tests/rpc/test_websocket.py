@@ -54,7 +54,12 @@ def test_requests_subscriptions_and_unsubscribe(loop):
             assert (await rpc(ws, call("eth_unsubscribe", heads)))["result"] is False
             assert server.publish("newHeads", {"number": "0x9"}) == 0
             bad = await rpc(ws, call("eth_subscribe", "logs"))
-            assert bad["error"]["code"] == INVALID_PARAMS
+            assert bad["error"] == {"code": INVALID_PARAMS, "message": (
+                'unsupported subscription kind "logs"; serving newHeads, newPendingTransactions')}
+            extra = await rpc(ws, call("eth_subscribe", "newHeads", {"a": None}))
+            assert extra["error"]["message"] == (  # the client's JSON, not a Python repr
+                'subscription newHeads takes no options, got [{"a":null}]')
+            assert server.connections() == {"http": 0, "websocket": 1}
             with pytest.raises(ValueError, match="unknown subscription kind"):
                 server.publish("logs", {})
         await asyncio.sleep(0.05)

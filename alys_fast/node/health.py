@@ -1,0 +1,81 @@
+"""What ``GET /health`` says about one node, and when it says the node is unhealthy (503).
+
+The node is unhealthy, with one line per cause in ``reasons``, when:
+
+- it is an authority and its head has not moved for ``ctx.stall_slots`` of its own slots
+  (every slot with one authority; every n-th with n, until gossip brings the others' blocks).
+  The head's time is its slot's start (to the millisecond; the header's timestamp has whole
+  seconds), on the clock the chain authors by. A dev chain mining by interval stalls after as
+  many intervals; one that mines on demand (automine, or none) is still while nobody sends
+  anything, which is healthy;
+- an actor or supervisor of the tree is not running (restarting, circuit open, down), or an
+  actor is stuck in a handler; and for every alert the tree raised (an actor left down).
+
+The report also carries the chain id, the head and its age in seconds, and the whole tree:
+what the status page shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from alys_fast.chain.aura import slot_start_ms
+from alys_fast.node.context import NodeContext
+from alys_fast.validation import Header
+
+
+def head_age(ctx: NodeContext, slot: int, now_ms: int | None = None) -> float:
+    """Seconds since the head's slot began; never negative (a dev chain's blocks can run ahead
+    of the clock, one slot per block)."""
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if ctx.dev_mining is not None:
+        now_ms += ctx.dev_mining.offset_ms  # evm_increaseTime moved the chain's clock
+    return max(0.0, (now_ms - slot_start_ms(slot, ctx.spec.slot_ms)) / 1000)
+
+
+def stall_after(ctx: NodeContext) -> float | None:
+    """Seconds after which a head that has not moved makes the node unhealthy; None when a
+    still head is normal (no authority key, or a dev chain mining on demand)."""
+    if ctx.authority_key is None:
+        return None
+    dev = ctx.dev_mining
+    if dev is not None:
+        return ctx.stall_slots * dev.interval_ms / 1000 if dev.mode == "interval" else None
+    return ctx.stall_slots * len(ctx.spec.authorities) * ctx.spec.slot_ms / 1000
+
+
+def health_report(ctx: NodeContext, head: Header) -> dict[str, Any]:
+    """The ``/health`` JSON for ``head`` (the head the RPC serves); see the module docstring."""
+    assert ctx.system is not None
+    tree = ctx.system.health()
+    age = head_age(ctx, head.slot)
+    reasons = []
+    limit = stall_after(ctx)
+    if limit is not None and age > limit:
+        reasons.append(f"head {head.number} is {age:.1f} s old: no new block for "
+                       f"{ctx.stall_slots} slots ({limit:g} s)")
+    reasons += _down(tree)
+    reasons += [f"alert {alert['path']}: {alert['text']}" for alert in tree["alerts"]]
+    return {
+        "healthy": not reasons,
+        "status": "unhealthy" if reasons else "ok",
+        "reasons": reasons,
+        "chain_id": ctx.spec.chain_id,
+        "authority": ctx.authority_key is not None,
+        "head": head.number,
+        "head_hash": "0x" + head.hash.hex(),
+        "head_age": round(age, 3),
+        "actors": tree,
+    }
+
+
+def _down(node: dict[str, Any]) -> Iterator[str]:
+    """A line for every node of the health tree that is not running, or stuck."""
+    if node["state"] != "running":
+        yield f"{node['kind']} {node['path']} is {node['state']}"
+    elif node.get("stuck"):
+        yield f"{node['kind']} {node['path']} is stuck: in a handler for {node['busy_for']:.1f} s"
+    for child in node.get("children", ()):
+        yield from _down(child)
