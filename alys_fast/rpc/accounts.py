@@ -17,20 +17,34 @@ the gas estimate and submitting through ``eth_sendRawTransaction``'s path.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 from eth_account import Account
+from eth_account._utils.legacy_transactions import (
+    encode_transaction,
+    serializable_unsigned_transaction_from_dict,
+)
 from eth_account.messages import SignableMessage, encode_defunct, encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from alys_fast.actors import ActorError
 from alys_fast.chain.workflows import child_base_fee
-from alys_fast.rpc.dispatch import InvalidParams, Methods, ServerError, address, data, quantity
+from alys_fast.rpc.dispatch import (
+    InvalidParams,
+    Methods,
+    RpcError,
+    ServerError,
+    address,
+    boolean,
+    data,
+    quantity,
+)
 from alys_fast.rpc.eth import SUGGESTED_TIP, EthApi, access_list
 from alys_fast.rpc.formats import hexdata, transaction_json
-from alys_fast.validation import InvalidTransaction, with_sender
+from alys_fast.validation import InvalidTransaction, Transaction, with_sender
 
 AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
 _TYPED_DATA_MEMBERS = {"types": dict, "primaryType": str, "domain": dict, "message": dict}
@@ -147,13 +161,22 @@ class TxRequest(msgspec.Struct, frozen=True):
 
 
 class DevAccounts:
-    """The unlocked keys by address, in the order given; signing is eth-account's."""
+    """The unlocked keys by address, in the order given; signing is eth-account's. Addresses
+    without a key can be impersonated (``anvil_impersonateAccount``): their transactions carry
+    a placeholder signature (r = s = 1) that no key made, and are pooled with their sender
+    given, never recovered from it."""
 
     def __init__(self, keys: Iterable[bytes]) -> None:
         self._accounts: dict[bytes, LocalAccount] = {}
         for key in keys:
             account = Account.from_key(key)
             self._accounts[bytes.fromhex(account.address[2:])] = account
+        self.impersonated: set[bytes] = set()
+        self.impersonate_all = False  # anvil_autoImpersonateAccount
+
+    def can_send(self, who: bytes) -> bool:
+        """Whether transactions from ``who`` can be sent: a key is here or it is impersonated."""
+        return who in self._accounts or self.impersonate_all or who in self.impersonated
 
     def addresses(self) -> list[str]:
         """The accounts, checksummed (``eth_accounts``)."""
@@ -167,7 +190,12 @@ class DevAccounts:
         return account
 
     def sign_transaction(self, request: TxRequest) -> bytes:
-        """The raw signed transaction (the consensus encoding eth_sendRawTransaction takes)."""
+        """The raw signed transaction (the consensus encoding eth_sendRawTransaction takes);
+        an impersonated sender's carries the placeholder signature."""
+        if request.sender not in self._accounts and self.can_send(request.sender):
+            unsigned = serializable_unsigned_transaction_from_dict(request.unsigned())
+            v = 0 if request.type else request.chain_id * 2 + 35  # EIP-155's, y parity 0
+            return encode_transaction(unsigned, (v, 1, 1))
         signed = self.account(request.sender).sign_transaction(request.unsigned())
         return bytes(signed.raw_transaction)
 
@@ -215,9 +243,7 @@ class AccountsApi:
         self.accounts = DevAccounts(keys)
         # One send per sender at a time, from reading its nonce to pooling (geth's AddrLocker):
         # concurrent sends would otherwise take the same pending nonce.
-        self._locks = {
-            bytes.fromhex(a[2:]): asyncio.Lock() for a in self.accounts.addresses()
-        }
+        self._locks: defaultdict[bytes, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def register(self, methods: Methods) -> None:
         """Add the account methods to ``methods`` (replacing the plain node's empty
@@ -233,13 +259,19 @@ class AccountsApi:
             "eth_signTypedData_v4": self.sign_typed_data,
             # web3.py's sign_typed_data calls it so; v1's array form is refused, not misread.
             "eth_signTypedData": self.sign_typed_data,
+            "anvil_impersonateAccount": self.impersonate,
+            "hardhat_impersonateAccount": self.impersonate,
+            "anvil_stopImpersonatingAccount": self.stop_impersonating,
+            "hardhat_stopImpersonatingAccount": self.stop_impersonating,
+            "anvil_autoImpersonateAccount": self.auto_impersonate,
         }
         for name, fn in table.items():
             methods.add(name, fn)
 
     def _request(self, tx: Any) -> TxRequest:
         request = TxRequest.parse(tx, self.eth.spec.chain_id)
-        self.accounts.account(request.sender)
+        if not self.accounts.can_send(request.sender):
+            raise ServerError("unknown account")
         return request
 
     async def _complete(self, request: TxRequest, tx: Any) -> TxRequest:
@@ -262,18 +294,41 @@ class AccountsApi:
         automine the receipt is there when this answers."""
         request = self._request(tx)
         async with self._locks[request.sender]:
-            raw = self.accounts.sign_transaction(await self._complete(request, tx))
-            return await self.eth.send_raw_transaction(hexdata(raw))
+            # The sender is known: pooled as it is (an impersonated one has no signature).
+            _, pooled = await self._signed(request, tx)
+            (result,) = await self.eth.submit([pooled])
+        if isinstance(result, RpcError):
+            raise result
+        return result
+
+    def impersonate(self, account: Any) -> bool:
+        """``anvil_impersonateAccount``: send from ``account`` without its key."""
+        self.accounts.impersonated.add(address(account))
+        return True
+
+    def stop_impersonating(self, account: Any) -> bool:
+        self.accounts.impersonated.discard(address(account))
+        return True
+
+    def auto_impersonate(self, enabled: Any) -> bool:
+        """``anvil_autoImpersonateAccount``: every address may send."""
+        self.accounts.impersonate_all = boolean(enabled, "enabled")
+        return True
 
     async def sign_transaction(self, tx: Any) -> dict[str, Any]:
         """Fill and sign without submitting: geth's ``{raw, tx}``."""
         request = self._request(tx)
+        self.accounts.account(request.sender)  # a real signature needs the key
+        raw, signed = await self._signed(request, tx)
+        return {"raw": hexdata(raw), "tx": transaction_json(signed)}
+
+    async def _signed(self, request: TxRequest, tx: Any) -> tuple[bytes, Transaction]:
+        """The completed request signed: its raw encoding and the transaction it is."""
         raw = self.accounts.sign_transaction(await self._complete(request, tx))
         try:
-            signed = with_sender(raw, request.sender, request.chain_id)
+            return raw, with_sender(raw, request.sender, request.chain_id)
         except InvalidTransaction as exc:
             raise ServerError(str(exc)) from None
-        return {"raw": hexdata(raw), "tx": transaction_json(signed)}
 
     def sign(self, account: Any, message: Any) -> str:
         """``eth_sign(address, data)``: the EIP-191 signature, as geth's."""

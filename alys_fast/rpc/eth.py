@@ -206,24 +206,34 @@ class EthApi:
                 out[i] = exc
         self.stats["received"] += len(calls)
         if raws:
-            items = await self._recover(raws)
-            try:
-                results = await self.pool.submit(items)
-            except ActorError as exc:
-                log.warning("eth_sendRawTransaction: the pool did not answer: %s", exc)
-                raise ServerError("transaction pool unavailable, retry") from None
-            accepted = []
+            results = await self.submit(await self._recover(raws))
             for i, result in zip(slots, results, strict=True):
-                if isinstance(result, TxPoolError):
-                    out[i] = RpcError(result.code, str(result))
-                else:
-                    out[i] = hexdata(result.hash)
-                    accepted.append(result.hash)
-            if accepted and self.on_pending is not None:
-                self.on_pending(accepted)
-            if accepted and self.after_pooled is not None:
-                await self.after_pooled()
+                out[i] = result
         return out  # type: ignore[return-value]
+
+    async def submit(self, items: list[Transaction | InvalidTransaction]
+                     ) -> list[str | RpcError]:
+        """Pool transactions whose senders are known: each one's hash, or the error refusing
+        it; subscribers hear of the accepted ones, and a dev chain mines them before this
+        answers (``after_pooled``)."""
+        try:
+            results = await self.pool.submit(items)
+        except ActorError as exc:
+            log.warning("eth_sendRawTransaction: the pool did not answer: %s", exc)
+            raise ServerError("transaction pool unavailable, retry") from None
+        out: list[str | RpcError] = []
+        accepted = []
+        for result in results:
+            if isinstance(result, TxPoolError):
+                out.append(RpcError(result.code, str(result)))
+            else:
+                out.append(hexdata(result.hash))
+                accepted.append(result.hash)
+        if accepted and self.on_pending is not None:
+            self.on_pending(accepted)
+        if accepted and self.after_pooled is not None:
+            await self.after_pooled()
+        return out
 
     async def _recover(self, raws: list[bytes]) -> list[Transaction | InvalidTransaction]:
         """Recover the senders: inline for a few, else in the recovery process (rebuilt here

@@ -320,3 +320,32 @@ def test_ethers_signer_sends_and_signs(node: ThreadNode) -> None:
         encode_defunct(text="hello"), key).signature.hex().removeprefix("0x")
     assert got["typed"] == "0x" + Account.sign_message(
         encode_typed_data(full_message=MAIL), key).signature.hex().removeprefix("0x")
+
+
+def test_impersonated_accounts_send_without_their_key(w3: Web3, node: ThreadNode) -> None:
+    url = node.url
+    whale = Account.create().address
+    rpc(url, "anvil_setBalance", whale, hex(10**18))
+    receiver = Account.create().address
+    sent = {"from": whale, "to": receiver, "value": hex(1000)}
+    assert error_of(url, "eth_sendTransaction", sent)["message"] == "unknown account"
+    assert rpc(url, "anvil_impersonateAccount", whale) is True
+    tx_hash = rpc(url, "eth_sendTransaction", sent)
+    receipt = w3.eth.get_transaction_receipt(tx_hash)
+    assert receipt.status == 1 and receipt["from"] == whale
+    assert w3.eth.get_balance(receiver) == 1000
+    # Served with its real sender (stored beside it, never recovered from the placeholder).
+    assert w3.eth.get_transaction(tx_hash)["from"] == whale
+    block = w3.eth.get_block(receipt.blockNumber, full_transactions=True)
+    assert block.transactions[receipt.transactionIndex]["from"] == whale
+    legacy = rpc(url, "eth_sendTransaction", {**sent, "gasPrice": hex(10**10)})
+    assert w3.eth.get_transaction_receipt(legacy).status == 1
+    # No key, no real signature.
+    assert error_of(url, "eth_signTransaction", sent)["message"] == "unknown account"
+    assert rpc(url, "hardhat_stopImpersonatingAccount", whale) is True
+    assert error_of(url, "eth_sendTransaction", sent)["message"] == "unknown account"
+    rpc(url, "anvil_autoImpersonateAccount", True)
+    try:
+        assert w3.eth.get_transaction_receipt(rpc(url, "eth_sendTransaction", sent)).status == 1
+    finally:
+        rpc(url, "anvil_autoImpersonateAccount", False)
