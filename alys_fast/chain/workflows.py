@@ -178,7 +178,8 @@ def child_base_fee(spec: ChainSpec, parent: Header) -> int:
     )
 
 
-def _block_env(spec: ChainSpec, header: Header) -> BlockEnv:
+def block_env(spec: ChainSpec, header: Header) -> BlockEnv:
+    """What executing the block ``header`` heads sees of it (replays and traces see the same)."""
     return BlockEnv(
         number=header.number,
         timestamp=header.timestamp,
@@ -354,7 +355,7 @@ class BlockImportWorkflow:
 
     async def _execute(self, block: Block) -> None:
         header = block.header
-        env = _block_env(self.spec, header)
+        env = block_env(self.spec, header)
         local = self._local
         if (
             local is not None
@@ -466,7 +467,7 @@ async def build_block(
         base_fee_per_gas=base_fee,
     )
     execution = await engine.execute_block(
-        parent_state_root or parent.state_root, _block_env(spec, unsigned), candidates,
+        parent_state_root or parent.state_root, block_env(spec, unsigned), candidates,
         skip_invalid=True,
     )
     raws = tuple(tx.raw for tx in execution.transactions)

@@ -10,7 +10,8 @@ time it is touched, code, an old block hash) are answered by asking it, one batc
 of the run. Reads and calls name the block they are at (None: the head); at an older block
 they are answered from the store's history, a call on a throwaway view engine
 (:meth:`RevmEngine.view`) whose every miss is resolved at that block; a block whose state the
-store no longer keeps is answered with its StatePruned error. A call with state overrides
+store no longer keeps is answered with its StatePruned error. geth's traces (``debug_trace*``)
+are calls, or a block's transactions replayed on the state before it. A call with state overrides
 runs on a view too, even at the head: the view holds the overridden accounts and resolves the
 rest from storage, so no override ever reaches the head's state. Each piece of a run executes
 on the actor's worker thread with the GIL released, so the event loop keeps serving RPC while
@@ -108,6 +109,21 @@ class CreateAccessList(msgspec.Struct, frozen=True):
     overrides: StateOverrides | None = None
 
 
+class Trace(msgspec.Struct, frozen=True):
+    """-> geth's traces (``debug_trace*``, as ``options`` ask: see ``revm.geth_options``) on the
+    state as :class:`Call` names it: of ``request`` run as a call (one trace) or, with no
+    request, of ``txs`` from position ``first`` on, run as a block in ``env`` (a list; see
+    :meth:`RevmEngine.trace_steps`)."""
+
+    env: BlockEnv
+    options: str
+    request: CallRequest | None = None
+    txs: Sequence[Transaction] = ()
+    first: int = 0
+    block: int | None = None
+    overrides: StateOverrides | None = None
+
+
 class GetCode(msgspec.Struct, frozen=True):
     """-> the code of the account at ``address`` at ``block`` (b"" if none)."""
 
@@ -133,10 +149,10 @@ class GetProof(msgspec.Struct, frozen=True):
 
 
 EngineMessage = Execute | Commit | GetAccounts | GetStateRoot | Reload | Call | GetCode
-EngineMessage |= GetStorage | GetProof | CreateAccessList | Edit
+EngineMessage |= GetStorage | GetProof | CreateAccessList | Edit | Trace
 
 
-_READS = (GetAccounts, Call, GetCode, GetStorage, GetProof, CreateAccessList)
+_READS = (GetAccounts, Call, GetCode, GetStorage, GetProof, CreateAccessList, Trace)
 
 
 class StateMismatch(EngineError):
@@ -244,7 +260,7 @@ class EngineActor(Actor):
                     f"proofs are served for the head ({self.head_number}) only: the tries of "
                     f"older blocks are not kept")
             return await self._drive(engine.proof_steps(message.address, message.slots))
-        if kind is Call or kind is CreateAccessList:
+        if kind is Call or kind is CreateAccessList or kind is Trace:
             return await self._call(engine, message, older)
         if older is None:
             if kind is GetAccounts:
@@ -265,19 +281,18 @@ class EngineActor(Actor):
         (_, ((_, value),), _), = (await store.resolve([miss], older)).storage
         return value
 
-    async def _call(self, engine: RevmEngine, message: Call | CreateAccessList,
+    async def _call(self, engine: RevmEngine, message: Call | CreateAccessList | Trace,
                     older: int | None) -> object:
-        """A call (or an access list's calls) on the head, or on a view: at an older block,
-        or with state overrides, applied to the view only."""
-        run = RevmEngine.call_steps if type(message) is Call else RevmEngine.access_list_steps
+        """A call (or an access list's calls, or a trace) on the head, or on a view: at an
+        older block, or with state overrides, applied to the view only."""
         if older is None and not message.overrides:
-            return await self._drive(run(engine, message.env, message.request))
+            return await self._drive(_call_steps(engine, message))
         at = self.head_number if older is None else older
         view = RevmEngine.view(fork=engine.fork, chain_id=engine.chain_id)
         if message.overrides:
             misses = [("account", address) for address in message.overrides]
             view.override((await self.store.resolve(misses, at)).accounts, message.overrides)
-        return await drive(run(view, message.env, message.request), self.worker, self.store, at)
+        return await drive(_call_steps(view, message), self.worker, self.store, at)
 
     async def _drive(self, steps: Steps) -> Any:
         return await drive(steps, self.worker, self.store)
@@ -287,6 +302,16 @@ class EngineActor(Actor):
 
     def stopped(self) -> None:
         self.worker.close()
+
+
+def _call_steps(engine: RevmEngine, message: Call | CreateAccessList | Trace) -> Steps:
+    """What ``message`` runs on ``engine`` (the head or a view)."""
+    if type(message) is Trace:
+        if message.request is None:
+            return engine.trace_steps(message.env, message.txs, message.first, message.options)
+        return engine.trace_call_steps(message.env, message.request, message.options)
+    run = RevmEngine.call_steps if type(message) is Call else RevmEngine.access_list_steps
+    return run(engine, message.env, message.request)
 
 
 class EngineClient:
@@ -346,6 +371,18 @@ class EngineClient:
         """eth_createAccessList's (access list, result of the call with it), as :meth:`call`
         names the state."""
         return await self._read(CreateAccessList(env, request, block, overrides))
+
+    async def trace_block(self, env: BlockEnv, txs: Sequence[Transaction], first: int,
+                          options: str, block: int | None) -> list[Any]:
+        """geth's traces of ``txs[first:]``, replayed as a block in ``env`` on the state at
+        ``block`` (the parent's), the ones before ``first`` untraced (see :class:`Trace`)."""
+        return await self._read(Trace(env, options, txs=txs, first=first, block=block))
+
+    async def trace_call(self, env: BlockEnv, request: CallRequest, options: str,
+                         block: int | None = None, overrides: StateOverrides | None = None
+                         ) -> Any:
+        """geth's trace of a call, on the state as :meth:`call` names it."""
+        return await self._read(Trace(env, options, request, block=block, overrides=overrides))
 
     async def code(self, address: bytes, block: int | None = None) -> bytes:
         return await self._read(GetCode(address, block))

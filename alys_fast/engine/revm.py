@@ -14,8 +14,10 @@ of its state and only asks for block hashes.
 Calls with state overrides run on a view (:meth:`RevmEngine.view`) that holds the overridden
 accounts (:meth:`RevmEngine.override`) and misses everything else, so the head never holds
 an overridden value. A call can be traced by a tracer of the compiled engine (revm's
-inspector hook, ``cext/evm/src/trace.rs``): :meth:`RevmEngine.access_list_steps` is its
-first user.
+inspector hook, ``cext/evm/src/trace.rs``): :meth:`RevmEngine.access_list_steps`, and geth's
+``debug_trace*`` tracers (:meth:`RevmEngine.trace_steps`, :meth:`RevmEngine.trace_call_steps`),
+which replay a block's transactions up to the traced ones; a trace comes out of the crate as
+geth's JSON, parsed here.
 """
 
 from __future__ import annotations
@@ -137,6 +139,15 @@ def env_tuple(env: BlockEnv) -> tuple:
         env.number, env.timestamp, env.fee_recipient, env.gas_limit, env.base_fee,
         env.prev_randao, env.excess_blob_gas,
     )
+
+
+def geth_options(options: Any) -> str:
+    """geth's tracing options of ``debug_trace*`` (its JSON object; None: the defaults) as
+    :meth:`RevmEngine.trace_steps` takes them; ValueError saying why if they are refused (an
+    ill-formed option, a tracer not offered)."""
+    text = msgspec.json.encode({} if options is None else options).decode()
+    _evm.check_geth_options(text)
+    return text
 
 
 def _split_reason(text: str) -> tuple[str, str]:
@@ -285,9 +296,10 @@ class RevmEngine:
             access_list = touched
         raise EngineError(f"the access list did not settle in {ACCESS_LIST_RUNS} runs")
 
-    def _call_steps(self, env: BlockEnv, request: CallRequest, tracer: str | None = None
-                    ) -> Steps:
-        """Steps to the finished run of ``request`` as an eth_call, watched by ``tracer``."""
+    def _call_steps(self, env: BlockEnv, request: CallRequest, tracer: str | None = None,
+                    options: str = "{}") -> Steps:
+        """Steps to the finished run of ``request`` as an eth_call, watched by ``tracer`` (with
+        ``options``, a geth tracer's)."""
         fee = request.gas_price or 0
         tx = (
             2 if request.max_priority_fee_per_gas is not None else 1 if request.access_list else 0,
@@ -297,13 +309,38 @@ class RevmEngine:
         )
         evm = self._evm
         mode = 2 if request.gas_price is None else 1
-        run = evm.begin(env_tuple(env), [tx], False, mode, tracer)
+        run = evm.begin(env_tuple(env), [tx], False, mode, tracer, options)
+        yield from self._run(run, in_block=False)
+        return run
+
+    def trace_call_steps(self, env: BlockEnv, request: CallRequest, options: str) -> Steps:
+        """Steps to geth's trace (``debug_traceCall``) of ``request`` run as :meth:`call_steps`
+        runs it; ``options`` are geth's tracing options (:func:`geth_options`)."""
+        run = yield from self._call_steps(env, request, "geth", options)
+        ((_, trace),) = run.geth_traces()
+        return msgspec.json.decode(trace)
+
+    def trace_steps(self, env: BlockEnv, txs: Sequence[Transaction], first: int, options: str
+                    ) -> Steps:
+        """Steps to geth's traces (``debug_traceTransaction``, ``debug_traceBlock*``) of
+        ``txs[first:]``, one per transaction: ``txs`` run as a block in ``env`` on this
+        engine's state, the ones before ``first`` untraced. ``options`` are geth's tracing
+        options (:func:`geth_options`); nothing is committed."""
+        evm = self._evm
+        run = evm.begin(env_tuple(env), [tx_tuple(tx) for tx in txs], False, 0, "geth", options,
+                        first)
+        yield from self._run(run, in_block=True)
+        return [msgspec.json.decode(trace) for _, trace in run.geth_traces()]
+
+    def _run(self, run: Any, *, in_block: bool) -> Steps:
+        """Steps to the end of ``run``'s transactions: its misses loaded, one it cannot apply
+        raised as TransactionRejected (with its position ``in_block``)."""
+        evm = self._evm
         while (stop := evm.execute(run)) is not None:
             if type(stop) is tuple:
                 reason, detail = _split_reason(stop[1])
-                raise TransactionRejected(reason, detail)
+                raise TransactionRejected(reason, detail, stop[0] if in_block else None)
             self.put((yield stop))
-        return run
 
     def execute_block(
         self,
@@ -351,11 +388,7 @@ class RevmEngine:
                 unfit.append((tx, "field out of range"))
         evm = self._evm
         run = evm.begin(env_tuple(env), tuples, skip_invalid)
-        while (stop := evm.execute(run)) is not None:
-            if type(stop) is tuple:
-                reason, detail = _split_reason(stop[1])
-                raise TransactionRejected(reason, detail, stop[0])
-            self.put((yield stop))
+        yield from self._run(run, in_block=True)
         while type(root := evm.prepare(run)) is not bytes:
             self.put((yield root))
         return self._execution(parent_state_root, env, runnable, run, root, unfit)

@@ -3,7 +3,8 @@
 Names are anvil's, with hardhat's aliases, and take the same parameters; a node under
 ``alys-fast run`` does not register them, so there they are -32601 like any unknown method.
 Everything is asked of the chain actor (:class:`ChainClient`), which owns the mining mode, the
-dev clock and the snapshots (:mod:`alys_fast.chain.mining`).
+dev clock and the snapshots (:mod:`alys_fast.chain.mining`). geth's ``debug_trace*`` methods
+(:mod:`alys_fast.rpc.debug`) are registered with them, so they too are a dev chain's only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.engine.interface import AccountOverride
 from alys_fast.node.context import NodeContext
+from alys_fast.rpc.debug import DebugApi
 from alys_fast.rpc.dispatch import (
     InvalidParams,
     Methods,
@@ -39,10 +41,12 @@ class DevApi:
     def __init__(self, ctx: NodeContext, eth: EthApi) -> None:
         self.chain = ChainClient(ctx)
         self.pool = PoolClient(ctx)
+        self.debug = DebugApi(eth)
         eth.after_pooled = self._automine
 
     def register(self, methods: Methods) -> None:
-        """Add the dev methods to ``methods``."""
+        """Add the dev methods, and geth's tracing methods (:mod:`alys_fast.rpc.debug`), to
+        ``methods``."""
         table = {
             "evm_mine": self.evm_mine,
             "anvil_mine": self.mine,
@@ -76,6 +80,7 @@ class DevApi:
         }
         for name, fn in table.items():
             methods.add(name, fn)
+        self.debug.register(methods)
 
     async def _ask(self, ask: Any) -> Any:
         try:

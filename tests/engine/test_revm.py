@@ -1,8 +1,8 @@
 """The revm engine standalone (``RevmEngine.from_alloc``): transfers of all three types and
 their fees, geth's rejection reasons, building that skips, commit and stale executions,
 contracts (creation, storage, logs, reverts), calls, state overrides on a view, access lists,
-block context, and state roots checked against a reference trie computed without the engine.
-Also the EIP-1559 base fee rule."""
+geth's traces, block context, and state roots checked against a reference trie computed
+without the engine. Also the EIP-1559 base fee rule."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from alys_fast.engine import (
     next_base_fee,
 )
 from alys_fast.engine.interface import AccountOverride, CallRequest, CallResult, StateOverrides
-from alys_fast.engine.revm import finish
+from alys_fast.engine.revm import finish, geth_options
 from alys_fast.engine.state import Loaded, Miss, storage_root, word
 from alys_fast.validation.receipts import bloom_of, combine_blooms, receipts_root
 from tests.engine.conftest import ADDRS, KEYS, sign
@@ -507,6 +507,36 @@ def test_an_access_list_is_what_geth_gives(engine: RevmEngine) -> None:
     found, result = finish(engine.access_list_steps(env(number=2), failing), engine.source)
     assert found == ((token, (word(mapping_slot(ADDRS[0], 1)),)),)
     assert not result.success and result.error == "execution reverted"
+
+
+def test_geth_traces_replay_a_block_up_to_the_traced_transaction(engine: RevmEngine) -> None:
+    """As debug_traceTransaction replays a block: the transactions before the traced one run
+    untraced (ADDRS[1] passes on tokens the first transfer gave it), and nothing is committed;
+    debug_traceCall traces a call."""
+    _deploy_token(engine)
+    token = _created_address(ADDRS[0], 0)
+    send = "transfer(address,uint256)"
+    txs = [
+        sign(KEYS[0], to=token, gas=100_000, nonce=1,
+             data=calldata("Token", send, hex_address(ADDRS[1]), 5)),
+        sign(KEYS[1], to=token, gas=100_000, data=calldata("Token", send, hex_address(FRESH), 5)),
+    ]
+    root, calls = engine.state_root, geth_options({"tracer": "callTracer"})
+    (second,) = finish(engine.trace_steps(env(number=2), txs, 1, calls), engine.source)
+    assert (second["from"], second["to"], second["output"]) == (
+        hex_address(ADDRS[1]), hex_address(token), "0x" + word(1).hex())
+    assert finish(engine.trace_steps(env(number=2), txs, 0, calls), engine.source)[1] == second
+    (alone,) = finish(engine.trace_steps(env(number=2), txs[1:], 0, calls), engine.source)
+    assert alone["error"] == "execution reverted"
+    assert engine.state_root == root
+    balance = calldata("Token", "balanceOf(address)", hex_address(ADDRS[0]))
+    request = CallRequest(ADDRS[0], token, data=balance, gas=100_000)
+    trace = finish(engine.trace_call_steps(env(number=2), request, geth_options(None)),
+                   engine.source)
+    assert (trace["failed"], trace["returnValue"]) == (False, "0x" + word(SUPPLY).hex())
+    assert trace["structLogs"][0]["op"] == "PUSH1"
+    with pytest.raises(ValueError, match="not offered"):
+        geth_options({"tracer": "4byteTracer"})
 
 
 def test_proofs_lead_from_the_state_root_to_accounts_and_slots(engine: RevmEngine) -> None:

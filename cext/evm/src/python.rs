@@ -2,20 +2,21 @@
 //!
 //! Words (balances, values, slots) cross as 32-byte big-endian `bytes`, addresses as 20 and
 //! hashes as 32 bytes. A miss crosses as `(kind, key...)` with kind `"account"`, `"storage"`
-//! (address, slot or None for the whole contract), `"code"` or `"blockhash"`.
+//! (address, slot or None for the whole contract), `"code"` or `"blockhash"`. geth's traces
+//! cross as geth's JSON text (`Run.geth_traces`).
 
 use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
-use crate::trace::{AccessLists, NoTracer};
+use crate::trace::{AccessLists, GethTraces, NoTracer};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use revm::bytecode::Bytecode;
-use revm::state::AccountInfo;
 use revm::context::TxEnv;
 use revm::context_interface::transaction::{AccessList, AccessListItem};
 use revm::primitives::alloy_primitives::Bloom;
 use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use revm::state::AccountInfo;
 
 /// Executed-but-uncommitted blocks kept for a commit; the oldest are dropped first.
 const MAX_PREPARED: usize = 8;
@@ -129,6 +130,9 @@ fn tx_env(t: TxTuple) -> PyResult<TxEnv> {
 /// (address, nonce, balance word, code hash, storage root), as storage keeps an account.
 type AccountTuple = (Vec<u8>, u64, Vec<u8>, Vec<u8>, Vec<u8>);
 
+/// (address, nonce, balance word, code hash): an account as `Run.edit` writes it.
+type EditedAccount = (Vec<u8>, u64, Vec<u8>, Vec<u8>);
+
 type EnvTuple<'a> = (u64, u64, &'a [u8], u64, u64, &'a [u8], u64);
 
 fn env(t: EnvTuple<'_>) -> PyResult<Env> {
@@ -167,6 +171,7 @@ struct Run {
 enum Tracing {
     Off,
     AccessList(AccessLists),
+    Geth(GethTraces),
 }
 
 /// The engine: the head state and the blocks prepared on it.
@@ -300,9 +305,14 @@ impl Engine {
     }
 
     /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
-    /// base fee (see `exec::Mode`). `tracer`: None, or `"accessList"` (each transaction's
-    /// access list, see `Run.access_lists`).
-    #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0, tracer = None))]
+    /// base fee (see `exec::Mode`). `tracer`: None, `"accessList"` (each transaction's
+    /// access list, see `Run.access_lists`) or `"geth"` (geth's `debug_trace*` tracer that
+    /// `geth_options`, geth's tracing options as JSON, names, watching the transactions from
+    /// position `traced_from` on; see `Run.geth_traces`).
+    #[pyo3(signature = (
+        env_tuple, txs, skip_invalid, mode = 0, tracer = None, geth_options = "{}", traced_from = 0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn begin(
         &self,
         env_tuple: EnvTuple<'_>,
@@ -310,6 +320,8 @@ impl Engine {
         skip_invalid: bool,
         mode: u8,
         tracer: Option<&str>,
+        geth_options: &str,
+        traced_from: usize,
     ) -> PyResult<Run> {
         let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
         let mode = match mode {
@@ -321,6 +333,9 @@ impl Engine {
         let tracing = match tracer {
             None => Tracing::Off,
             Some("accessList") => Tracing::AccessList(AccessLists::default()),
+            Some("geth") => Tracing::Geth(
+                GethTraces::new(geth_options, traced_from).map_err(PyValueError::new_err)?,
+            ),
             Some(other) => {
                 return Err(PyValueError::new_err(format!("unknown tracer {other:?}")));
             }
@@ -344,6 +359,7 @@ impl Engine {
         let stop = py.detach(|| match tracing {
             Tracing::Off => exec::execute(head, rules, inner, &mut NoTracer),
             Tracing::AccessList(tracer) => exec::execute(head, rules, inner, tracer),
+            Tracing::Geth(tracer) => exec::execute(head, rules, inner, tracer),
         });
         Ok(match stop {
             Stop::Done => py.None().into_bound(py),
@@ -481,7 +497,7 @@ impl Run {
     /// block's.
     fn edit(
         &mut self,
-        accounts: Vec<(Vec<u8>, u64, Vec<u8>, Vec<u8>)>,
+        accounts: Vec<EditedAccount>,
         storage: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
         code: Vec<Vec<u8>>,
     ) -> PyResult<()> {
@@ -600,6 +616,17 @@ impl Run {
         PyList::new(py, out)
     }
 
+    /// What the `"geth"` tracer found: (position, the trace as geth's JSON text) per finished
+    /// transaction from the first traced on.
+    fn geth_traces(&self) -> PyResult<Vec<(usize, String)>> {
+        let Tracing::Geth(tracer) = &self.tracing else {
+            return Err(PyValueError::new_err(
+                "the run is not traced by a geth tracer",
+            ));
+        };
+        Ok(tracer.found.clone())
+    }
+
     /// The state changes of the prepared block: (accounts, storage, code), accounts as
     /// (address, new record | None, previous record | None), storage as (address, wiped,
     /// [(slot, new, previous)]), code as code bytes (hashes are keccak of them).
@@ -651,9 +678,18 @@ fn storage_root<'py>(
     ))
 }
 
+/// Check geth's tracing `options` (JSON) as `Engine.begin` would take them for its `"geth"`
+/// tracer: ValueError saying why if it would refuse them.
+#[pyfunction]
+fn check_geth_options(options: &str) -> PyResult<()> {
+    GethTraces::new(options, 0).map_err(PyValueError::new_err)?;
+    Ok(())
+}
+
 #[pymodule]
 fn evm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(storage_root, m)?)?;
+    m.add_function(wrap_pyfunction!(check_geth_options, m)?)?;
     m.add_class::<Engine>()?;
     m.add_class::<Run>()?;
     m.add(

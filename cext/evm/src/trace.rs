@@ -19,8 +19,8 @@
 use crate::exec::RunContext;
 use crate::state::{NoError, OverlayDb};
 use alloy_rpc_types_trace::geth::{
-    CallConfig, GethDebugBuiltInTracerType, GethDebugTracerType, GethDebugTracingOptions,
-    GethDefaultTracingOptions, PreStateConfig,
+    CallConfig, DefaultFrame, GethDebugBuiltInTracerType, GethDebugTracerType,
+    GethDebugTracingOptions, GethDefaultTracingOptions, PreStateConfig,
 };
 use revm::bytecode::Bytecode;
 use revm::context::result::ResultAndState;
@@ -33,6 +33,7 @@ use revm::state::AccountInfo;
 use revm::Inspector;
 use revm_inspectors::access_list::AccessListInspector;
 use revm_inspectors::tracing::{TracingInspector, TracingInspectorConfig};
+use serde_json::Value;
 use std::cell::RefCell;
 
 /// Watches a run's transactions; see the module docstring.
@@ -67,7 +68,15 @@ impl Tracer for NoTracer {
         None
     }
 
-    fn finish(&mut self, _: usize, _: NoOpInspector, _: &TxEnv, _: &ResultAndState, _: &mut OverlayDb<'_>) {}
+    fn finish(
+        &mut self,
+        _: usize,
+        _: NoOpInspector,
+        _: &TxEnv,
+        _: &ResultAndState,
+        _: &mut OverlayDb<'_>,
+    ) {
+    }
 }
 
 /// `eth_createAccessList`'s tracer: the addresses and slots each transaction touched, with
@@ -178,7 +187,7 @@ impl Tracer for GethTraces {
         let json = match &self.tracer {
             GethTracer::StructLogs(options) => {
                 let output = done.result.output().cloned().unwrap_or_default();
-                serde_json::to_string(&builder.geth_traces(gas_used, output, options.clone()))
+                geths_struct_logs(builder.geth_traces(gas_used, output, *options))
             }
             GethTracer::Calls(config) => {
                 serde_json::to_string(&builder.geth_call_traces(*config, gas_used))
@@ -195,6 +204,31 @@ impl Tracer for GethTraces {
         self.found
             .push((position, json.expect("geth's frames serialize")));
     }
+}
+
+/// The struct logger's frame as geth writes it (its `toLegacyJSON`): memory and storage words
+/// in bare hex, where revm-inspectors writes them with `0x`, and no empty memory or return
+/// data, nor a refund counter of 0.
+fn geths_struct_logs(mut frame: DefaultFrame) -> serde_json::Result<String> {
+    let bare = |word: &str| word.trim_start_matches("0x").to_owned();
+    for log in &mut frame.struct_logs {
+        log.refund_counter = log.refund_counter.filter(|refund| *refund != 0);
+        log.return_data = log.return_data.take().filter(|data| !data.is_empty());
+        log.memory = log.memory.take().filter(|memory| !memory.is_empty());
+        if let Some(memory) = &mut log.memory {
+            memory.iter_mut().for_each(|word| *word = bare(word));
+        }
+    }
+    let mut json = serde_json::to_value(frame)?;
+    for log in json["structLogs"].as_array_mut().into_iter().flatten() {
+        if let Some(storage) = log.get_mut("storage").and_then(Value::as_object_mut) {
+            *storage = std::mem::take(storage)
+                .into_iter()
+                .map(|(slot, value)| (bare(&slot), bare(value.as_str().unwrap_or_default()).into()))
+                .collect();
+        }
+    }
+    serde_json::to_string(&json)
 }
 
 /// The state a transaction ran on, read as revm-inspectors' prestate builder reads it (by
@@ -461,7 +495,10 @@ mod tests {
         let traces = geth("{}", 0, &mut run);
         let trace = &traces[0].1;
         assert_eq!(trace["gas"], run.outcomes[0].1.gas_used);
-        assert_eq!((&trace["failed"], &trace["returnValue"]), (&false.into(), &"0x".into()));
+        assert_eq!(
+            (&trace["failed"], &trace["returnValue"]),
+            (&false.into(), &"0x".into())
+        );
         let logs = trace["structLogs"].as_array().expect("steps");
         let ops: Vec<_> = logs.iter().map(|l| l["op"].as_str().expect("op")).collect();
         assert_eq!(&ops[..4], ["PUSH1", "SLOAD", "POP", "PUSH1"]);
@@ -476,10 +513,24 @@ mod tests {
         // SLOAD 1: the stack holds the slot, storage shows what it read.
         assert_eq!(logs[1]["stack"], serde_json::json!(["0x1"]));
         let slot = format!("{:064x}", 1);
-        eprintln!("{}", logs[1]); assert_eq!(logs[1]["storage"][&slot], format!("{:064x}", 5));
-        let quiet = geth(r#"{"disableStack": true, "disableStorage": true}"#, 0, &mut call_run(1));
+        assert_eq!(logs[1]["storage"][&slot], format!("{:064x}", 5));
+        assert!(logs
+            .iter()
+            .all(|l| l.get("refund").is_none() && l.get("memory").is_none()));
+        let quiet = geth(
+            r#"{"disableStack": true, "disableStorage": true}"#,
+            0,
+            &mut call_run(1),
+        );
         let step = &quiet[0].1["structLogs"][1];
         assert!(step.get("stack").is_none() && step.get("storage").is_none());
+        // The code never touches memory, and geth leaves an empty memory out.
+        let memory = geth(r#"{"enableMemory": true}"#, 0, &mut call_run(1));
+        assert!(memory[0].1["structLogs"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|l| l.get("memory").is_none()));
     }
 
     #[test]
