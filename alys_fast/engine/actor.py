@@ -373,10 +373,13 @@ class EngineClient:
         return await self._read(CreateAccessList(env, request, block, overrides))
 
     async def trace_block(self, env: BlockEnv, txs: Sequence[Transaction], first: int,
-                          options: str, block: int | None) -> list[Any]:
+                          options: str, block: int | None,
+                          overrides: StateOverrides | None = None) -> list[Any]:
         """geth's traces of ``txs[first:]``, replayed as a block in ``env`` on the state at
-        ``block`` (the parent's), the ones before ``first`` untraced (see :class:`Trace`)."""
-        return await self._read(Trace(env, options, txs=txs, first=first, block=block))
+        ``block`` (the parent's, with ``overrides``: the dev edits made before this block),
+        the ones before ``first`` untraced (see :class:`Trace`)."""
+        return await self._read(Trace(env, options, txs=txs, first=first, block=block,
+                                      overrides=overrides))
 
     async def trace_call(self, env: BlockEnv, request: CallRequest, options: str,
                          block: int | None = None, overrides: StateOverrides | None = None

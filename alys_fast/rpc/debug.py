@@ -9,9 +9,8 @@ replays its block on the state of the parent block, in the block's own environme
 transactions before it untraced; a call is traced as ``eth_call`` runs it at that block (with
 geth's ``stateOverrides``). A block whose state the node no longer keeps is refused with its
 StatePruned message, so these need an archive node (``alys-fast dev`` is one) for old blocks.
-
-Known gap: a block mined after a dev state edit (``anvil_setBalance``...) replays without the
-edit, since the store records the edit in that block's history, not apart from it.
+A block mined after dev state edits (``anvil_setBalance``...) replays on its parent's state
+with the edits applied as overrides, as the store keeps them apart for it.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from alys_fast.chain.workflows import block_env
+from alys_fast.engine.interface import AccountOverride, StateOverrides
 from alys_fast.engine.revm import geth_options
 from alys_fast.rpc.dispatch import InvalidParams, Methods, ServerError, block_id, hash32
 from alys_fast.rpc.eth import EthApi, state_overrides
@@ -102,8 +102,16 @@ class DebugApi:
         if index is not None:
             txs = txs[:index + 1]
         env = block_env(eth.spec, decode_header(record.header))
+        accounts, slots = await eth.store.edits(record.number)
+        edits: StateOverrides = {
+            address: AccountOverride(
+                balance=account.balance, nonce=account.nonce, code=code,
+                state_diff={k: v for (a, k), v in slots.items() if a == address} or None,
+            )
+            for address, account, code in accounts
+        }
         return await eth._read(eth.engine.trace_block(
-            env, txs, index or 0, settings, record.number - 1))
+            env, txs, index or 0, settings, record.number - 1, edits or None))
 
 
 def _options(options: Any) -> str:

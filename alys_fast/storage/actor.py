@@ -48,6 +48,13 @@ class WriteEdit(msgspec.Struct, frozen=True):
     state_root: bytes
 
 
+class GetEdits(msgspec.Struct, frozen=True):
+    """-> the state edits made ahead of block ``number``: ([(address, account, code)],
+    {(address, slot): value}), as they left the accounts (with their code) and slots."""
+
+    number: int
+
+
 class GetEditedRoot(msgspec.Struct, frozen=True):
     """-> the state root after the state edits since the head block, or None."""
 
@@ -99,7 +106,7 @@ class Resolve(msgspec.Struct, frozen=True):
 
 
 StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
-StorageMessage |= LoadState | Resolve | Unwind | WriteEdit | GetEditedRoot
+StorageMessage |= LoadState | Resolve | Unwind | WriteEdit | GetEditedRoot | GetEdits
 
 
 def open_store(ctx: NodeContext) -> ChainStore:
@@ -180,6 +187,9 @@ class StorageActor(Actor):
             return None
         if type(message) is GetEditedRoot:
             return store.edited_root()
+        if type(message) is GetEdits:
+            accounts, slots = store.edits(message.number)
+            return [(a, x, store.code(x.code_hash) or b"") for a, x in accounts.items()], slots
         if type(message) is GetBlock:
             block_hash = message.hash
             if block_hash is None:
@@ -283,6 +293,10 @@ class StoreClient:
         failure = await self.ctx.ref(STORAGE).ask(WriteEdit(diff, state_root), self.timeout)
         if failure is not None:
             raise failure
+
+    async def edits(self, number: int
+                    ) -> tuple[list[tuple[bytes, Account, bytes]], dict[tuple[bytes, int], int]]:
+        return await self.ctx.ref(STORAGE).ask(GetEdits(number), self.timeout)
 
     async def edited_root(self) -> bytes | None:
         return await self.ctx.ref(STORAGE).ask(GetEditedRoot(), self.timeout)

@@ -14,6 +14,9 @@ Column families (keys -> values, values msgpack unless noted):
 - ``history``:   ``a`` || address || N (8) -> the account before block N (msgpack, nil: absent);
   ``s`` || address || slot || N -> the slot before block N (big-endian, empty: 0)
 - ``changesets``: N (8) -> the ``history`` keys block N wrote (msgpack), to prune them
+- ``edits``:     N (8) -> a dev chain's state edits made ahead of block N, as they left the
+  accounts ([address, nonce, balance, code hash]) and slots ([address, slot, value]), so block N
+  can be replayed on its parent's state plus them (tracing)
 - ``meta``:      ``b"head"`` -> [number, hash]; ``b"state-scheme"`` -> :data:`STATE_SCHEME`;
   other keys are the owner's (:meth:`ChainStore.meta`)
 
@@ -51,7 +54,7 @@ from alys_fast.validation.receipts import Log, Receipt, bloom_of
 MEMTABLE_BUDGET = 64 * 1024 * 1024
 COLUMN_FAMILIES = (
     "headers", "blocks", "receipts", "txindex", "canonical", "state", "storage", "code",
-    "history", "changesets", "meta",
+    "history", "changesets", "edits", "meta",
 )
 # States readable without archive: the head and the 127 blocks before it (geth's default).
 HISTORY_BLOCKS = 128
@@ -125,6 +128,9 @@ _decode_account = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes]).decod
 _decode_head = msgspec.msgpack.Decoder(tuple[int, bytes]).decode
 _decode_previous = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, bytes] | None).decode
 _decode_keys = msgspec.msgpack.Decoder(list[bytes]).decode
+_decode_edits = msgspec.msgpack.Decoder(
+    tuple[list[tuple[bytes, int, bytes, bytes]], list[tuple[bytes, bytes, bytes]]]
+).decode
 
 
 def _number_key(number: int) -> bytes:
@@ -319,10 +325,36 @@ class ChainStore:
         if head is None:
             raise StorageError("a state edit needs a chain to edit")
         batch = WriteBatch(raw_mode=True)
+        number = _number_key(head[0] + 1)
         history = self._write_state(batch, diff, head[0] + 1)
-        batch.put(_number_key(head[0] + 1), _encode(history), self._handles["changesets"])
+        batch.put(number, _encode(history), self._handles["changesets"])
+        # What the edits made, kept apart from the block's history (which records the values
+        # before them): later edits of the same account or slot replace earlier ones.
+        accounts, slots = self.edits(head[0] + 1)
+        for address, account in diff.accounts.items():
+            if account is not None:
+                accounts[address] = account
+        for change in diff.storage:
+            for slot, value, _ in change.slots:
+                slots[(change.address, slot)] = value
+        batch.put(number, _encode((
+            [(a, x.nonce, _big(x.balance), x.code_hash) for a, x in accounts.items()],
+            [(a, slot.to_bytes(32, "big"), _big(v)) for (a, slot), v in slots.items()],
+        )), self._handles["edits"])
         batch.put(_EDITED, state_root, self._handles["meta"])
         self._db.write(batch)
+
+    def edits(self, number: int) -> tuple[dict[bytes, Account], dict[tuple[bytes, int], int]]:
+        """The state edits made ahead of block ``number``, as they left accounts and slots."""
+        raw = self._cf["edits"].get(_number_key(number))
+        if raw is None:
+            return {}, {}
+        accounts, slots = _decode_edits(raw)
+        return (
+            {a: Account(nonce, int.from_bytes(balance, "big"), code_hash)
+             for a, nonce, balance, code_hash in accounts},
+            {(a, int.from_bytes(slot, "big")): int.from_bytes(v, "big") for a, slot, v in slots},
+        )
 
     def edited_root(self) -> bytes | None:
         """The state root after state edits since the head block (None: no edit since)."""
@@ -342,6 +374,7 @@ class ChainStore:
                 for entry in _decode_keys(keys):
                     batch.delete(entry, self._handles["history"])
                 batch.delete(key, self._handles["changesets"])
+            batch.delete(key, self._handles["edits"])
         batch.put(_OLDEST, _encode(target), self._handles["meta"])
 
     def oldest_state(self) -> int:
@@ -408,6 +441,7 @@ class ChainStore:
                     slots[entry[1:53]] = value
                 batch.delete(entry, h["history"])
             batch.delete(key, h["changesets"])
+            batch.delete(key, h["edits"])
             block_hash = cf["canonical"].get(key)
             if block_hash is None:  # the edits' own changeset: no block yet
                 continue

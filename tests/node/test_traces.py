@@ -503,3 +503,19 @@ def _comparable(trace: Any, miners: set[str]) -> Any:
     return {address: state for address, state in trace.items()
             if address not in miners and (state.get("balance", "0x0"), state.get("nonce"),
                                           state.get("code")) != ("0x0", None, None)}
+
+
+def test_a_block_after_state_edits_replays_with_them(node: ThreadNode) -> None:
+    url = node.url
+    fresh = Account.create()
+    rpc(url, "anvil_setBalance", fresh.address, hex(10**18))
+    rpc(url, "anvil_setNonce", fresh.address, "0x7")
+    receiver = Account.create().address
+    tx_hash = send(url, fresh, to=receiver, value=1234, gas=21_000)["transactionHash"]
+    trace = rpc(url, "debug_traceTransaction", tx_hash, CALL_TRACER)
+    assert (trace["from"], trace["to"], trace["value"]) == (
+        lower(fresh.address), lower(receiver), hex(1234))
+    assert "error" not in trace
+    pre = rpc(url, "debug_traceTransaction", tx_hash, PRESTATE)
+    assert pre[lower(fresh.address)]["balance"] == hex(10**18)
+    assert pre[lower(fresh.address)]["nonce"] == 7

@@ -461,8 +461,12 @@ def test_state_edits_between_blocks_are_history_of_the_next_block(tmp_path: Path
         # A second edit before the block keeps the first one's "before".
         store.write_edit(StateDiff({b: Account(nonce=100)}, previous={b: edited}), b"\x02" * 32)
         assert store.account_at(b, 4) == expected[4][0]
+        # What the edits made is kept apart, for replaying block 5 on them.
+        assert store.edits(5) == ({b: Account(nonce=100)}, {(A, 7): 1000})
+        assert store.edits(4) == ({}, {})
         # An unwind to the head undoes the edits.
         store.unwind(4)
+        assert store.edits(5) == ({}, {})
         assert store.account(b) == expected[4][0] and store.edited_root() is None
         assert store.contract_storage(A)[0] == (7, 4)
         # Edit, then a block that changes the same account and slot: reads at the block
