@@ -15,6 +15,7 @@ of its state and only asks for block hashes.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
+from itertools import starmap
 from typing import Any, Protocol
 
 from alys_fast._cext import require
@@ -239,8 +240,7 @@ class RevmEngine:
                 raise TransactionRejected(reason, detail)
             self.put((yield stop))
         _, ((_, status, used, _, logs, _, output, error, _),), *_ = run.result()
-        entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
-        return CallResult(bool(status), used, output, error, entries)
+        return CallResult(bool(status), used, output, error, tuple(starmap(Log, logs)))
 
     def execute_block(
         self,
@@ -312,26 +312,17 @@ class RevmEngine:
         receipts: list[Receipt] = []
         for position, status, used, cumulative, logs, created, output, _, bloom in outcomes:
             tx = txs[position]
-            entries = tuple([Log(a, tuple(topics), d) for a, topics, d in logs]) if logs else ()
             included.append(tx)
             receipts.append(Receipt(
-                tx.hash, tx.type, int(status), used, cumulative,
-                effective_gas_price(tx, base_fee), entries, bloom, created, output,
+                tx.hash, tx.type, status, used, cumulative, effective_gas_price(tx, base_fee),
+                tuple(starmap(Log, logs)) if logs else (), bloom, created, output,
             ))
-        accounts, storage, code = run.changes()
+        accounts, previous, storage, code = run.changes(Account)
         diff = StateDiff(
-            accounts={a: None if new is None else account_from_record(new)
-                      for a, new, _ in accounts},
-            storage=tuple(
-                StorageDiff(a, wiped, tuple(
-                    (int.from_bytes(s, "big"), int.from_bytes(n, "big"), int.from_bytes(o, "big"))
-                    for s, n, o in slots
-                ))
-                for a, wiped, slots in storage
-            ),
-            code=tuple(code),
-            previous={a: None if old is None else account_from_record(old)
-                      for a, _, old in accounts},
+            accounts=accounts,
+            storage=tuple(starmap(StorageDiff, storage)),
+            code=code,
+            previous=previous,
         )
         return BlockExecution(
             parent_state_root=parent_state_root,

@@ -7,11 +7,13 @@
 //! batch and calls [`execute`] again, which redoes that transaction on complete data.
 
 use crate::state::{AccountRecord, ContractStorage, Head, Miss, Overlay, OverlayDb};
-use crate::trie::{rlp_bytes, rlp_list, trimmed, Trie, EMPTY_ROOT};
+use crate::trie::{
+    rlp_bytes, rlp_bytes_len, rlp_header_len, rlp_list_header, trimmed, Trie, EMPTY_ROOT,
+};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
 use revm::context::{BlockEnv, CfgEnv, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
-use revm::primitives::alloy_primitives::Bloom;
+use revm::primitives::alloy_primitives::{Bloom, BloomInput};
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{keccak256, Address, HashMap, HashSet, Log, B256, U256};
@@ -96,6 +98,8 @@ pub struct TxOutcome {
     pub gas_used: u64,
     pub cumulative_gas_used: u64,
     pub logs: Vec<Log>,
+    /// The bloom of `logs`.
+    pub bloom: Bloom,
     pub contract_address: Option<Address>,
     pub output: Vec<u8>,
     /// Why it failed, in geth's words: "execution reverted", "out of gas", ...
@@ -125,6 +129,8 @@ pub struct BlockRun {
     /// (position in `txs`, reason) of the skipped ones (building only).
     pub skipped: Vec<(usize, String)>,
     pub gas_used: u64,
+    /// The receipts root and logs bloom of a finished block run (not of `eth_call`s).
+    pub commitment: Option<(B256, Bloom)>,
 }
 
 /// What stopped a run.
@@ -147,6 +153,7 @@ impl BlockRun {
             outcomes: Vec::new(),
             skipped: Vec::new(),
             gas_used: 0,
+            commitment: None,
         }
     }
 }
@@ -248,6 +255,8 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         .with_cfg(cfg)
         .build_mainnet();
     let mut first_miss: Option<usize> = None;
+    let mut bloom_hashes = BloomHashes::default();
+    run.outcomes.reserve(run.txs.len() - run.next);
     let mut stop = Stop::Done;
     let mut position = run.next;
     while position < run.txs.len() {
@@ -290,7 +299,13 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
             Ok(done) => {
                 let gas_used = done.result.tx_gas_used();
                 run.gas_used += gas_used;
-                let outcome = outcome(done.result, creates, gas_used, run.gas_used);
+                let outcome = outcome(
+                    done.result,
+                    &mut bloom_hashes,
+                    creates,
+                    gas_used,
+                    run.gas_used,
+                );
                 commit(&mut db.overlay, done.state, &db.guarded);
                 run.outcomes.push((position, outcome));
             }
@@ -304,11 +319,49 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         return Stop::Missing(std::mem::take(&mut db.misses));
     }
     run.next = position;
+    if matches!(stop, Stop::Done) && run.mode == Mode::Block {
+        run.commitment = Some(receipts_commitment(run));
+    }
     stop
+}
+
+/// The Keccak-256 of log addresses and event signatures (first topics) seen in a run: within a
+/// block they repeat (a token's Transfer events), and a bloom hashes each of its inputs.
+#[derive(Default)]
+struct BloomHashes {
+    addresses: HashMap<Address, B256>,
+    signatures: HashMap<B256, B256>,
+}
+
+impl BloomHashes {
+    /// The bloom of `logs` (Yellow Paper 4.3.1).
+    fn bloom(&mut self, logs: &[Log]) -> Bloom {
+        let mut bloom = Bloom::ZERO;
+        for log in logs {
+            let hash = *self
+                .addresses
+                .entry(log.address)
+                .or_insert_with(|| keccak256(log.address));
+            bloom.accrue(BloomInput::Hash(hash));
+            for (i, topic) in log.topics().iter().enumerate() {
+                let hash = if i == 0 {
+                    *self
+                        .signatures
+                        .entry(*topic)
+                        .or_insert_with(|| keccak256(topic))
+                } else {
+                    keccak256(topic)
+                };
+                bloom.accrue(BloomInput::Hash(hash));
+            }
+        }
+        bloom
+    }
 }
 
 fn outcome(
     result: ExecutionResult,
+    bloom_hashes: &mut BloomHashes,
     contract_address: Option<Address>,
     gas_used: u64,
     cumulative: u64,
@@ -320,11 +373,13 @@ fn outcome(
         ExecutionResult::Halt { reason, .. } => Some(halt_reason(reason)),
     };
     let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
+    let bloom = bloom_hashes.bloom(result.logs());
     TxOutcome {
         status,
         gas_used,
         cumulative_gas_used: cumulative,
         logs: result.into_logs(),
+        bloom,
         contract_address,
         output,
         error,
@@ -358,7 +413,7 @@ fn halt_reason(reason: &HaltReason) -> String {
 pub type StorageChanges = Vec<(Address, bool, Vec<(U256, U256, U256)>)>;
 
 /// The state after a block, computed on copies of the head's tries (nothing installed yet).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Prepared {
     pub base_root: B256,
     pub state_root: B256,
@@ -475,8 +530,8 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     })
 }
 
-/// Install a prepared block as the head.
-pub fn install(head: &mut Head, prepared: Prepared) {
+/// Install a prepared block as the head (its tries are shared, not copied).
+pub fn install(head: &mut Head, prepared: &Prepared) {
     for (address, record, _) in &prepared.accounts {
         match record {
             Some(record) => {
@@ -489,37 +544,36 @@ pub fn install(head: &mut Head, prepared: Prepared) {
             }
         }
     }
-    let mut tries = prepared.storage_tries;
-    for (address, wiped, slots) in prepared.storage {
-        if !head.accounts.contains_key(&address) {
+    for (address, wiped, slots) in &prepared.storage {
+        if !head.accounts.contains_key(address) {
             continue;
         }
         let storage = head
             .storage
-            .entry(address)
+            .entry(*address)
             .or_insert_with(|| ContractStorage {
                 complete: true,
                 ..Default::default()
             });
-        if wiped {
+        if *wiped {
             storage.slots.clear();
             storage.complete = true;
         }
         for (slot, value, _) in slots {
             if value.is_zero() {
-                storage.slots.remove(&slot);
+                storage.slots.remove(slot);
             } else {
-                storage.slots.insert(slot, value);
+                storage.slots.insert(*slot, *value);
             }
         }
-        if let Some(trie) = tries.remove(&address) {
-            storage.trie = trie;
+        if let Some(trie) = prepared.storage_tries.get(address) {
+            storage.trie = trie.clone();
         }
     }
-    for (hash, code) in prepared.code {
-        head.code.insert(hash, code);
+    for (hash, code) in &prepared.code {
+        head.code.insert(*hash, code.clone());
     }
-    head.account_trie = prepared.account_trie;
+    head.account_trie = prepared.account_trie.clone();
 }
 
 /// The baseline for benchmarks: the same transactions through plain revm over its own
@@ -554,44 +608,56 @@ pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) ->
 }
 
 /// Ethereum's consensus encoding of a receipt: `[type ||] rlp([status, cumulative, bloom,
-/// logs])`.
-fn encode_receipt(tx_type: u8, outcome: &TxOutcome, bloom: &Bloom, out: &mut Vec<u8>) {
-    let mut logs = Vec::with_capacity(outcome.logs.len() * 128);
-    for log in &outcome.logs {
-        let mut entry = Vec::with_capacity(96 + log.data.data.len());
-        rlp_bytes(&mut entry, log.address.as_slice());
-        let mut topics = Vec::with_capacity(33 * log.data.topics().len());
-        for topic in log.data.topics() {
-            rlp_bytes(&mut topics, topic.as_slice());
-        }
-        entry.extend_from_slice(&rlp_list(topics));
-        rlp_bytes(&mut entry, &log.data.data);
-        logs.extend_from_slice(&rlp_list(entry));
-    }
-    let mut body = Vec::with_capacity(300 + logs.len());
-    rlp_bytes(&mut body, if outcome.status { &[1] } else { &[] });
-    rlp_bytes(
-        &mut body,
-        trimmed(&U256::from(outcome.cumulative_gas_used).to_be_bytes::<32>()),
-    );
-    rlp_bytes(&mut body, bloom.as_slice());
-    body.extend_from_slice(&rlp_list(logs));
+/// logs])`, written in one pass (lengths first).
+fn encode_receipt(tx_type: u8, outcome: &TxOutcome, out: &mut Vec<u8>) {
+    // A log is rlp([address, [topics], data]); an address encodes in 21 bytes, a topic in 33.
+    let log_payload = |log: &Log| {
+        let topics = 33 * log.data.topics().len();
+        21 + rlp_header_len(topics) + topics + rlp_bytes_len(&log.data.data)
+    };
+    let logs: usize = outcome
+        .logs
+        .iter()
+        .map(|log| {
+            let payload = log_payload(log);
+            rlp_header_len(payload) + payload
+        })
+        .sum();
+    let cumulative = outcome.cumulative_gas_used.to_be_bytes();
+    let cumulative = trimmed(&cumulative);
+    // status (one byte) + cumulative gas + bloom (a 3-byte header and 256 bytes) + logs
+    let body = 1 + rlp_bytes_len(cumulative) + 259 + rlp_header_len(logs) + logs;
+    out.reserve(1 + rlp_header_len(body) + body);
     if tx_type != 0 {
         out.push(tx_type);
     }
-    out.extend_from_slice(&rlp_list(body));
+    rlp_list_header(out, body);
+    out.push(if outcome.status { 0x01 } else { 0x80 });
+    rlp_bytes(out, cumulative);
+    rlp_bytes(out, outcome.bloom.as_slice());
+    rlp_list_header(out, logs);
+    for log in &outcome.logs {
+        rlp_list_header(out, log_payload(log));
+        rlp_bytes(out, log.address.as_slice());
+        let topics = log.data.topics();
+        rlp_list_header(out, 33 * topics.len());
+        for topic in topics {
+            rlp_bytes(out, topic.as_slice());
+        }
+        rlp_bytes(out, &log.data.data);
+    }
 }
 
 /// The receipts root and the block's logs bloom of a finished run.
-pub fn receipts_commitment(run: &BlockRun, blooms: &[Bloom]) -> (B256, Bloom) {
+fn receipts_commitment(run: &BlockRun) -> (B256, Bloom) {
     let items: Vec<usize> = (0..run.outcomes.len()).collect();
     let root = alloy_trie::root::ordered_trie_root_with_encoder(&items, |i, out| {
         let (position, outcome) = &run.outcomes[*i];
-        encode_receipt(run.txs[*position].tx_type, outcome, &blooms[*i], out)
+        encode_receipt(run.txs[*position].tx_type, outcome, out)
     });
     let mut block_bloom = Bloom::ZERO;
-    for bloom in blooms {
-        block_bloom |= *bloom;
+    for (_, outcome) in &run.outcomes {
+        block_bloom |= outcome.bloom;
     }
     (root, block_bloom)
 }

@@ -8,12 +8,13 @@ use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use revm::bytecode::Bytecode;
 use revm::context::TxEnv;
 use revm::context_interface::transaction::{AccessList, AccessListItem};
 use revm::primitives::alloy_primitives::Bloom;
-use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, KECCAK_EMPTY, U256};
+use std::sync::Arc;
 
 /// Executed-but-uncommitted blocks kept for a commit; the oldest are dropped first.
 const MAX_PREPARED: usize = 8;
@@ -39,6 +40,22 @@ fn pybytes<'py>(py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
 
 fn pyword<'py>(py: Python<'py>, value: &U256) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &value.to_be_bytes::<32>())
+}
+
+/// A word as a Python int: directly when it fits 128 bits (balances, most values), else from
+/// its two halves.
+fn pyint<'py>(py: Python<'py>, value: &U256) -> PyResult<Bound<'py, PyAny>> {
+    let [l0, l1, l2, l3] = *value.as_limbs();
+    let low = (u128::from(l1) << 64) | u128::from(l0);
+    if l2 == 0 && l3 == 0 {
+        return Ok(if l1 == 0 {
+            l0.into_pyobject(py)?.into_any()
+        } else {
+            low.into_pyobject(py)?.into_any()
+        });
+    }
+    let high = (u128::from(l3) << 64) | u128::from(l2);
+    high.into_pyobject(py)?.lshift(128)?.bitor(low)
 }
 
 fn miss_tuple<'py>(py: Python<'py>, miss: &Miss) -> PyResult<Bound<'py, PyAny>> {
@@ -156,15 +173,15 @@ fn record_tuple<'py>(py: Python<'py>, r: &AccountRecord) -> PyResult<Bound<'py, 
 #[pyclass(module = "alys_fast._cext.evm")]
 struct Run {
     inner: BlockRun,
-    prepared: Option<Prepared>,
+    prepared: Option<Arc<Prepared>>,
 }
 
-/// The engine: the head state and the blocks prepared on it.
+/// The engine: the head state and the blocks prepared on it (shared with their runs).
 #[pyclass(module = "alys_fast._cext.evm")]
 struct Engine {
     head: Head,
     rules: Rules,
-    prepared: Vec<Prepared>,
+    prepared: Vec<Arc<Prepared>>,
 }
 
 #[pymethods]
@@ -345,7 +362,8 @@ impl Engine {
                 if self.prepared.len() >= MAX_PREPARED {
                     self.prepared.remove(0);
                 }
-                self.prepared.push(prepared.clone());
+                let prepared = Arc::new(prepared);
+                self.prepared.push(Arc::clone(&prepared));
                 run.prepared = Some(prepared);
                 Ok(root)
             }
@@ -366,7 +384,7 @@ impl Engine {
                 ))
             })?;
         let prepared = self.prepared.swap_remove(position);
-        exec::install(&mut self.head, prepared);
+        exec::install(&mut self.head, &prepared);
         self.prepared.clear();
         Ok(())
     }
@@ -457,24 +475,19 @@ impl Run {
         self.inner.next
     }
 
-    /// -> (gas used, outcomes, skipped, receipts root, logs bloom): outcomes as (position, status, gas used, cumulative gas,
-    /// logs [(address, [topics], data)], contract address | None, output, error | None,
-    /// logs bloom);
-    /// skipped as
-    /// (position, reason).
+    /// -> (gas used, outcomes, skipped, receipts root, logs bloom), the root and bloom None
+    /// for `eth_call`s; outcomes as (position, status 1 | 0, gas used, cumulative gas,
+    /// logs ((address, (topics), data), ...), contract address | None, output, error | None,
+    /// logs bloom); skipped as (position, reason).
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let mut outcomes = Vec::with_capacity(self.inner.outcomes.len());
-        let blooms: Vec<Bloom> = self
-            .inner
-            .outcomes
-            .iter()
-            .map(|(_, o)| o.logs.iter().collect())
-            .collect();
-        let (receipts_root, block_bloom) = exec::receipts_commitment(&self.inner, &blooms);
-        for ((position, o), bloom) in self.inner.outcomes.iter().zip(&blooms) {
+        let run = &self.inner;
+        // Most receipts of plain transfers share the empty bloom.
+        let empty_bloom = pybytes(py, Bloom::ZERO.as_slice());
+        let mut outcomes = Vec::with_capacity(run.outcomes.len());
+        for (position, o) in &run.outcomes {
             let mut logs = Vec::with_capacity(o.logs.len());
             for log in &o.logs {
-                let topics = PyList::new(
+                let topics = PyTuple::new(
                     py,
                     log.data.topics().iter().map(|t| pybytes(py, t.as_slice())),
                 )?;
@@ -487,65 +500,102 @@ impl Run {
                         .into_pyobject(py)?,
                 );
             }
-            let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
+            let bloom = if o.bloom == Bloom::ZERO {
+                empty_bloom.clone()
+            } else {
+                pybytes(py, o.bloom.as_slice())
+            };
             outcomes.push(
                 (
                     *position,
-                    o.status,
+                    u8::from(o.status),
                     o.gas_used,
                     o.cumulative_gas_used,
-                    PyList::new(py, logs)?,
-                    created,
+                    PyTuple::new(py, logs)?,
+                    o.contract_address.map(|a| pybytes(py, a.as_slice())),
                     pybytes(py, &o.output),
                     o.error.as_deref(),
-                    pybytes(py, bloom.as_slice()),
+                    bloom,
                 )
                     .into_pyobject(py)?,
             );
         }
-        let skipped = PyList::new(py, self.inner.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
+        let skipped = PyList::new(py, run.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
+        let (receipts_root, logs_bloom) = match &run.commitment {
+            Some((root, bloom)) => (
+                Some(pybytes(py, root.as_slice())),
+                Some(pybytes(py, bloom.as_slice())),
+            ),
+            None => (None, None),
+        };
         (
-            self.inner.gas_used,
+            run.gas_used,
             PyList::new(py, outcomes)?,
             skipped,
-            pybytes(py, receipts_root.as_slice()),
-            pybytes(py, block_bloom.as_slice()),
+            receipts_root,
+            logs_bloom,
         )
             .into_pyobject(py)
     }
 
-    /// The state changes of the prepared block: (accounts, storage, code), accounts as
-    /// (address, new record | None, previous record | None), storage as (address, wiped,
-    /// [(slot, new, previous)]), code as code bytes (hashes are keccak of them).
-    fn changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+    /// The state changes of the prepared block: (accounts, previous, storage, code), accounts
+    /// and previous as {address: account | None} (the new and the former record, built by
+    /// `account(nonce, balance, code hash, storage root)`), storage as [(address, wiped,
+    /// ((slot, new, previous), ...))] with words as ints, code as a tuple of code bytes (their
+    /// hashes are keccak of them).
+    fn changes<'py>(
+        &self,
+        py: Python<'py>,
+        account: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let prepared = self
             .prepared
             .as_ref()
             .ok_or_else(|| PyValueError::new_err("the run is not prepared"))?;
-        let mut accounts = Vec::with_capacity(prepared.accounts.len());
+        // Hashes most accounts share: one object each.
+        let empty_code = pybytes(py, KECCAK_EMPTY.as_slice());
+        let empty_root = pybytes(py, crate::trie::EMPTY_ROOT.as_slice());
+        let hash = |h: &B256, shared: Option<(&B256, &Bound<'py, PyBytes>)>| match shared {
+            Some((s, object)) if s == h => object.clone(),
+            _ if *h == KECCAK_EMPTY => empty_code.clone(),
+            _ if *h == crate::trie::EMPTY_ROOT => empty_root.clone(),
+            _ => pybytes(py, h.as_slice()),
+        };
+        let accounts = PyDict::new(py);
+        let previous = PyDict::new(py);
         for (a, new, old) in &prepared.accounts {
-            let new = new.as_ref().map(|r| record_tuple(py, r)).transpose()?;
-            let old = old.as_ref().map(|r| record_tuple(py, r)).transpose()?;
-            accounts.push((pybytes(py, a.as_slice()), new, old).into_pyobject(py)?);
+            let address = pybytes(py, a.as_slice());
+            let mut code_hash: Option<(&B256, Bound<'py, PyBytes>)> = None;
+            let mut storage_root: Option<(&B256, Bound<'py, PyBytes>)> = None;
+            for (record, target) in [(new, &accounts), (old, &previous)] {
+                let Some(r) = record else {
+                    target.set_item(&address, py.None())?;
+                    continue;
+                };
+                let c = hash(&r.code_hash, code_hash.as_ref().map(|(h, o)| (*h, o)));
+                let s = hash(&r.storage_root, storage_root.as_ref().map(|(h, o)| (*h, o)));
+                let value = account.call1((r.nonce, pyint(py, &r.balance)?, &c, &s))?;
+                target.set_item(&address, value)?;
+                code_hash = Some((&r.code_hash, c));
+                storage_root = Some((&r.storage_root, s));
+            }
         }
         let mut storage = Vec::with_capacity(prepared.storage.len());
         for (a, wiped, slots) in &prepared.storage {
-            let slots = PyList::new(
-                py,
-                slots
-                    .iter()
-                    .map(|(s, new, old)| (pyword(py, s), pyword(py, new), pyword(py, old))),
-            )?;
-            storage.push((pybytes(py, a.as_slice()), *wiped, slots).into_pyobject(py)?);
+            let mut items = Vec::with_capacity(slots.len());
+            for (slot, new, old) in slots {
+                items.push((pyint(py, slot)?, pyint(py, new)?, pyint(py, old)?).into_pyobject(py)?);
+            }
+            storage.push((pybytes(py, a.as_slice()), *wiped, PyTuple::new(py, items)?));
         }
-        let code = PyList::new(
+        let code = PyTuple::new(
             py,
             prepared
                 .code
                 .iter()
                 .map(|(_, c)| pybytes(py, c.original_byte_slice())),
         )?;
-        (PyList::new(py, accounts)?, PyList::new(py, storage)?, code).into_pyobject(py)
+        (accounts, previous, PyList::new(py, storage)?, code).into_pyobject(py)
     }
 }
 
