@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from alys_fast._cext import require
 from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownParentState
-from alys_fast.engine.fees import effective_gas_price
 from alys_fast.engine.interface import (
     AllocAccount,
     BlockEnv,
@@ -239,8 +238,9 @@ class RevmEngine:
                 reason, detail = _split_reason(stop[1])
                 raise TransactionRejected(reason, detail)
             self.put((yield stop))
-        _, ((_, status, used, _, logs, _, output, error, _),), *_ = run.result()
-        return CallResult(bool(status), used, output, error, tuple(starmap(Log, logs)))
+        _, outcome, *_ = run.result(Log)
+        _, (status,), (used,), _, _, (logs,), _, (output,), (error,), _ = outcome
+        return CallResult(bool(status), used, output, error, logs)
 
     def execute_block(
         self,
@@ -306,17 +306,13 @@ class RevmEngine:
         root: bytes,
         unfit: list[tuple[Transaction, str]],
     ) -> BlockExecution:
-        gas_used, outcomes, skipped, root_of_receipts, block_bloom = run.result()
-        base_fee = env.base_fee
-        included: list[Transaction] = []
-        receipts: list[Receipt] = []
-        for position, status, used, cumulative, logs, created, output, _, bloom in outcomes:
-            tx = txs[position]
-            included.append(tx)
-            receipts.append(Receipt(
-                tx.hash, tx.type, status, used, cumulative, effective_gas_price(tx, base_fee),
-                tuple(starmap(Log, logs)) if logs else (), bloom, created, output,
-            ))
+        gas_used, outcomes, skipped, root_of_receipts, block_bloom = run.result(Log)
+        positions, statuses, used, cumulative, prices, logs, created, outputs, _, blooms = outcomes
+        included = [txs[p] for p in positions]
+        receipts = tuple(map(
+            Receipt, [tx.hash for tx in included], [tx.type for tx in included], statuses, used,
+            cumulative, prices, logs, blooms, created, outputs,
+        ))
         accounts, previous, storage, code = run.changes(Account)
         diff = StateDiff(
             accounts=accounts,
@@ -329,9 +325,9 @@ class RevmEngine:
             env=env,
             state_root=root,
             gas_used=gas_used,
-            burned=gas_used * base_fee,
+            burned=gas_used * env.base_fee,
             transactions=tuple(included),
-            receipts=tuple(receipts),
+            receipts=receipts,
             receipts_root=root_of_receipts,
             logs_bloom=block_bloom,
             skipped=tuple([(txs[p], reason) for p, reason in skipped] + unfit),

@@ -11,7 +11,7 @@ use crate::trie::{
     rlp_bytes, rlp_bytes_len, rlp_header_len, rlp_list_header, trimmed, Trie, EMPTY_ROOT,
 };
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
-use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::context::{BlockEnv, CfgEnv, Transaction, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
 use revm::primitives::alloy_primitives::{Bloom, BloomInput};
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
@@ -97,6 +97,9 @@ pub struct TxOutcome {
     pub status: bool,
     pub gas_used: u64,
     pub cumulative_gas_used: u64,
+    /// What the sender paid per gas (revm's figure: the gas price, or for EIP-1559 and later
+    /// types min(max fee, base fee + tip)).
+    pub effective_gas_price: u128,
     pub logs: Vec<Log>,
     /// The bloom of `logs`.
     pub bloom: Bloom,
@@ -268,6 +271,7 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         let tx = run.txs[position].clone();
         // A creation names its address in the receipt even when it fails, as geth does.
         let creates = tx.kind.is_create().then(|| tx.caller.create(tx.nonce));
+        let price = tx.effective_gas_price(u128::from(run.env.base_fee));
         let gas_left = run.env.gas_limit - run.gas_used;
         let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
             Err(format!(
@@ -303,8 +307,8 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
                     done.result,
                     &mut bloom_hashes,
                     creates,
-                    gas_used,
-                    run.gas_used,
+                    (gas_used, run.gas_used),
+                    price,
                 );
                 commit(&mut db.overlay, done.state, &db.guarded);
                 run.outcomes.push((position, outcome));
@@ -363,8 +367,8 @@ fn outcome(
     result: ExecutionResult,
     bloom_hashes: &mut BloomHashes,
     contract_address: Option<Address>,
-    gas_used: u64,
-    cumulative: u64,
+    (gas_used, cumulative): (u64, u64),
+    effective_gas_price: u128,
 ) -> TxOutcome {
     let status = result.is_success();
     let error = match &result {
@@ -378,6 +382,7 @@ fn outcome(
         status,
         gas_used,
         cumulative_gas_used: cumulative,
+        effective_gas_price,
         logs: result.into_logs(),
         bloom,
         contract_address,

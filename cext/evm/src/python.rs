@@ -4,7 +4,7 @@
 //! hashes as 32 bytes. A miss crosses as `(kind, key...)` with kind `"account"`, `"storage"`
 //! (address, slot or None for the whole contract), `"code"` or `"blockhash"`.
 
-use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop};
+use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop, TxOutcome};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -476,50 +476,64 @@ impl Run {
     }
 
     /// -> (gas used, outcomes, skipped, receipts root, logs bloom), the root and bloom None
-    /// for `eth_call`s; outcomes as (position, status 1 | 0, gas used, cumulative gas,
-    /// logs ((address, (topics), data), ...), contract address | None, output, error | None,
-    /// logs bloom); skipped as (position, reason).
-    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let run = &self.inner;
-        // Most receipts of plain transfers share the empty bloom.
-        let empty_bloom = pybytes(py, Bloom::ZERO.as_slice());
-        let mut outcomes = Vec::with_capacity(run.outcomes.len());
-        for (position, o) in &run.outcomes {
+    /// for `eth_call`s. Outcomes are columns, one item per included transaction: (positions,
+    /// statuses 1 | 0, gas used, cumulative gas, effective gas prices, logs, contract
+    /// addresses | None, outputs, errors | None, logs blooms), each log built by
+    /// `log(address, (topics), data)` and a transaction's logs a tuple; skipped as
+    /// [(position, reason)].
+    fn result<'py>(
+        &self,
+        py: Python<'py>,
+        log: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let outcomes = &self.inner.outcomes;
+        let column = |item: &dyn Fn(&TxOutcome) -> PyResult<Bound<'py, PyAny>>| {
+            let items: PyResult<Vec<_>> = outcomes.iter().map(|(_, o)| item(o)).collect();
+            PyList::new(py, items?)
+        };
+        let positions = PyList::new(py, outcomes.iter().map(|(p, _)| *p))?;
+        let statuses = PyList::new(py, outcomes.iter().map(|(_, o)| u8::from(o.status)))?;
+        let gas_used = PyList::new(py, outcomes.iter().map(|(_, o)| o.gas_used))?;
+        let cumulative = PyList::new(py, outcomes.iter().map(|(_, o)| o.cumulative_gas_used))?;
+        let prices = PyList::new(py, outcomes.iter().map(|(_, o)| o.effective_gas_price))?;
+        let logs = column(&|o| {
             let mut logs = Vec::with_capacity(o.logs.len());
-            for log in &o.logs {
+            for entry in &o.logs {
                 let topics = PyTuple::new(
                     py,
-                    log.data.topics().iter().map(|t| pybytes(py, t.as_slice())),
+                    entry
+                        .data
+                        .topics()
+                        .iter()
+                        .map(|t| pybytes(py, t.as_slice())),
                 )?;
-                logs.push(
-                    (
-                        pybytes(py, log.address.as_slice()),
-                        topics,
-                        pybytes(py, &log.data.data),
-                    )
-                        .into_pyobject(py)?,
-                );
+                let address = pybytes(py, entry.address.as_slice());
+                logs.push(log.call1((address, topics, pybytes(py, &entry.data.data)))?);
             }
-            let bloom = if o.bloom == Bloom::ZERO {
+            Ok(PyTuple::new(py, logs)?.into_any())
+        })?;
+        let created = column(&|o| {
+            Ok(o.contract_address
+                .map(|a| pybytes(py, a.as_slice()))
+                .into_pyobject(py)?)
+        })?;
+        let outputs = column(&|o| Ok(pybytes(py, &o.output).into_any()))?;
+        let errors = column(&|o| Ok(o.error.as_deref().into_pyobject(py)?))?;
+        // Receipts without logs (plain transfers) share the empty bloom.
+        let empty_bloom = pybytes(py, Bloom::ZERO.as_slice());
+        let blooms = column(&|o| {
+            Ok(if o.bloom == Bloom::ZERO {
                 empty_bloom.clone()
             } else {
                 pybytes(py, o.bloom.as_slice())
-            };
-            outcomes.push(
-                (
-                    *position,
-                    u8::from(o.status),
-                    o.gas_used,
-                    o.cumulative_gas_used,
-                    PyTuple::new(py, logs)?,
-                    o.contract_address.map(|a| pybytes(py, a.as_slice())),
-                    pybytes(py, &o.output),
-                    o.error.as_deref(),
-                    bloom,
-                )
-                    .into_pyobject(py)?,
-            );
-        }
+            }
+            .into_any())
+        })?;
+        let columns = (
+            positions, statuses, gas_used, cumulative, prices, logs, created, outputs, errors,
+            blooms,
+        );
+        let run = &self.inner;
         let skipped = PyList::new(py, run.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
         let (receipts_root, logs_bloom) = match &run.commitment {
             Some((root, bloom)) => (
@@ -528,14 +542,7 @@ impl Run {
             ),
             None => (None, None),
         };
-        (
-            run.gas_used,
-            PyList::new(py, outcomes)?,
-            skipped,
-            receipts_root,
-            logs_bloom,
-        )
-            .into_pyobject(py)
+        (run.gas_used, columns, skipped, receipts_root, logs_bloom).into_pyobject(py)
     }
 
     /// The state changes of the prepared block: (accounts, previous, storage, code), accounts
