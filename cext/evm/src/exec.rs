@@ -458,6 +458,7 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     let mut accounts = Vec::with_capacity(touched.len());
     let mut storage_tries = HashMap::default();
     let mut storage = Vec::new();
+    let mut account_updates = Vec::with_capacity(touched.len());
     for address in touched {
         let previous = head.accounts.get(&address).copied();
         let wiped = overlay.wiped.contains(&address);
@@ -469,6 +470,7 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
         };
         let mut trie = base.trie.clone();
         let mut slot_changes = Vec::new();
+        let mut trie_updates = Vec::new();
         if wiped {
             if let Some(old) = head.storage.get(&address) {
                 for (slot, value) in &old.slots {
@@ -493,13 +495,14 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
                 if *value == before && !wiped {
                     continue;
                 }
-                trie.set(
-                    &keccak256(slot.to_be_bytes::<32>()),
+                trie_updates.push((
+                    keccak256(slot.to_be_bytes::<32>()),
                     crate::state::encode_slot(value),
-                );
+                ));
                 slot_changes.push((*slot, *value, before));
             }
         }
+        trie.set_all(trie_updates);
         let changes_storage = wiped || !slot_changes.is_empty();
         let storage_root = if changes_storage {
             trie.root()
@@ -511,8 +514,10 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
             Some(None) => None,
             None => previous.map(|r| AccountRecord { storage_root, ..r }),
         };
-        let key = keccak256(address);
-        account_trie.set(&key, record.map(|r| r.encode()).unwrap_or_default());
+        account_updates.push((
+            keccak256(address),
+            record.map(|r| r.encode()).unwrap_or_default(),
+        ));
         if changes_storage {
             slot_changes.sort_by_key(|c| c.0);
             storage.push((address, wiped, slot_changes));
@@ -524,9 +529,11 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     }
     let mut code: Vec<_> = overlay.code.iter().map(|(h, c)| (*h, c.clone())).collect();
     code.sort_by_key(|c| c.0);
+    account_trie.set_all(account_updates);
+    let state_root = account_trie.root();
     Ok(Prepared {
         base_root: head.state_root(),
-        state_root: account_trie.root(),
+        state_root,
         account_trie,
         accounts,
         storage_tries,

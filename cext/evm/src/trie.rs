@@ -305,6 +305,15 @@ impl Trie {
         }
     }
 
+    /// Set many keys (as [`Trie::set`], a later entry for the same key winning), in key order
+    /// so that consecutive updates share the path they copy and walk.
+    pub fn set_all(&mut self, mut entries: Vec<(B256, Vec<u8>)>) {
+        entries.sort_by_key(|e| e.0);
+        for (key, value) in entries {
+            self.set(&key, value);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.root.is_none()
     }
@@ -499,6 +508,31 @@ mod tests {
         }
         assert!(trie.is_empty());
         assert_eq!(trie.root(), EMPTY_ROOT);
+    }
+
+    #[test]
+    fn set_all_is_the_same_as_setting_one_by_one() {
+        let mut one_by_one = Trie::new();
+        let mut entries = Vec::new();
+        for i in 0..300u64 {
+            // Some updates of existing keys, some removals (empty values).
+            let value = if i % 7 == 0 {
+                Vec::new()
+            } else {
+                vec![i as u8 + 1; 1 + (i % 40) as usize]
+            };
+            entries.push((key(i % 200), value));
+        }
+        for i in 0..200 {
+            one_by_one.set(&key(i), vec![9; 33]);
+        }
+        let mut all = one_by_one.clone();
+        for (k, v) in &entries {
+            one_by_one.set(k, v.clone());
+        }
+        // Later entries for a key win in set_all too (a stable sort keeps their order).
+        all.set_all(entries);
+        assert_eq!(all.root(), one_by_one.root());
     }
 
     #[test]
