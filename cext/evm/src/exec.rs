@@ -229,15 +229,20 @@ fn commit(overlay: &mut Overlay, state: EvmState, guarded: &HashSet<Address>) {
                 overlay.code.insert(account.info.code_hash, code.clone());
             }
         }
-        let slots = overlay.storage.entry(address).or_default();
-        for (key, slot) in account.storage.iter() {
-            if created || slot.is_changed() {
+        let mut changed = account
+            .storage
+            .iter()
+            .filter(|(_, slot)| created || slot.is_changed())
+            .peekable();
+        if changed.peek().is_some() {
+            let slots = overlay.storage.entry(address).or_default();
+            for (key, slot) in changed {
                 slots.insert(*key, slot.present_value());
             }
         }
         overlay
             .accounts
-            .insert(address, Some(account.info.clone().without_code()));
+            .insert(address, Some(account.info.without_code()));
     }
 }
 
