@@ -25,7 +25,7 @@ from pathlib import Path
 
 from alys_fast._cext import require
 from alys_fast.engine import AllocAccount, BlockEnv, RevmEngine
-from alys_fast.engine.revm import env_tuple, tx_tuple
+from alys_fast.engine.revm import env_tuple
 from alys_fast.storage import BlockRecord
 from alys_fast.storage.store import ChainStore
 from alys_fast.validation.transactions import DynamicFeeTransaction
@@ -90,7 +90,7 @@ def measure(n: int, erc20: bool, rounds: int) -> dict[str, float]:
         assert len(execution.receipts) == n and all(r.status for r in execution.receipts)
         # The trie part alone, on a fresh run of the same block.
         evm = engine._evm
-        run = evm.begin(env_tuple(ENV), [tx_tuple(tx) for tx in txs], False)
+        run = evm.begin(env_tuple(ENV), txs, False)
         assert evm.execute(run) is None
         started = time.perf_counter()
         assert type(evm.prepare(run)) is bytes

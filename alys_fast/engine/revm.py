@@ -18,6 +18,8 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from itertools import starmap
 from typing import Any, Protocol
 
+import msgspec
+
 from alys_fast._cext import require
 from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownParentState
 from alys_fast.engine.interface import (
@@ -94,28 +96,22 @@ def check_fork(fork: str) -> str:
     return fork
 
 
-_NO_BLOBS: tuple[list, int] = ([], 0)
+class _Call(msgspec.Struct, frozen=True):
+    """An ``eth_call`` request in a transaction's shape: the attributes the compiled engine
+    reads from a transaction (``cext/evm``'s ``tx_env``)."""
 
-
-def tx_tuple(tx: Any) -> tuple:
-    """A transaction in the compiled engine's shape (OverflowError if a field cannot fit)."""
-    if tx.fee_cap >> 128 or getattr(tx, "max_priority_fee_per_gas", 0) >> 128 or (
-        tx.gas_limit >> 64 or tx.nonce >> 64
-    ):
-        raise OverflowError("a fee, gas limit or nonce is wider than the EVM's")
-    kind = tx.type
-    if kind == 0:
-        return (0, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.gas_price, None,
-                tx.nonce, tx.chain_id, [], _NO_BLOBS)
-    access = [(a, list(keys)) for a, keys in tx.access_list] if tx.access_list else []
-    if kind == 1:
-        return (1, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.gas_price, None,
-                tx.nonce, tx.chain_id, access, _NO_BLOBS)
-    blobs = (list(tx.blob_versioned_hashes), tx.max_fee_per_blob_gas) if kind == 3 else _NO_BLOBS
-    return (
-        kind, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.max_fee_per_gas,
-        tx.max_priority_fee_per_gas, tx.nonce, tx.chain_id, access, blobs,
-    )
+    type: int
+    sender: bytes
+    to: bytes | None
+    value: int
+    data: bytes
+    gas_limit: int
+    gas_price: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int | None
+    nonce: int
+    chain_id: int
+    access_list: tuple[tuple[bytes, tuple[bytes, ...]], ...]
 
 
 def env_tuple(env: BlockEnv) -> tuple:
@@ -225,14 +221,14 @@ class RevmEngine:
         """Steps to a :class:`CallResult` of ``request`` on the head, as geth's eth_call runs it
         (nothing is committed). TransactionRejected if it cannot start (e.g. funds)."""
         fee = request.gas_price or 0
-        tx = (
-            2 if request.max_priority_fee_per_gas is not None else 1 if request.access_list else 0,
-            request.sender, request.to, word(request.value), request.data, request.gas, fee,
-            request.max_priority_fee_per_gas, 0, self.chain_id,
-            [(a, list(keys)) for a, keys in request.access_list], ([], 0),
+        tip = request.max_priority_fee_per_gas
+        call = _Call(
+            2 if tip is not None else 1 if request.access_list else 0, request.sender,
+            request.to, request.value, request.data, request.gas, fee, fee, tip, 0,
+            self.chain_id, request.access_list,
         )
         evm = self._evm
-        run = evm.begin(env_tuple(env), [tx], False, 2 if request.gas_price is None else 1)
+        run = evm.begin(env_tuple(env), [call], False, 2 if request.gas_price is None else 1)
         while (stop := evm.execute(run)) is not None:
             if type(stop) is tuple:
                 reason, detail = _split_reason(stop[1])
@@ -266,28 +262,16 @@ class RevmEngine:
         """:meth:`execute_block` as steps: yields misses, takes what was loaded for them.
 
         Importing (``skip_invalid=False``), a transaction that cannot apply raises
-        TransactionRejected with its index; building, it is skipped with geth's reason.
+        TransactionRejected with its index; building, it is skipped with geth's reason. A
+        transaction with a field wider than the EVM's ("field out of range") is such a one.
         """
         if parent_state_root != self.state_root:
             raise UnknownParentState(
                 f"parent state root {parent_state_root.hex()} is not the engine's head "
                 f"{self.state_root.hex()}"
             )
-        tuples: list[tuple] = []
-        runnable: list[Transaction] = []
-        unfit: list[tuple[Transaction, str]] = []
-        for index, tx in enumerate(txs):
-            try:
-                tuples.append(tx_tuple(tx))
-                runnable.append(tx)
-            except OverflowError:
-                if not skip_invalid:
-                    raise TransactionRejected(
-                        "field out of range", "a value does not fit the EVM's widths", index
-                    ) from None
-                unfit.append((tx, "field out of range"))
         evm = self._evm
-        run = evm.begin(env_tuple(env), tuples, skip_invalid)
+        run = evm.begin(env_tuple(env), txs, skip_invalid)
         while (stop := evm.execute(run)) is not None:
             if type(stop) is tuple:
                 reason, detail = _split_reason(stop[1])
@@ -295,16 +279,15 @@ class RevmEngine:
             self.put((yield stop))
         while type(root := evm.prepare(run)) is not bytes:
             self.put((yield root))
-        return self._execution(parent_state_root, env, runnable, run, root, unfit)
+        return self._execution(parent_state_root, env, txs, run, root)
 
     def _execution(
         self,
         parent_state_root: bytes,
         env: BlockEnv,
-        txs: list[Transaction],
+        txs: Sequence[Transaction],
         run: Any,
         root: bytes,
-        unfit: list[tuple[Transaction, str]],
     ) -> BlockExecution:
         gas_used, outcomes, skipped, root_of_receipts, block_bloom = run.result(Log)
         positions, statuses, used, cumulative, prices, logs, created, outputs, _, blooms = outcomes
@@ -330,7 +313,7 @@ class RevmEngine:
             receipts=receipts,
             receipts_root=root_of_receipts,
             logs_bloom=block_bloom,
-            skipped=tuple([(txs[p], reason) for p, reason in skipped] + unfit),
+            skipped=tuple([(txs[p], reason) for p, reason in skipped]),
             changes=diff,
         )
 

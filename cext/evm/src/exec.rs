@@ -20,6 +20,9 @@ use revm::primitives::{keccak256, Address, HashMap, HashSet, Log, B256, U256};
 use revm::state::EvmState;
 use revm::{Context, ExecuteEvm, MainBuilder, MainContext};
 
+/// Why a transaction whose fields do not fit the EVM's widths is invalid.
+const UNFIT: &str = "field out of range: a value does not fit the EVM's widths";
+
 /// How many transactions past the first miss a run goes on speculatively to find more.
 const SPECULATION: usize = 512;
 
@@ -94,6 +97,7 @@ impl Rules {
 /// One transaction's outcome.
 #[derive(Clone, Debug)]
 pub struct TxOutcome {
+    pub tx_type: u8,
     pub status: bool,
     pub gas_used: u64,
     pub cumulative_gas_used: u64,
@@ -122,7 +126,8 @@ pub enum Mode {
 /// A block being executed; see the module docstring.
 pub struct BlockRun {
     pub env: Env,
-    pub txs: Vec<TxEnv>,
+    /// The transactions; None for one whose fields do not fit the EVM's widths (invalid).
+    pub txs: Vec<Option<TxEnv>>,
     pub skip_invalid: bool,
     pub mode: Mode,
     pub next: usize,
@@ -145,7 +150,7 @@ pub enum Stop {
 }
 
 impl BlockRun {
-    pub fn new(env: Env, txs: Vec<TxEnv>, skip_invalid: bool, mode: Mode) -> Self {
+    pub fn new(env: Env, txs: Vec<Option<TxEnv>>, skip_invalid: bool, mode: Mode) -> Self {
         BlockRun {
             env,
             txs,
@@ -275,20 +280,25 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
         }
         let tx = run.txs[position].clone();
         // A creation names its address in the receipt even when it fails, as geth does.
-        let creates = tx.kind.is_create().then(|| tx.caller.create(tx.nonce));
-        let price = tx.effective_gas_price(u128::from(run.env.base_fee));
+        let creates = tx
+            .as_ref()
+            .and_then(|tx| tx.kind.is_create().then(|| tx.caller.create(tx.nonce)));
+        let (tx_type, price) = tx.as_ref().map_or((0, 0), |tx| {
+            let price = tx.effective_gas_price(u128::from(run.env.base_fee));
+            (tx.tx_type, price)
+        });
         let gas_left = run.env.gas_limit - run.gas_used;
-        let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
-            Err(format!(
+        let result = match tx {
+            None => Err(UNFIT.to_string()),
+            Some(tx) if tx.gas_limit > gas_left && run.mode == Mode::Block => Err(format!(
                 "gas limit reached: tx gas {}, block gas left {gas_left}",
                 tx.gas_limit
-            ))
-        } else {
-            match evm.transact(tx) {
+            )),
+            Some(tx) => match evm.transact(tx) {
                 Ok(done) => Ok(done),
                 Err(EVMError::Transaction(error)) => Err(reason(&error)),
                 Err(other) => Err(other.to_string()),
-            }
+            },
         };
         let db = &mut evm.ctx.journaled_state.database;
         if !db.misses.is_empty() || first_miss.is_some() {
@@ -311,7 +321,7 @@ pub fn execute(head: &Head, rules: &Rules, run: &mut BlockRun) -> Stop {
                 let outcome = outcome(
                     done.result,
                     &mut bloom_hashes,
-                    creates,
+                    (tx_type, creates),
                     (gas_used, run.gas_used),
                     price,
                 );
@@ -371,7 +381,7 @@ impl BloomHashes {
 fn outcome(
     result: ExecutionResult,
     bloom_hashes: &mut BloomHashes,
-    contract_address: Option<Address>,
+    (tx_type, contract_address): (u8, Option<Address>),
     (gas_used, cumulative): (u64, u64),
     effective_gas_price: u128,
 ) -> TxOutcome {
@@ -384,6 +394,7 @@ fn outcome(
     let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
     let bloom = bloom_hashes.bloom(result.logs());
     TxOutcome {
+        tx_type,
         status,
         gas_used,
         cumulative_gas_used: cumulative,
@@ -595,7 +606,7 @@ pub fn install(head: &mut Head, prepared: &Prepared) {
 
 /// The baseline for benchmarks: the same transactions through plain revm over its own
 /// in-memory `CacheDB` (no overlay, no miss protocol, no trie), timed in Rust; -> seconds.
-pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) -> f64 {
+pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[Option<TxEnv>]) -> f64 {
     use revm::database::{CacheDB, EmptyDB};
     use revm::ExecuteCommitEvm;
     let mut db = CacheDB::new(EmptyDB::default());
@@ -618,7 +629,7 @@ pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) ->
         .with_cfg(rules.cfg())
         .build_mainnet();
     let started = std::time::Instant::now();
-    for tx in txs {
+    for tx in txs.iter().flatten() {
         let _ = evm.transact_commit(tx.clone());
     }
     started.elapsed().as_secs_f64()
@@ -626,7 +637,7 @@ pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) ->
 
 /// Ethereum's consensus encoding of a receipt: `[type ||] rlp([status, cumulative, bloom,
 /// logs])`, written in one pass (lengths first).
-fn encode_receipt(tx_type: u8, outcome: &TxOutcome, out: &mut Vec<u8>) {
+fn encode_receipt(outcome: &TxOutcome, out: &mut Vec<u8>) {
     // A log is rlp([address, [topics], data]); an address encodes in 21 bytes, a topic in 33.
     let log_payload = |log: &Log| {
         let topics = 33 * log.data.topics().len();
@@ -645,8 +656,8 @@ fn encode_receipt(tx_type: u8, outcome: &TxOutcome, out: &mut Vec<u8>) {
     // status (one byte) + cumulative gas + bloom (a 3-byte header and 256 bytes) + logs
     let body = 1 + rlp_bytes_len(cumulative) + 259 + rlp_header_len(logs) + logs;
     out.reserve(1 + rlp_header_len(body) + body);
-    if tx_type != 0 {
-        out.push(tx_type);
+    if outcome.tx_type != 0 {
+        out.push(outcome.tx_type);
     }
     rlp_list_header(out, body);
     out.push(if outcome.status { 0x01 } else { 0x80 });
@@ -669,8 +680,7 @@ fn encode_receipt(tx_type: u8, outcome: &TxOutcome, out: &mut Vec<u8>) {
 fn receipts_commitment(run: &BlockRun) -> (B256, Bloom) {
     let items: Vec<usize> = (0..run.outcomes.len()).collect();
     let root = alloy_trie::root::ordered_trie_root_with_encoder(&items, |i, out| {
-        let (position, outcome) = &run.outcomes[*i];
-        encode_receipt(run.txs[*position].tx_type, outcome, out)
+        encode_receipt(&run.outcomes[*i].1, out)
     });
     let mut block_bloom = Bloom::ZERO;
     for (_, outcome) in &run.outcomes {

@@ -6,7 +6,8 @@
 
 use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop, TxOutcome};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use revm::bytecode::Bytecode;
@@ -81,62 +82,79 @@ fn misses<'py>(py: Python<'py>, misses: &[Miss]) -> PyResult<Bound<'py, PyList>>
     PyList::new(py, items?)
 }
 
-type TxTuple = (
-    u8,                           // type
-    Vec<u8>,                      // caller
-    Option<Vec<u8>>,              // to (None: creation)
-    Vec<u8>,                      // value (32 bytes)
-    Vec<u8>,                      // data
-    u64,                          // gas limit
-    u128,                         // gas price, or max fee per gas
-    Option<u128>,                 // max priority fee per gas
-    u64,                          // nonce
-    Option<u64>,                  // chain id
-    Vec<(Vec<u8>, Vec<Vec<u8>>)>, // access list
-    (Vec<Vec<u8>>, u128),         // blob versioned hashes, max fee per blob gas
-);
-
-fn tx_env(t: TxTuple) -> PyResult<TxEnv> {
-    let (
-        kind,
-        caller,
-        to,
-        value,
-        data,
-        gas_limit,
-        gas_price,
-        tip,
-        nonce,
-        chain_id,
-        al,
-        (blobs, blob_fee),
-    ) = t;
-    let mut items = Vec::with_capacity(al.len());
-    for (a, keys) in al {
-        let storage_keys: PyResult<Vec<B256>> = keys.iter().map(|k| hash(k)).collect();
-        items.push(AccessListItem {
-            address: address(&a)?,
-            storage_keys: storage_keys?,
-        });
+/// A 256-bit word from a Python int (OverflowError if it is negative or wider).
+fn int_word(value: &Bound<'_, PyAny>) -> PyResult<U256> {
+    if let Ok(small) = value.extract::<u128>() {
+        return Ok(U256::from(small));
     }
-    let blob_hashes: PyResult<Vec<B256>> = blobs.iter().map(|h| hash(h)).collect();
+    let py = value.py();
+    let bytes = value.call_method1(intern!(py, "to_bytes"), (32, intern!(py, "big")))?;
+    Ok(U256::from_be_slice(bytes.cast::<PyBytes>()?.as_bytes()))
+}
+
+fn bytes_of<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    Ok(value.cast::<PyBytes>()?.as_bytes())
+}
+
+/// The EVM's view of a transaction: an object with the attributes of
+/// `alys_fast.validation.transactions` (type, sender, to, value, data, gas_limit, nonce,
+/// chain_id; gas_price for types 0-1, max_fee_per_gas and max_priority_fee_per_gas from type 2;
+/// access_list from type 1; blob_versioned_hashes and max_fee_per_blob_gas for type 3).
+/// OverflowError if a field does not fit the EVM's widths.
+fn tx_env(tx: &Bound<'_, PyAny>) -> PyResult<TxEnv> {
+    let py = tx.py();
+    let kind: u8 = tx.getattr(intern!(py, "type"))?.extract()?;
+    let (gas_price, tip) = if kind < 2 {
+        (tx.getattr(intern!(py, "gas_price"))?.extract()?, None)
+    } else {
+        (
+            tx.getattr(intern!(py, "max_fee_per_gas"))?.extract()?,
+            Some(
+                tx.getattr(intern!(py, "max_priority_fee_per_gas"))?
+                    .extract()?,
+            ),
+        )
+    };
+    let mut access_list = Vec::new();
+    if kind >= 1 {
+        for item in tx.getattr(intern!(py, "access_list"))?.try_iter()? {
+            let (a, keys): (Vec<u8>, Vec<Vec<u8>>) = item?.extract()?;
+            let storage_keys: PyResult<Vec<B256>> = keys.iter().map(|k| hash(k)).collect();
+            access_list.push(AccessListItem {
+                address: address(&a)?,
+                storage_keys: storage_keys?,
+            });
+        }
+    }
+    let (blob_hashes, max_fee_per_blob_gas) = if kind == 3 {
+        let hashes: Vec<Vec<u8>> = tx
+            .getattr(intern!(py, "blob_versioned_hashes"))?
+            .extract()?;
+        let hashes: PyResult<Vec<B256>> = hashes.iter().map(|h| hash(h)).collect();
+        let fee = tx.getattr(intern!(py, "max_fee_per_blob_gas"))?.extract()?;
+        (hashes?, fee)
+    } else {
+        (Vec::new(), 0)
+    };
+    let to = tx.getattr(intern!(py, "to"))?;
     Ok(TxEnv {
         tx_type: kind,
-        caller: address(&caller)?,
-        gas_limit,
+        caller: address(bytes_of(&tx.getattr(intern!(py, "sender"))?)?)?,
+        gas_limit: tx.getattr(intern!(py, "gas_limit"))?.extract()?,
         gas_price,
-        kind: match to {
-            Some(to) => TxKind::Call(address(&to)?),
-            None => TxKind::Create,
+        kind: if to.is_none() {
+            TxKind::Create
+        } else {
+            TxKind::Call(address(bytes_of(&to)?)?)
         },
-        value: word(&value)?,
-        data: Bytes::from(data),
-        nonce,
-        chain_id,
-        access_list: AccessList(items),
+        value: int_word(&tx.getattr(intern!(py, "value"))?)?,
+        data: Bytes::copy_from_slice(bytes_of(&tx.getattr(intern!(py, "data"))?)?),
+        nonce: tx.getattr(intern!(py, "nonce"))?.extract()?,
+        chain_id: tx.getattr(intern!(py, "chain_id"))?.extract()?,
+        access_list: AccessList(access_list),
         gas_priority_fee: tip,
-        blob_hashes: blob_hashes?,
-        max_fee_per_blob_gas: blob_fee,
+        blob_hashes,
+        max_fee_per_blob_gas,
         ..Default::default()
     })
 }
@@ -306,17 +324,26 @@ impl Engine {
         py.detach(|| exec::raw_revm_seconds(head, rules, &inner.env, &inner.txs))
     }
 
-    /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
-    /// base fee (see `exec::Mode`).
+    /// A run of the transactions `txs` (objects read as `tx_env` says) in `env`. One whose
+    /// fields do not fit the EVM's widths is invalid: rejected, or skipped when building. `mode`:
+    /// 0 a block, 1 `eth_call`s, 2 `eth_call`s without a base fee (see `exec::Mode`).
     #[pyo3(signature = (env_tuple, txs, skip_invalid, mode = 0))]
     fn begin(
         &self,
+        py: Python<'_>,
         env_tuple: EnvTuple<'_>,
-        txs: Vec<TxTuple>,
+        txs: &Bound<'_, PyAny>,
         skip_invalid: bool,
         mode: u8,
     ) -> PyResult<Run> {
-        let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
+        let mut parsed = Vec::with_capacity(txs.len().unwrap_or(0));
+        for tx in txs.try_iter()? {
+            parsed.push(match tx_env(&tx?) {
+                Ok(tx) => Some(tx),
+                Err(e) if e.is_instance_of::<PyOverflowError>(py) => None,
+                Err(e) => return Err(e),
+            });
+        }
         let mode = match mode {
             0 => Mode::Block,
             1 => Mode::Call,
@@ -324,7 +351,7 @@ impl Engine {
             _ => return Err(PyValueError::new_err("mode must be 0, 1 or 2")),
         };
         Ok(Run {
-            inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid, mode),
+            inner: BlockRun::new(env(env_tuple)?, parsed, skip_invalid, mode),
             prepared: None,
         })
     }
