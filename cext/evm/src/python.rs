@@ -1,8 +1,12 @@
 //! The PyO3 module: plain tuples and bytes across the boundary, typed on the Python side.
 //!
-//! Words (balances, values, slots) cross as 32-byte big-endian `bytes`, addresses as 20 and
-//! hashes as 32 bytes. A miss crosses as `(kind, key...)` with kind `"account"`, `"storage"`
-//! (address, slot or None for the whole contract), `"code"` or `"blockhash"`.
+//! Words (balances, values, slots) cross as 32-byte big-endian `bytes` into the engine and in
+//! its lookups, addresses as 20 and hashes as 32 bytes. A block's results go out the way Python
+//! keeps them, with as few objects as it takes: transactions are read from their own objects
+//! (`tx_env`), outcomes cross as columns, logs and accounts are built by the constructors
+//! Python passes in, and the diff's words are Python ints. A miss crosses as `(kind, key...)`
+//! with kind `"account"`, `"storage"` (address, slot or None for the whole contract), `"code"`
+//! or `"blockhash"`.
 
 use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop, TxOutcome};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
