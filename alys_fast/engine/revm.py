@@ -23,13 +23,13 @@ geth's JSON, parsed here.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
+from itertools import starmap
 from typing import Any, Protocol
 
 import msgspec
 
 from alys_fast._cext import require
 from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownParentState
-from alys_fast.engine.fees import effective_gas_price
 from alys_fast.engine.interface import (
     AllocAccount,
     BlockEnv,
@@ -110,28 +110,22 @@ def check_fork(fork: str) -> str:
     return fork
 
 
-_NO_BLOBS: tuple[list, int] = ([], 0)
+class _Call(msgspec.Struct, frozen=True):
+    """An ``eth_call`` request in a transaction's shape: the attributes the compiled engine
+    reads from a transaction (``cext/evm``'s ``tx_env``)."""
 
-
-def tx_tuple(tx: Any) -> tuple:
-    """A transaction in the compiled engine's shape (OverflowError if a field cannot fit)."""
-    if tx.fee_cap >> 128 or getattr(tx, "max_priority_fee_per_gas", 0) >> 128 or (
-        tx.gas_limit >> 64 or tx.nonce >> 64
-    ):
-        raise OverflowError("a fee, gas limit or nonce is wider than the EVM's")
-    kind = tx.type
-    if kind == 0:
-        return (0, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.gas_price, None,
-                tx.nonce, tx.chain_id, [], _NO_BLOBS)
-    access = [(a, list(keys)) for a, keys in tx.access_list] if tx.access_list else []
-    if kind == 1:
-        return (1, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.gas_price, None,
-                tx.nonce, tx.chain_id, access, _NO_BLOBS)
-    blobs = (list(tx.blob_versioned_hashes), tx.max_fee_per_blob_gas) if kind == 3 else _NO_BLOBS
-    return (
-        kind, tx.sender, tx.to, word(tx.value), tx.data, tx.gas_limit, tx.max_fee_per_gas,
-        tx.max_priority_fee_per_gas, tx.nonce, tx.chain_id, access, blobs,
-    )
+    type: int
+    sender: bytes
+    to: bytes | None
+    value: int
+    data: bytes
+    gas_limit: int
+    gas_price: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int | None
+    nonce: int
+    chain_id: int
+    access_list: tuple[tuple[bytes, tuple[bytes, ...]], ...]
 
 
 def env_tuple(env: BlockEnv) -> tuple:
@@ -301,15 +295,15 @@ class RevmEngine:
         """Steps to the finished run of ``request`` as an eth_call, watched by ``tracer`` (with
         ``options``, a geth tracer's)."""
         fee = request.gas_price or 0
-        tx = (
-            2 if request.max_priority_fee_per_gas is not None else 1 if request.access_list else 0,
-            request.sender, request.to, word(request.value), request.data, request.gas, fee,
-            request.max_priority_fee_per_gas, 0, self.chain_id,
-            [(a, list(keys)) for a, keys in request.access_list], ([], 0),
+        tip = request.max_priority_fee_per_gas
+        call = _Call(
+            2 if tip is not None else 1 if request.access_list else 0, request.sender,
+            request.to, request.value, request.data, request.gas, fee, fee, tip, 0,
+            self.chain_id, request.access_list,
         )
         evm = self._evm
         mode = 2 if request.gas_price is None else 1
-        run = evm.begin(env_tuple(env), [tx], False, mode, tracer, options)
+        run = evm.begin(env_tuple(env), [call], False, mode, tracer, options)
         yield from self._run(run, in_block=False)
         return run
 
@@ -327,8 +321,7 @@ class RevmEngine:
         engine's state, the ones before ``first`` untraced. ``options`` are geth's tracing
         options (:func:`geth_options`); nothing is committed."""
         evm = self._evm
-        run = evm.begin(env_tuple(env), [tx_tuple(tx) for tx in txs], False, 0, "geth", options,
-                        first)
+        run = evm.begin(env_tuple(env), txs, False, 0, "geth", options, first)
         yield from self._run(run, in_block=True)
         return [msgspec.json.decode(trace) for _, trace in run.geth_traces()]
 
@@ -366,32 +359,20 @@ class RevmEngine:
         """:meth:`execute_block` as steps: yields misses, takes what was loaded for them.
 
         Importing (``skip_invalid=False``), a transaction that cannot apply raises
-        TransactionRejected with its index; building, it is skipped with geth's reason.
+        TransactionRejected with its index; building, it is skipped with geth's reason. A
+        transaction with a field wider than the EVM's ("field out of range") is such a one.
         """
         if parent_state_root != self.state_root:
             raise UnknownParentState(
                 f"parent state root {parent_state_root.hex()} is not the engine's head "
                 f"{self.state_root.hex()}"
             )
-        tuples: list[tuple] = []
-        runnable: list[Transaction] = []
-        unfit: list[tuple[Transaction, str]] = []
-        for index, tx in enumerate(txs):
-            try:
-                tuples.append(tx_tuple(tx))
-                runnable.append(tx)
-            except OverflowError:
-                if not skip_invalid:
-                    raise TransactionRejected(
-                        "field out of range", "a value does not fit the EVM's widths", index
-                    ) from None
-                unfit.append((tx, "field out of range"))
         evm = self._evm
-        run = evm.begin(env_tuple(env), tuples, skip_invalid)
+        run = evm.begin(env_tuple(env), txs, skip_invalid)
         yield from self._run(run, in_block=True)
         while type(root := evm.prepare(run)) is not bytes:
             self.put((yield root))
-        return self._execution(parent_state_root, env, runnable, run, root, unfit)
+        return self._execution(parent_state_root, env, txs, run, root)
 
     def edit_steps(self, env: BlockEnv, edits: StateOverrides) -> Steps:
         """Steps to the :class:`BlockExecution` of a dev chain's state edit of the head
@@ -420,59 +401,44 @@ class RevmEngine:
         parent_state_root = self.state_root
         run = evm.begin(env_tuple(env), [], False)
         run.edit(accounts, slots, code)
-        while (stop := evm.execute(run)) is not None:
-            self.put((yield stop))
+        yield from self._run(run, in_block=True)
         while type(root := evm.prepare(run)) is not bytes:
             self.put((yield root))
-        return self._execution(parent_state_root, env, [], run, root, [])
+        return self._execution(parent_state_root, env, [], run, root)
 
     def _execution(
         self,
         parent_state_root: bytes,
         env: BlockEnv,
-        txs: list[Transaction],
+        txs: Sequence[Transaction],
         run: Any,
         root: bytes,
-        unfit: list[tuple[Transaction, str]],
     ) -> BlockExecution:
-        gas_used, outcomes, skipped, root_of_receipts, block_bloom = run.result()
-        base_fee = env.base_fee
-        included: list[Transaction] = []
-        receipts: list[Receipt] = []
-        for position, status, used, cumulative, logs, created, output, _, bloom in outcomes:
-            tx = txs[position]
-            entries = tuple([Log(a, tuple(topics), d) for a, topics, d in logs]) if logs else ()
-            included.append(tx)
-            receipts.append(Receipt(
-                tx.hash, tx.type, int(status), used, cumulative,
-                effective_gas_price(tx, base_fee), entries, bloom, created, output,
-            ))
-        accounts, storage, code = run.changes()
+        gas_used, outcomes, skipped, root_of_receipts, block_bloom = run.result(Log)
+        positions, statuses, used, cumulative, prices, logs, created, outputs, _, blooms = outcomes
+        included = [txs[p] for p in positions]
+        receipts = tuple(map(
+            Receipt, [tx.hash for tx in included], [tx.type for tx in included], statuses, used,
+            cumulative, prices, logs, blooms, created, outputs,
+        ))
+        accounts, previous, storage, code = run.changes(Account)
         diff = StateDiff(
-            accounts={a: None if new is None else account_from_record(new)
-                      for a, new, _ in accounts},
-            storage=tuple(
-                StorageDiff(a, wiped, tuple(
-                    (int.from_bytes(s, "big"), int.from_bytes(n, "big"), int.from_bytes(o, "big"))
-                    for s, n, o in slots
-                ))
-                for a, wiped, slots in storage
-            ),
-            code=tuple(code),
-            previous={a: None if old is None else account_from_record(old)
-                      for a, _, old in accounts},
+            accounts=accounts,
+            storage=tuple(starmap(StorageDiff, storage)),
+            code=code,
+            previous=previous,
         )
         return BlockExecution(
             parent_state_root=parent_state_root,
             env=env,
             state_root=root,
             gas_used=gas_used,
-            burned=gas_used * base_fee,
+            burned=gas_used * env.base_fee,
             transactions=tuple(included),
-            receipts=tuple(receipts),
+            receipts=receipts,
             receipts_root=root_of_receipts,
             logs_bloom=block_bloom,
-            skipped=tuple([(txs[p], reason) for p, reason in skipped] + unfit),
+            skipped=tuple([(txs[p], reason) for p, reason in skipped]),
             changes=diff,
         )
 
@@ -488,9 +454,9 @@ class RevmEngine:
 
 def _call_result(run: Any) -> CallResult:
     """The :class:`CallResult` of a finished one-call run."""
-    _, ((_, status, used, _, logs, _, output, error, _),), *_ = run.result()
-    entries = tuple(Log(a, tuple(topics), d) for a, topics, d in logs)
-    return CallResult(bool(status), used, output, error, entries)
+    _, outcome, *_ = run.result(Log)
+    _, (status,), (used,), _, _, (logs,), _, (output,), (error,), _ = outcome
+    return CallResult(bool(status), used, output, error, logs)
 
 
 def alloc_contents(

@@ -22,7 +22,7 @@ EMPTY_CODE_HASH = keccak256(b"")
 EMPTY_ROOT: bytes = _evm.EMPTY_ROOT
 
 
-class Account(msgspec.Struct, frozen=True, array_like=True):
+class Account(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One account: nonce, balance in wei, its storage root and the Keccak-256 of its code."""
 
     nonce: int = 0
@@ -38,7 +38,7 @@ class Account(msgspec.Struct, frozen=True, array_like=True):
 EMPTY_ACCOUNT = Account()
 
 
-class StorageDiff(msgspec.Struct, frozen=True, array_like=True):
+class StorageDiff(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One contract's storage changes in a block: ``wiped`` means every slot was cleared first
     (the account was destroyed or created anew); ``slots`` are (slot, new value, value before),
     a new value of 0 deleting the slot."""

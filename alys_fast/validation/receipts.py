@@ -21,7 +21,7 @@ _rlp_encode = require("rlp").encode
 EMPTY_BLOOM = bytes(256)
 
 
-class Log(msgspec.Struct, frozen=True, array_like=True):
+class Log(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One event: the emitting contract, up to four 32-byte topics and the data."""
 
     address: bytes
@@ -29,7 +29,7 @@ class Log(msgspec.Struct, frozen=True, array_like=True):
     data: bytes
 
 
-class Receipt(msgspec.Struct, frozen=True, array_like=True):
+class Receipt(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One transaction's outcome, in the fields ``eth_getTransactionReceipt`` reports.
 
     ``logs_bloom`` is the 256-byte bloom of ``logs`` (:func:`bloom_of`); ``contract_address``

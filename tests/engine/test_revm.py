@@ -193,6 +193,7 @@ def test_random_transfer_blocks_match_a_model_and_the_reference_root(engine: Rev
          "insufficient funds for gas * price + value"),
         (lambda: sign(KEYS[0], to=FRESH, gas=31_000_000), "gas limit reached"),
         (lambda: sign(KEYS[9], to=FRESH), "sender not an eoa"),  # EIP-3607
+        (lambda: sign(KEYS[0], to=FRESH, gasPrice=2**128), "field out of range"),  # > u128
     ],
 )
 def test_import_rejects_with_geth_reason(make, reason: str) -> None:
@@ -241,6 +242,7 @@ def test_build_mode_skips_and_keeps_going(engine: RevmEngine) -> None:
         sign(KEYS[1], to=FRESH, gas=29_950_000),  # more than the block has left
         sign(KEYS[2], to=FRESH, gasPrice=GWEI - 1),
         sign(KEYS[3], to=FRESH, value=1),
+        sign(KEYS[4], to=FRESH, gasPrice=2**128),  # wider than the EVM's fees
     ]
     out = engine.execute_block(engine.state_root, env(), txs, skip_invalid=True)
     assert out.transactions == (txs[0], txs[2], txs[3], txs[6])
@@ -249,6 +251,7 @@ def test_build_mode_skips_and_keeps_going(engine: RevmEngine) -> None:
         (1, "nonce too low: tx 0, state 1"),
         (4, "gas limit reached: tx gas 29950000, block gas left 29904994"),
         (5, "max fee per gas less than block base fee"),
+        (7, "field out of range: a value does not fit the EVM's widths"),
     ]
     # Creation with init code STOP: 53,000 + a zero byte (4) + one initcode word (2).
     creation = out.receipts[1]

@@ -11,16 +11,21 @@
 
 use crate::state::{AccountRecord, ContractStorage, Head, Miss, Overlay, OverlayDb};
 use crate::trace::Tracer;
-use crate::trie::{rlp_bytes, rlp_list, trimmed, Trie, EMPTY_ROOT};
+use crate::trie::{
+    rlp_bytes, rlp_bytes_len, rlp_header_len, rlp_list_header, trimmed, Trie, EMPTY_ROOT,
+};
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction};
-use revm::context::{BlockEnv, CfgEnv, Journal, TxEnv};
+use revm::context::{BlockEnv, CfgEnv, Journal, Transaction, TxEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
-use revm::primitives::alloy_primitives::Bloom;
+use revm::primitives::alloy_primitives::{Bloom, BloomInput};
 use revm::primitives::eip4844::BLOB_BASE_FEE_UPDATE_FRACTION_CANCUN;
 use revm::primitives::hardfork::SpecId;
 use revm::primitives::{keccak256, Address, HashMap, HashSet, Log, B256, U256};
 use revm::state::EvmState;
 use revm::{Context, ExecuteEvm, InspectEvm, MainBuilder, MainContext};
+
+/// Why a transaction whose fields do not fit the EVM's widths is invalid.
+const UNFIT: &str = "field out of range: a value does not fit the EVM's widths";
 
 /// How many transactions past the first miss a run goes on speculatively to find more.
 const SPECULATION: usize = 512;
@@ -100,10 +105,16 @@ impl Rules {
 /// One transaction's outcome.
 #[derive(Clone, Debug)]
 pub struct TxOutcome {
+    pub tx_type: u8,
     pub status: bool,
     pub gas_used: u64,
     pub cumulative_gas_used: u64,
+    /// What the sender paid per gas (revm's figure: the gas price, or for EIP-1559 and later
+    /// types min(max fee, base fee + tip)).
+    pub effective_gas_price: u128,
     pub logs: Vec<Log>,
+    /// The bloom of `logs`.
+    pub bloom: Bloom,
     pub contract_address: Option<Address>,
     pub output: Vec<u8>,
     /// Why it failed, in geth's words: "execution reverted", "out of gas", ...
@@ -123,7 +134,8 @@ pub enum Mode {
 /// A block being executed; see the module docstring.
 pub struct BlockRun {
     pub env: Env,
-    pub txs: Vec<TxEnv>,
+    /// The transactions; None for one whose fields do not fit the EVM's widths (invalid).
+    pub txs: Vec<Option<TxEnv>>,
     pub skip_invalid: bool,
     pub mode: Mode,
     pub next: usize,
@@ -133,6 +145,8 @@ pub struct BlockRun {
     /// (position in `txs`, reason) of the skipped ones (building only).
     pub skipped: Vec<(usize, String)>,
     pub gas_used: u64,
+    /// The receipts root and logs bloom of a finished block run (not of `eth_call`s).
+    pub commitment: Option<(B256, Bloom)>,
 }
 
 /// What stopped a run.
@@ -144,7 +158,7 @@ pub enum Stop {
 }
 
 impl BlockRun {
-    pub fn new(env: Env, txs: Vec<TxEnv>, skip_invalid: bool, mode: Mode) -> Self {
+    pub fn new(env: Env, txs: Vec<Option<TxEnv>>, skip_invalid: bool, mode: Mode) -> Self {
         BlockRun {
             env,
             txs,
@@ -155,6 +169,7 @@ impl BlockRun {
             outcomes: Vec::new(),
             skipped: Vec::new(),
             gas_used: 0,
+            commitment: None,
         }
     }
 }
@@ -227,15 +242,20 @@ fn commit(overlay: &mut Overlay, state: EvmState, guarded: &HashSet<Address>) {
                 overlay.code.insert(account.info.code_hash, code.clone());
             }
         }
-        let slots = overlay.storage.entry(address).or_default();
-        for (key, slot) in account.storage.iter() {
-            if created || slot.is_changed() {
+        let mut changed = account
+            .storage
+            .iter()
+            .filter(|(_, slot)| created || slot.is_changed())
+            .peekable();
+        if changed.peek().is_some() {
+            let slots = overlay.storage.entry(address).or_default();
+            for (key, slot) in changed {
                 slots.insert(*key, slot.present_value());
             }
         }
         overlay
             .accounts
-            .insert(address, Some(account.info.clone().without_code()));
+            .insert(address, Some(account.info.without_code()));
     }
 }
 
@@ -257,6 +277,8 @@ pub fn execute<T: Tracer>(head: &Head, rules: &Rules, run: &mut BlockRun, tracer
         .with_cfg(cfg)
         .build_mainnet_with_inspector(T::Inspector::default());
     let mut first_miss: Option<usize> = None;
+    let mut bloom_hashes = BloomHashes::default();
+    run.outcomes.reserve(run.txs.len() - run.next);
     let mut stop = Stop::Done;
     let mut position = run.next;
     while position < run.txs.len() {
@@ -267,28 +289,33 @@ pub fn execute<T: Tracer>(head: &Head, rules: &Rules, run: &mut BlockRun, tracer
         }
         let tx = run.txs[position].clone();
         // A creation names its address in the receipt even when it fails, as geth does.
-        let creates = tx.kind.is_create().then(|| tx.caller.create(tx.nonce));
+        let creates = tx
+            .as_ref()
+            .and_then(|tx| tx.kind.is_create().then(|| tx.caller.create(tx.nonce)));
+        let (tx_type, price) = tx.as_ref().map_or((0, 0), |tx| {
+            let price = tx.effective_gas_price(u128::from(run.env.base_fee));
+            (tx.tx_type, price)
+        });
         let gas_left = run.env.gas_limit - run.gas_used;
         let mut watched = false;
-        let result = if tx.gas_limit > gas_left && run.mode == Mode::Block {
-            Err(format!(
+        let result = match tx {
+            None => Err(UNFIT.to_string()),
+            Some(tx) if tx.gas_limit > gas_left && run.mode == Mode::Block => Err(format!(
                 "gas limit reached: tx gas {}, block gas left {gas_left}",
                 tx.gas_limit
-            ))
-        } else {
-            let done = match tracer.inspector(position, &tx) {
+            )),
+            Some(tx) => match match tracer.inspector(position, &tx) {
                 Some(inspector) => {
                     watched = true;
                     evm.set_inspector(inspector);
                     evm.inspect_tx(tx)
                 }
                 None => evm.transact(tx),
-            };
-            match done {
+            } {
                 Ok(done) => Ok(done),
                 Err(EVMError::Transaction(error)) => Err(reason(&error)),
                 Err(other) => Err(other.to_string()),
-            }
+            },
         };
         let db = &mut evm.ctx.journaled_state.database;
         if !db.misses.is_empty() || first_miss.is_some() {
@@ -308,7 +335,8 @@ pub fn execute<T: Tracer>(head: &Head, rules: &Rules, run: &mut BlockRun, tracer
             Ok(done) => {
                 if watched {
                     let inspector = std::mem::take(&mut evm.inspector);
-                    tracer.finish(position, inspector, &run.txs[position], &done, db);
+                    let tx = run.txs[position].as_ref().expect("a run transaction fits");
+                    tracer.finish(position, inspector, tx, &done, db);
                     if !db.misses.is_empty() {
                         // The tracer read state the transaction had not: redo it after the load.
                         first_miss = Some(position);
@@ -318,7 +346,13 @@ pub fn execute<T: Tracer>(head: &Head, rules: &Rules, run: &mut BlockRun, tracer
                 }
                 let gas_used = done.result.tx_gas_used();
                 run.gas_used += gas_used;
-                let outcome = outcome(done.result, creates, gas_used, run.gas_used);
+                let outcome = outcome(
+                    done.result,
+                    &mut bloom_hashes,
+                    (tx_type, creates),
+                    (gas_used, run.gas_used),
+                    price,
+                );
                 commit(&mut db.overlay, done.state, &db.guarded);
                 run.outcomes.push((position, outcome));
             }
@@ -332,14 +366,52 @@ pub fn execute<T: Tracer>(head: &Head, rules: &Rules, run: &mut BlockRun, tracer
         return Stop::Missing(std::mem::take(&mut db.misses));
     }
     run.next = position;
+    if matches!(stop, Stop::Done) && run.mode == Mode::Block {
+        run.commitment = Some(receipts_commitment(run));
+    }
     stop
+}
+
+/// The Keccak-256 of log addresses and event signatures (first topics) seen in a run: within a
+/// block they repeat (a token's Transfer events), and a bloom hashes each of its inputs.
+#[derive(Default)]
+struct BloomHashes {
+    addresses: HashMap<Address, B256>,
+    signatures: HashMap<B256, B256>,
+}
+
+impl BloomHashes {
+    /// The bloom of `logs` (Yellow Paper 4.3.1).
+    fn bloom(&mut self, logs: &[Log]) -> Bloom {
+        let mut bloom = Bloom::ZERO;
+        for log in logs {
+            let hash = *self
+                .addresses
+                .entry(log.address)
+                .or_insert_with(|| keccak256(log.address));
+            bloom.accrue(BloomInput::Hash(hash));
+            for (i, topic) in log.topics().iter().enumerate() {
+                let hash = if i == 0 {
+                    *self
+                        .signatures
+                        .entry(*topic)
+                        .or_insert_with(|| keccak256(topic))
+                } else {
+                    keccak256(topic)
+                };
+                bloom.accrue(BloomInput::Hash(hash));
+            }
+        }
+        bloom
+    }
 }
 
 fn outcome(
     result: ExecutionResult,
-    contract_address: Option<Address>,
-    gas_used: u64,
-    cumulative: u64,
+    bloom_hashes: &mut BloomHashes,
+    (tx_type, contract_address): (u8, Option<Address>),
+    (gas_used, cumulative): (u64, u64),
+    effective_gas_price: u128,
 ) -> TxOutcome {
     let status = result.is_success();
     let error = match &result {
@@ -348,11 +420,15 @@ fn outcome(
         ExecutionResult::Halt { reason, .. } => Some(halt_reason(reason)),
     };
     let output = result.output().map(|o| o.to_vec()).unwrap_or_default();
+    let bloom = bloom_hashes.bloom(result.logs());
     TxOutcome {
+        tx_type,
         status,
         gas_used,
         cumulative_gas_used: cumulative,
+        effective_gas_price,
         logs: result.into_logs(),
+        bloom,
         contract_address,
         output,
         error,
@@ -386,7 +462,7 @@ fn halt_reason(reason: &HaltReason) -> String {
 pub type StorageChanges = Vec<(Address, bool, Vec<(U256, U256, U256)>)>;
 
 /// The state after a block, computed on copies of the head's tries (nothing installed yet).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Prepared {
     pub base_root: B256,
     pub state_root: B256,
@@ -426,6 +502,7 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     let mut accounts = Vec::with_capacity(touched.len());
     let mut storage_tries = HashMap::default();
     let mut storage = Vec::new();
+    let mut account_updates = Vec::with_capacity(touched.len());
     for address in touched {
         let previous = head.accounts.get(&address).copied();
         let wiped = overlay.wiped.contains(&address);
@@ -437,6 +514,7 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
         };
         let mut trie = base.trie.clone();
         let mut slot_changes = Vec::new();
+        let mut trie_updates = Vec::new();
         if wiped {
             if let Some(old) = head.storage.get(&address) {
                 for (slot, value) in &old.slots {
@@ -461,13 +539,14 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
                 if *value == before && !wiped {
                     continue;
                 }
-                trie.set(
-                    &keccak256(slot.to_be_bytes::<32>()),
+                trie_updates.push((
+                    keccak256(slot.to_be_bytes::<32>()),
                     crate::state::encode_slot(value),
-                );
+                ));
                 slot_changes.push((*slot, *value, before));
             }
         }
+        trie.set_all(trie_updates);
         let changes_storage = wiped || !slot_changes.is_empty();
         let storage_root = if changes_storage {
             trie.root()
@@ -479,8 +558,10 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
             Some(None) => None,
             None => previous.map(|r| AccountRecord { storage_root, ..r }),
         };
-        let key = keccak256(address);
-        account_trie.set(&key, record.map(|r| r.encode()).unwrap_or_default());
+        account_updates.push((
+            keccak256(address),
+            record.map(|r| r.encode()).unwrap_or_default(),
+        ));
         if changes_storage {
             slot_changes.sort_by_key(|c| c.0);
             storage.push((address, wiped, slot_changes));
@@ -492,9 +573,11 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     }
     let mut code: Vec<_> = overlay.code.iter().map(|(h, c)| (*h, c.clone())).collect();
     code.sort_by_key(|c| c.0);
+    account_trie.set_all(account_updates);
+    let state_root = account_trie.root();
     Ok(Prepared {
         base_root: head.state_root(),
-        state_root: account_trie.root(),
+        state_root,
         account_trie,
         accounts,
         storage_tries,
@@ -503,8 +586,8 @@ pub fn prepare(head: &Head, overlay: &Overlay) -> Result<Prepared, Vec<Miss>> {
     })
 }
 
-/// Install a prepared block as the head.
-pub fn install(head: &mut Head, prepared: Prepared) {
+/// Install a prepared block as the head (its tries are shared, not copied).
+pub fn install(head: &mut Head, prepared: &Prepared) {
     for (address, record, _) in &prepared.accounts {
         match record {
             Some(record) => {
@@ -517,42 +600,41 @@ pub fn install(head: &mut Head, prepared: Prepared) {
             }
         }
     }
-    let mut tries = prepared.storage_tries;
-    for (address, wiped, slots) in prepared.storage {
-        if !head.accounts.contains_key(&address) {
+    for (address, wiped, slots) in &prepared.storage {
+        if !head.accounts.contains_key(address) {
             continue;
         }
         let storage = head
             .storage
-            .entry(address)
+            .entry(*address)
             .or_insert_with(|| ContractStorage {
                 complete: true,
                 ..Default::default()
             });
-        if wiped {
+        if *wiped {
             storage.slots.clear();
             storage.complete = true;
         }
         for (slot, value, _) in slots {
             if value.is_zero() {
-                storage.slots.remove(&slot);
+                storage.slots.remove(slot);
             } else {
-                storage.slots.insert(slot, value);
+                storage.slots.insert(*slot, *value);
             }
         }
-        if let Some(trie) = tries.remove(&address) {
-            storage.trie = trie;
+        if let Some(trie) = prepared.storage_tries.get(address) {
+            storage.trie = trie.clone();
         }
     }
-    for (hash, code) in prepared.code {
-        head.code.insert(hash, code);
+    for (hash, code) in &prepared.code {
+        head.code.insert(*hash, code.clone());
     }
-    head.account_trie = prepared.account_trie;
+    head.account_trie = prepared.account_trie.clone();
 }
 
 /// The baseline for benchmarks: the same transactions through plain revm over its own
 /// in-memory `CacheDB` (no overlay, no miss protocol, no trie), timed in Rust; -> seconds.
-pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) -> f64 {
+pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[Option<TxEnv>]) -> f64 {
     use revm::database::{CacheDB, EmptyDB};
     use revm::ExecuteCommitEvm;
     let mut db = CacheDB::new(EmptyDB::default());
@@ -575,51 +657,62 @@ pub fn raw_revm_seconds(head: &Head, rules: &Rules, env: &Env, txs: &[TxEnv]) ->
         .with_cfg(rules.cfg())
         .build_mainnet();
     let started = std::time::Instant::now();
-    for tx in txs {
+    for tx in txs.iter().flatten() {
         let _ = evm.transact_commit(tx.clone());
     }
     started.elapsed().as_secs_f64()
 }
 
 /// Ethereum's consensus encoding of a receipt: `[type ||] rlp([status, cumulative, bloom,
-/// logs])`.
-fn encode_receipt(tx_type: u8, outcome: &TxOutcome, bloom: &Bloom, out: &mut Vec<u8>) {
-    let mut logs = Vec::with_capacity(outcome.logs.len() * 128);
+/// logs])`, written in one pass (lengths first).
+fn encode_receipt(outcome: &TxOutcome, out: &mut Vec<u8>) {
+    // A log is rlp([address, [topics], data]); an address encodes in 21 bytes, a topic in 33.
+    let log_payload = |log: &Log| {
+        let topics = 33 * log.data.topics().len();
+        21 + rlp_header_len(topics) + topics + rlp_bytes_len(&log.data.data)
+    };
+    let logs: usize = outcome
+        .logs
+        .iter()
+        .map(|log| {
+            let payload = log_payload(log);
+            rlp_header_len(payload) + payload
+        })
+        .sum();
+    let cumulative = outcome.cumulative_gas_used.to_be_bytes();
+    let cumulative = trimmed(&cumulative);
+    // status (one byte) + cumulative gas + bloom (a 3-byte header and 256 bytes) + logs
+    let body = 1 + rlp_bytes_len(cumulative) + 259 + rlp_header_len(logs) + logs;
+    out.reserve(1 + rlp_header_len(body) + body);
+    if outcome.tx_type != 0 {
+        out.push(outcome.tx_type);
+    }
+    rlp_list_header(out, body);
+    out.push(if outcome.status { 0x01 } else { 0x80 });
+    rlp_bytes(out, cumulative);
+    rlp_bytes(out, outcome.bloom.as_slice());
+    rlp_list_header(out, logs);
     for log in &outcome.logs {
-        let mut entry = Vec::with_capacity(96 + log.data.data.len());
-        rlp_bytes(&mut entry, log.address.as_slice());
-        let mut topics = Vec::with_capacity(33 * log.data.topics().len());
-        for topic in log.data.topics() {
-            rlp_bytes(&mut topics, topic.as_slice());
+        rlp_list_header(out, log_payload(log));
+        rlp_bytes(out, log.address.as_slice());
+        let topics = log.data.topics();
+        rlp_list_header(out, 33 * topics.len());
+        for topic in topics {
+            rlp_bytes(out, topic.as_slice());
         }
-        entry.extend_from_slice(&rlp_list(topics));
-        rlp_bytes(&mut entry, &log.data.data);
-        logs.extend_from_slice(&rlp_list(entry));
+        rlp_bytes(out, &log.data.data);
     }
-    let mut body = Vec::with_capacity(300 + logs.len());
-    rlp_bytes(&mut body, if outcome.status { &[1] } else { &[] });
-    rlp_bytes(
-        &mut body,
-        trimmed(&U256::from(outcome.cumulative_gas_used).to_be_bytes::<32>()),
-    );
-    rlp_bytes(&mut body, bloom.as_slice());
-    body.extend_from_slice(&rlp_list(logs));
-    if tx_type != 0 {
-        out.push(tx_type);
-    }
-    out.extend_from_slice(&rlp_list(body));
 }
 
 /// The receipts root and the block's logs bloom of a finished run.
-pub fn receipts_commitment(run: &BlockRun, blooms: &[Bloom]) -> (B256, Bloom) {
+fn receipts_commitment(run: &BlockRun) -> (B256, Bloom) {
     let items: Vec<usize> = (0..run.outcomes.len()).collect();
     let root = alloy_trie::root::ordered_trie_root_with_encoder(&items, |i, out| {
-        let (position, outcome) = &run.outcomes[*i];
-        encode_receipt(run.txs[*position].tx_type, outcome, &blooms[*i], out)
+        encode_receipt(&run.outcomes[*i].1, out)
     });
     let mut block_bloom = Bloom::ZERO;
-    for bloom in blooms {
-        block_bloom |= *bloom;
+    for (_, outcome) in &run.outcomes {
+        block_bloom |= outcome.bloom;
     }
     (root, block_bloom)
 }

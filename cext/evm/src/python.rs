@@ -1,22 +1,27 @@
 //! The PyO3 module: plain tuples and bytes across the boundary, typed on the Python side.
 //!
-//! Words (balances, values, slots) cross as 32-byte big-endian `bytes`, addresses as 20 and
-//! hashes as 32 bytes. A miss crosses as `(kind, key...)` with kind `"account"`, `"storage"`
-//! (address, slot or None for the whole contract), `"code"` or `"blockhash"`. geth's traces
-//! cross as geth's JSON text (`Run.geth_traces`).
+//! Words (balances, values, slots) cross as 32-byte big-endian `bytes` into the engine and in
+//! its lookups, addresses as 20 and hashes as 32 bytes. A block's results go out the way Python
+//! keeps them, with as few objects as it takes: transactions are read from their own objects
+//! (`tx_env`), outcomes cross as columns, logs and accounts are built by the constructors
+//! Python passes in, and the diff's words are Python ints. A miss crosses as `(kind, key...)`
+//! with kind `"account"`, `"storage"` (address, slot or None for the whole contract), `"code"`
+//! or `"blockhash"`. geth's traces cross as geth's JSON text (`Run.geth_traces`).
 
-use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop};
+use crate::exec::{self, BlockRun, Env, Mode, Prepared, Rules, Stop, TxOutcome};
 use crate::state::{AccountRecord, ContractStorage, Head, Miss};
 use crate::trace::{AccessLists, GethTraces, NoTracer};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use revm::bytecode::Bytecode;
 use revm::context::TxEnv;
 use revm::context_interface::transaction::{AccessList, AccessListItem};
 use revm::primitives::alloy_primitives::Bloom;
-use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, U256};
+use revm::primitives::{keccak256, Address, Bytes, TxKind, B256, KECCAK_EMPTY, U256};
 use revm::state::AccountInfo;
+use std::sync::Arc;
 
 /// Executed-but-uncommitted blocks kept for a commit; the oldest are dropped first.
 const MAX_PREPARED: usize = 8;
@@ -44,6 +49,22 @@ fn pyword<'py>(py: Python<'py>, value: &U256) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &value.to_be_bytes::<32>())
 }
 
+/// A word as a Python int: directly when it fits 128 bits (balances, most values), else from
+/// its two halves.
+fn pyint<'py>(py: Python<'py>, value: &U256) -> PyResult<Bound<'py, PyAny>> {
+    let [l0, l1, l2, l3] = *value.as_limbs();
+    let low = (u128::from(l1) << 64) | u128::from(l0);
+    if l2 == 0 && l3 == 0 {
+        return Ok(if l1 == 0 {
+            l0.into_pyobject(py)?.into_any()
+        } else {
+            low.into_pyobject(py)?.into_any()
+        });
+    }
+    let high = (u128::from(l3) << 64) | u128::from(l2);
+    high.into_pyobject(py)?.lshift(128)?.bitor(low)
+}
+
 fn miss_tuple<'py>(py: Python<'py>, miss: &Miss) -> PyResult<Bound<'py, PyAny>> {
     Ok(match miss {
         Miss::Account(a) => ("account", pybytes(py, a.as_slice()))
@@ -67,62 +88,79 @@ fn misses<'py>(py: Python<'py>, misses: &[Miss]) -> PyResult<Bound<'py, PyList>>
     PyList::new(py, items?)
 }
 
-type TxTuple = (
-    u8,                           // type
-    Vec<u8>,                      // caller
-    Option<Vec<u8>>,              // to (None: creation)
-    Vec<u8>,                      // value (32 bytes)
-    Vec<u8>,                      // data
-    u64,                          // gas limit
-    u128,                         // gas price, or max fee per gas
-    Option<u128>,                 // max priority fee per gas
-    u64,                          // nonce
-    Option<u64>,                  // chain id
-    Vec<(Vec<u8>, Vec<Vec<u8>>)>, // access list
-    (Vec<Vec<u8>>, u128),         // blob versioned hashes, max fee per blob gas
-);
-
-fn tx_env(t: TxTuple) -> PyResult<TxEnv> {
-    let (
-        kind,
-        caller,
-        to,
-        value,
-        data,
-        gas_limit,
-        gas_price,
-        tip,
-        nonce,
-        chain_id,
-        al,
-        (blobs, blob_fee),
-    ) = t;
-    let mut items = Vec::with_capacity(al.len());
-    for (a, keys) in al {
-        let storage_keys: PyResult<Vec<B256>> = keys.iter().map(|k| hash(k)).collect();
-        items.push(AccessListItem {
-            address: address(&a)?,
-            storage_keys: storage_keys?,
-        });
+/// A 256-bit word from a Python int (OverflowError if it is negative or wider).
+fn int_word(value: &Bound<'_, PyAny>) -> PyResult<U256> {
+    if let Ok(small) = value.extract::<u128>() {
+        return Ok(U256::from(small));
     }
-    let blob_hashes: PyResult<Vec<B256>> = blobs.iter().map(|h| hash(h)).collect();
+    let py = value.py();
+    let bytes = value.call_method1(intern!(py, "to_bytes"), (32, intern!(py, "big")))?;
+    Ok(U256::from_be_slice(bytes.cast::<PyBytes>()?.as_bytes()))
+}
+
+fn bytes_of<'a>(value: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    Ok(value.cast::<PyBytes>()?.as_bytes())
+}
+
+/// The EVM's view of a transaction: an object with the attributes of
+/// `alys_fast.validation.transactions` (type, sender, to, value, data, gas_limit, nonce,
+/// chain_id; gas_price for types 0-1, max_fee_per_gas and max_priority_fee_per_gas from type 2;
+/// access_list from type 1; blob_versioned_hashes and max_fee_per_blob_gas for type 3).
+/// OverflowError if a field does not fit the EVM's widths.
+fn tx_env(tx: &Bound<'_, PyAny>) -> PyResult<TxEnv> {
+    let py = tx.py();
+    let kind: u8 = tx.getattr(intern!(py, "type"))?.extract()?;
+    let (gas_price, tip) = if kind < 2 {
+        (tx.getattr(intern!(py, "gas_price"))?.extract()?, None)
+    } else {
+        (
+            tx.getattr(intern!(py, "max_fee_per_gas"))?.extract()?,
+            Some(
+                tx.getattr(intern!(py, "max_priority_fee_per_gas"))?
+                    .extract()?,
+            ),
+        )
+    };
+    let mut access_list = Vec::new();
+    if kind >= 1 {
+        for item in tx.getattr(intern!(py, "access_list"))?.try_iter()? {
+            let (a, keys): (Vec<u8>, Vec<Vec<u8>>) = item?.extract()?;
+            let storage_keys: PyResult<Vec<B256>> = keys.iter().map(|k| hash(k)).collect();
+            access_list.push(AccessListItem {
+                address: address(&a)?,
+                storage_keys: storage_keys?,
+            });
+        }
+    }
+    let (blob_hashes, max_fee_per_blob_gas) = if kind == 3 {
+        let hashes: Vec<Vec<u8>> = tx
+            .getattr(intern!(py, "blob_versioned_hashes"))?
+            .extract()?;
+        let hashes: PyResult<Vec<B256>> = hashes.iter().map(|h| hash(h)).collect();
+        let fee = tx.getattr(intern!(py, "max_fee_per_blob_gas"))?.extract()?;
+        (hashes?, fee)
+    } else {
+        (Vec::new(), 0)
+    };
+    let to = tx.getattr(intern!(py, "to"))?;
     Ok(TxEnv {
         tx_type: kind,
-        caller: address(&caller)?,
-        gas_limit,
+        caller: address(bytes_of(&tx.getattr(intern!(py, "sender"))?)?)?,
+        gas_limit: tx.getattr(intern!(py, "gas_limit"))?.extract()?,
         gas_price,
-        kind: match to {
-            Some(to) => TxKind::Call(address(&to)?),
-            None => TxKind::Create,
+        kind: if to.is_none() {
+            TxKind::Create
+        } else {
+            TxKind::Call(address(bytes_of(&to)?)?)
         },
-        value: word(&value)?,
-        data: Bytes::from(data),
-        nonce,
-        chain_id,
-        access_list: AccessList(items),
+        value: int_word(&tx.getattr(intern!(py, "value"))?)?,
+        data: Bytes::copy_from_slice(bytes_of(&tx.getattr(intern!(py, "data"))?)?),
+        nonce: tx.getattr(intern!(py, "nonce"))?.extract()?,
+        chain_id: tx.getattr(intern!(py, "chain_id"))?.extract()?,
+        access_list: AccessList(access_list),
         gas_priority_fee: tip,
-        blob_hashes: blob_hashes?,
-        max_fee_per_blob_gas: blob_fee,
+        blob_hashes,
+        max_fee_per_blob_gas,
         ..Default::default()
     })
 }
@@ -162,7 +200,7 @@ fn record_tuple<'py>(py: Python<'py>, r: &AccountRecord) -> PyResult<Bound<'py, 
 #[pyclass(module = "alys_fast._cext.evm")]
 struct Run {
     inner: BlockRun,
-    prepared: Option<Prepared>,
+    prepared: Option<Arc<Prepared>>,
     tracing: Tracing,
 }
 
@@ -174,12 +212,12 @@ enum Tracing {
     Geth(GethTraces),
 }
 
-/// The engine: the head state and the blocks prepared on it.
+/// The engine: the head state and the blocks prepared on it (shared with their runs).
 #[pyclass(module = "alys_fast._cext.evm")]
 struct Engine {
     head: Head,
     rules: Rules,
-    prepared: Vec<Prepared>,
+    prepared: Vec<Arc<Prepared>>,
 }
 
 #[pymethods]
@@ -304,8 +342,37 @@ impl Engine {
         py.detach(|| exec::raw_revm_seconds(head, rules, &inner.env, &inner.txs))
     }
 
-    /// A run of `txs` in `env`. `mode`: 0 a block, 1 `eth_call`s, 2 `eth_call`s without a
-    /// base fee (see `exec::Mode`). `tracer`: None, `"accessList"` (each transaction's
+    /// Benchmark figure: `run`'s transactions as a block through this crate alone, timed inside
+    /// Rust: execution over the head with blooms and receipts root, then the new state root
+    /// (`exec::execute` and `exec::prepare` on a fresh run), no Python objects; -> seconds.
+    fn native_block_seconds(&self, py: Python<'_>, run: PyRef<'_, Run>) -> PyResult<f64> {
+        let (head, rules) = (&self.head, &self.rules);
+        let mut fresh = BlockRun::new(
+            run.inner.env.clone(),
+            run.inner.txs.clone(),
+            run.inner.skip_invalid,
+            Mode::Block,
+        );
+        py.detach(|| {
+            let started = std::time::Instant::now();
+            if !matches!(
+                exec::execute(head, rules, &mut fresh, &mut NoTracer),
+                Stop::Done
+            ) {
+                return None;
+            }
+            // Dropped after the clock stops, as the engine keeps a prepared block.
+            let prepared = exec::prepare(head, &fresh.overlay).ok()?;
+            let seconds = started.elapsed().as_secs_f64();
+            drop(prepared);
+            Some(seconds)
+        })
+        .ok_or_else(|| PyValueError::new_err("the block does not run on the head alone"))
+    }
+
+    /// A run of the transactions `txs` (objects read as `tx_env` says) in `env`. One whose
+    /// fields do not fit the EVM's widths is invalid: rejected, or skipped when building. `mode`:
+    /// 0 a block, 1 `eth_call`s, 2 `eth_call`s without a base fee (see `exec::Mode`). `tracer`: None, `"accessList"` (each transaction's
     /// access list, see `Run.access_lists`) or `"geth"` (geth's `debug_trace*` tracer that
     /// `geth_options`, geth's tracing options as JSON, names, watching the transactions from
     /// position `traced_from` on; see `Run.geth_traces`).
@@ -315,15 +382,23 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn begin(
         &self,
+        py: Python<'_>,
         env_tuple: EnvTuple<'_>,
-        txs: Vec<TxTuple>,
+        txs: &Bound<'_, PyAny>,
         skip_invalid: bool,
         mode: u8,
         tracer: Option<&str>,
         geth_options: &str,
         traced_from: usize,
     ) -> PyResult<Run> {
-        let txs: PyResult<Vec<TxEnv>> = txs.into_iter().map(tx_env).collect();
+        let mut parsed = Vec::with_capacity(txs.len().unwrap_or(0));
+        for tx in txs.try_iter()? {
+            parsed.push(match tx_env(&tx?) {
+                Ok(tx) => Some(tx),
+                Err(e) if e.is_instance_of::<PyOverflowError>(py) => None,
+                Err(e) => return Err(e),
+            });
+        }
         let mode = match mode {
             0 => Mode::Block,
             1 => Mode::Call,
@@ -341,7 +416,7 @@ impl Engine {
             }
         };
         Ok(Run {
-            inner: BlockRun::new(env(env_tuple)?, txs?, skip_invalid, mode),
+            inner: BlockRun::new(env(env_tuple)?, parsed, skip_invalid, mode),
             prepared: None,
             tracing,
         })
@@ -384,7 +459,8 @@ impl Engine {
                 if self.prepared.len() >= MAX_PREPARED {
                     self.prepared.remove(0);
                 }
-                self.prepared.push(prepared.clone());
+                let prepared = Arc::new(prepared);
+                self.prepared.push(Arc::clone(&prepared));
                 run.prepared = Some(prepared);
                 Ok(root)
             }
@@ -405,7 +481,7 @@ impl Engine {
                 ))
             })?;
         let prepared = self.prepared.swap_remove(position);
-        exec::install(&mut self.head, prepared);
+        exec::install(&mut self.head, &prepared);
         self.prepared.clear();
         Ok(())
     }
@@ -536,61 +612,74 @@ impl Run {
         self.inner.next
     }
 
-    /// -> (gas used, outcomes, skipped, receipts root, logs bloom): outcomes as (position, status, gas used, cumulative gas,
-    /// logs [(address, [topics], data)], contract address | None, output, error | None,
-    /// logs bloom);
-    /// skipped as
-    /// (position, reason).
-    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let mut outcomes = Vec::with_capacity(self.inner.outcomes.len());
-        let blooms: Vec<Bloom> = self
-            .inner
-            .outcomes
-            .iter()
-            .map(|(_, o)| o.logs.iter().collect())
-            .collect();
-        let (receipts_root, block_bloom) = exec::receipts_commitment(&self.inner, &blooms);
-        for ((position, o), bloom) in self.inner.outcomes.iter().zip(&blooms) {
+    /// -> (gas used, outcomes, skipped, receipts root, logs bloom), the root and bloom None
+    /// for `eth_call`s. Outcomes are columns, one item per included transaction: (positions,
+    /// statuses 1 | 0, gas used, cumulative gas, effective gas prices, logs, contract
+    /// addresses | None, outputs, errors | None, logs blooms), each log built by
+    /// `log(address, (topics), data)` and a transaction's logs a tuple; skipped as
+    /// [(position, reason)].
+    fn result<'py>(
+        &self,
+        py: Python<'py>,
+        log: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let outcomes = &self.inner.outcomes;
+        let column = |item: &dyn Fn(&TxOutcome) -> PyResult<Bound<'py, PyAny>>| {
+            let items: PyResult<Vec<_>> = outcomes.iter().map(|(_, o)| item(o)).collect();
+            PyList::new(py, items?)
+        };
+        let positions = PyList::new(py, outcomes.iter().map(|(p, _)| *p))?;
+        let statuses = PyList::new(py, outcomes.iter().map(|(_, o)| u8::from(o.status)))?;
+        let gas_used = PyList::new(py, outcomes.iter().map(|(_, o)| o.gas_used))?;
+        let cumulative = PyList::new(py, outcomes.iter().map(|(_, o)| o.cumulative_gas_used))?;
+        let prices = PyList::new(py, outcomes.iter().map(|(_, o)| o.effective_gas_price))?;
+        let logs = column(&|o| {
             let mut logs = Vec::with_capacity(o.logs.len());
-            for log in &o.logs {
-                let topics = PyList::new(
+            for entry in &o.logs {
+                let topics = PyTuple::new(
                     py,
-                    log.data.topics().iter().map(|t| pybytes(py, t.as_slice())),
+                    entry
+                        .data
+                        .topics()
+                        .iter()
+                        .map(|t| pybytes(py, t.as_slice())),
                 )?;
-                logs.push(
-                    (
-                        pybytes(py, log.address.as_slice()),
-                        topics,
-                        pybytes(py, &log.data.data),
-                    )
-                        .into_pyobject(py)?,
-                );
+                let address = pybytes(py, entry.address.as_slice());
+                logs.push(log.call1((address, topics, pybytes(py, &entry.data.data)))?);
             }
-            let created = o.contract_address.map(|a| pybytes(py, a.as_slice()));
-            outcomes.push(
-                (
-                    *position,
-                    o.status,
-                    o.gas_used,
-                    o.cumulative_gas_used,
-                    PyList::new(py, logs)?,
-                    created,
-                    pybytes(py, &o.output),
-                    o.error.as_deref(),
-                    pybytes(py, bloom.as_slice()),
-                )
-                    .into_pyobject(py)?,
-            );
-        }
-        let skipped = PyList::new(py, self.inner.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
-        (
-            self.inner.gas_used,
-            PyList::new(py, outcomes)?,
-            skipped,
-            pybytes(py, receipts_root.as_slice()),
-            pybytes(py, block_bloom.as_slice()),
-        )
-            .into_pyobject(py)
+            Ok(PyTuple::new(py, logs)?.into_any())
+        })?;
+        let created = column(&|o| {
+            Ok(o.contract_address
+                .map(|a| pybytes(py, a.as_slice()))
+                .into_pyobject(py)?)
+        })?;
+        let outputs = column(&|o| Ok(pybytes(py, &o.output).into_any()))?;
+        let errors = column(&|o| Ok(o.error.as_deref().into_pyobject(py)?))?;
+        // Receipts without logs (plain transfers) share the empty bloom.
+        let empty_bloom = pybytes(py, Bloom::ZERO.as_slice());
+        let blooms = column(&|o| {
+            Ok(if o.bloom == Bloom::ZERO {
+                empty_bloom.clone()
+            } else {
+                pybytes(py, o.bloom.as_slice())
+            }
+            .into_any())
+        })?;
+        let columns = (
+            positions, statuses, gas_used, cumulative, prices, logs, created, outputs, errors,
+            blooms,
+        );
+        let run = &self.inner;
+        let skipped = PyList::new(py, run.skipped.iter().map(|(p, r)| (*p, r.as_str())))?;
+        let (receipts_root, logs_bloom) = match &run.commitment {
+            Some((root, bloom)) => (
+                Some(pybytes(py, root.as_slice())),
+                Some(pybytes(py, bloom.as_slice())),
+            ),
+            None => (None, None),
+        };
+        (run.gas_used, columns, skipped, receipts_root, logs_bloom).into_pyobject(py)
     }
 
     /// What the `"accessList"` tracer found: (position, [(address, [slot])]) per finished
@@ -627,38 +716,64 @@ impl Run {
         Ok(tracer.found.clone())
     }
 
-    /// The state changes of the prepared block: (accounts, storage, code), accounts as
-    /// (address, new record | None, previous record | None), storage as (address, wiped,
-    /// [(slot, new, previous)]), code as code bytes (hashes are keccak of them).
-    fn changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+    /// The state changes of the prepared block: (accounts, previous, storage, code), accounts
+    /// and previous as {address: account | None} (the new and the former record, built by
+    /// `account(nonce, balance, code hash, storage root)`), storage as [(address, wiped,
+    /// ((slot, new, previous), ...))] with words as ints, code as a tuple of code bytes (their
+    /// hashes are keccak of them).
+    fn changes<'py>(
+        &self,
+        py: Python<'py>,
+        account: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let prepared = self
             .prepared
             .as_ref()
             .ok_or_else(|| PyValueError::new_err("the run is not prepared"))?;
-        let mut accounts = Vec::with_capacity(prepared.accounts.len());
+        // Hashes most accounts share: one object each.
+        let empty_code = pybytes(py, KECCAK_EMPTY.as_slice());
+        let empty_root = pybytes(py, crate::trie::EMPTY_ROOT.as_slice());
+        let hash = |h: &B256, shared: Option<(&B256, &Bound<'py, PyBytes>)>| match shared {
+            Some((s, object)) if s == h => object.clone(),
+            _ if *h == KECCAK_EMPTY => empty_code.clone(),
+            _ if *h == crate::trie::EMPTY_ROOT => empty_root.clone(),
+            _ => pybytes(py, h.as_slice()),
+        };
+        let accounts = PyDict::new(py);
+        let previous = PyDict::new(py);
         for (a, new, old) in &prepared.accounts {
-            let new = new.as_ref().map(|r| record_tuple(py, r)).transpose()?;
-            let old = old.as_ref().map(|r| record_tuple(py, r)).transpose()?;
-            accounts.push((pybytes(py, a.as_slice()), new, old).into_pyobject(py)?);
+            let address = pybytes(py, a.as_slice());
+            let mut code_hash: Option<(&B256, Bound<'py, PyBytes>)> = None;
+            let mut storage_root: Option<(&B256, Bound<'py, PyBytes>)> = None;
+            for (record, target) in [(new, &accounts), (old, &previous)] {
+                let Some(r) = record else {
+                    target.set_item(&address, py.None())?;
+                    continue;
+                };
+                let c = hash(&r.code_hash, code_hash.as_ref().map(|(h, o)| (*h, o)));
+                let s = hash(&r.storage_root, storage_root.as_ref().map(|(h, o)| (*h, o)));
+                let value = account.call1((r.nonce, pyint(py, &r.balance)?, &c, &s))?;
+                target.set_item(&address, value)?;
+                code_hash = Some((&r.code_hash, c));
+                storage_root = Some((&r.storage_root, s));
+            }
         }
         let mut storage = Vec::with_capacity(prepared.storage.len());
         for (a, wiped, slots) in &prepared.storage {
-            let slots = PyList::new(
-                py,
-                slots
-                    .iter()
-                    .map(|(s, new, old)| (pyword(py, s), pyword(py, new), pyword(py, old))),
-            )?;
-            storage.push((pybytes(py, a.as_slice()), *wiped, slots).into_pyobject(py)?);
+            let mut items = Vec::with_capacity(slots.len());
+            for (slot, new, old) in slots {
+                items.push((pyint(py, slot)?, pyint(py, new)?, pyint(py, old)?).into_pyobject(py)?);
+            }
+            storage.push((pybytes(py, a.as_slice()), *wiped, PyTuple::new(py, items)?));
         }
-        let code = PyList::new(
+        let code = PyTuple::new(
             py,
             prepared
                 .code
                 .iter()
                 .map(|(_, c)| pybytes(py, c.original_byte_slice())),
         )?;
-        (PyList::new(py, accounts)?, PyList::new(py, storage)?, code).into_pyobject(py)
+        (accounts, previous, PyList::new(py, storage)?, code).into_pyobject(py)
     }
 }
 

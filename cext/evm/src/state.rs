@@ -8,7 +8,9 @@
 //! one batch. A view that is not the head (a historical read) starts empty and misses every
 //! account and slot instead.
 
-use crate::trie::{rlp_bytes, rlp_list, trimmed, Trie, EMPTY_ROOT};
+use crate::trie::{
+    rlp_bytes, rlp_bytes_len, rlp_header_len, rlp_list_header, trimmed, Trie, EMPTY_ROOT,
+};
 use revm::bytecode::Bytecode;
 use revm::database_interface::{DBErrorMarker, Database};
 use revm::primitives::{keccak256, Address, HashMap, HashSet, B256, KECCAK_EMPTY, U256};
@@ -27,15 +29,19 @@ pub struct AccountRecord {
 impl AccountRecord {
     /// `rlp([nonce, balance, storageRoot, codeHash])`, the account trie's leaf value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(80);
-        rlp_bytes(
-            &mut body,
-            trimmed(&U256::from(self.nonce).to_be_bytes::<32>()),
-        );
-        rlp_bytes(&mut body, trimmed(&self.balance.to_be_bytes::<32>()));
-        rlp_bytes(&mut body, self.storage_root.as_slice());
-        rlp_bytes(&mut body, self.code_hash.as_slice());
-        rlp_list(body)
+        let nonce = self.nonce.to_be_bytes();
+        let nonce = trimmed(&nonce);
+        let balance = self.balance.to_be_bytes::<32>();
+        let balance = trimmed(&balance);
+        // The two hashes encode in 33 bytes each.
+        let payload = rlp_bytes_len(nonce) + rlp_bytes_len(balance) + 66;
+        let mut out = Vec::with_capacity(rlp_header_len(payload) + payload);
+        rlp_list_header(&mut out, payload);
+        rlp_bytes(&mut out, nonce);
+        rlp_bytes(&mut out, balance);
+        rlp_bytes(&mut out, self.storage_root.as_slice());
+        rlp_bytes(&mut out, self.code_hash.as_slice());
+        out
     }
 
     pub fn info(&self) -> AccountInfo {

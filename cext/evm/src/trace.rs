@@ -364,7 +364,7 @@ mod tests {
             chain_id: Some(1),
             ..Default::default()
         };
-        BlockRun::new(env, vec![tx; count], false, Mode::CallWithoutBaseFee)
+        BlockRun::new(env, vec![Some(tx); count], false, Mode::CallWithoutBaseFee)
     }
 
     fn rules() -> Rules {

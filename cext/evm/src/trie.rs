@@ -104,28 +104,48 @@ impl Node {
         }
     }
 
+    /// The node's RLP, written in one allocation (payload length first).
     fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(64);
         match self {
             Node::Leaf { path, value, .. } => {
-                rlp_bytes(&mut body, &hex_prefix(path, true));
-                rlp_bytes(&mut body, value);
+                let (prefix, length) = hex_prefix(path, true);
+                let prefix = &prefix[..length];
+                let payload = rlp_bytes_len(prefix) + rlp_bytes_len(value);
+                let mut out = Vec::with_capacity(rlp_header_len(payload) + payload);
+                rlp_list_header(&mut out, payload);
+                rlp_bytes(&mut out, prefix);
+                rlp_bytes(&mut out, value);
+                out
             }
             Node::Extension { path, child, .. } => {
-                rlp_bytes(&mut body, &hex_prefix(path, false));
-                child.reference().append_to(&mut body);
+                let (prefix, length) = hex_prefix(path, false);
+                let prefix = &prefix[..length];
+                let child = child.reference();
+                let payload = rlp_bytes_len(prefix) + child.len();
+                let mut out = Vec::with_capacity(rlp_header_len(payload) + payload);
+                rlp_list_header(&mut out, payload);
+                rlp_bytes(&mut out, prefix);
+                child.append_to(&mut out);
+                out
             }
             Node::Branch { children, .. } => {
+                // 17 items: the children's references (0x80 for none) and an empty value.
+                let payload = 1 + children
+                    .iter()
+                    .map(|c| c.as_ref().map_or(1, |node| node.reference().len()))
+                    .sum::<usize>();
+                let mut out = Vec::with_capacity(rlp_header_len(payload) + payload);
+                rlp_list_header(&mut out, payload);
                 for child in children.iter() {
                     match child {
-                        Some(node) => node.reference().append_to(&mut body),
-                        None => body.push(0x80),
+                        Some(node) => node.reference().append_to(&mut out),
+                        None => out.push(0x80),
                     }
                 }
-                body.push(0x80);
+                out.push(0x80);
+                out
             }
         }
-        rlp_list(body)
     }
 
     fn reference(&self) -> &NodeRef {
@@ -146,6 +166,14 @@ impl Node {
 }
 
 impl NodeRef {
+    /// The length of the reference as it is embedded in its parent.
+    fn len(&self) -> usize {
+        match self {
+            NodeRef::Inline(encoded) => encoded.len(),
+            NodeRef::Hash(_) => 33,
+        }
+    }
+
     fn append_to(&self, out: &mut Vec<u8>) {
         match self {
             NodeRef::Inline(encoded) => out.extend_from_slice(encoded),
@@ -162,16 +190,19 @@ fn insert(slot: &mut Option<Arc<Node>>, key: &[u8], value: Vec<u8>) {
         *slot = Some(leaf(key, value));
         return;
     };
+    if let Node::Leaf { path, .. } = &**arc {
+        if path.as_slice() == key {
+            // A new leaf, not a copy of the old one whose value would be replaced anyway.
+            *slot = Some(leaf(key, value));
+            return;
+        }
+    }
     let node = Arc::make_mut(arc);
     node.clear_cache();
     match node {
         Node::Leaf {
             path, value: old, ..
         } => {
-            if path.as_slice() == key {
-                *old = value;
-                return;
-            }
             let shared = common_prefix(path, key);
             let mut children = empty_children();
             children[path[shared] as usize] = Some(leaf(&path[shared + 1..], std::mem::take(old)));
@@ -274,6 +305,15 @@ impl Trie {
         }
     }
 
+    /// Set many keys (as [`Trie::set`], a later entry for the same key winning), in key order
+    /// so that consecutive updates share the path they copy and walk.
+    pub fn set_all(&mut self, mut entries: Vec<(B256, Vec<u8>)>) {
+        entries.sort_by_key(|e| e.0);
+        for (key, value) in entries {
+            self.set(&key, value);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.root.is_none()
     }
@@ -343,21 +383,22 @@ impl Trie {
     }
 }
 
-/// Hex-prefix (compact) encoding of a nibble path (Yellow Paper, appendix C).
-fn hex_prefix(path: &[u8], is_leaf: bool) -> Vec<u8> {
+/// Hex-prefix (compact) encoding of a nibble path (Yellow Paper, appendix C), with its length:
+/// a path has at most 64 nibbles, so it fits 33 bytes.
+fn hex_prefix(path: &[u8], is_leaf: bool) -> ([u8; 33], usize) {
     let flag = if is_leaf { 2u8 } else { 0 };
-    let mut out = Vec::with_capacity(path.len() / 2 + 1);
+    let mut out = [0u8; 33];
     let rest = if path.len() % 2 == 1 {
-        out.push(((flag + 1) << 4) | path[0]);
+        out[0] = ((flag + 1) << 4) | path[0];
         &path[1..]
     } else {
-        out.push(flag << 4);
+        out[0] = flag << 4;
         path
     };
-    for pair in rest.chunks(2) {
-        out.push((pair[0] << 4) | pair[1]);
+    for (i, pair) in rest.chunks(2).enumerate() {
+        out[1 + i] = (pair[0] << 4) | pair[1];
     }
-    out
+    (out, 1 + rest.len() / 2)
 }
 
 /// Append the RLP string encoding of `bytes`.
@@ -368,6 +409,29 @@ pub fn rlp_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
         rlp_header(out, bytes.len(), 0x80);
         out.extend_from_slice(bytes);
     }
+}
+
+/// The length of the RLP string encoding of `bytes`.
+pub fn rlp_bytes_len(bytes: &[u8]) -> usize {
+    if bytes.len() == 1 && bytes[0] < 0x80 {
+        1
+    } else {
+        rlp_header_len(bytes.len()) + bytes.len()
+    }
+}
+
+/// The length of the RLP header of a string or list whose payload is `length` bytes.
+pub fn rlp_header_len(length: usize) -> usize {
+    if length < 56 {
+        1
+    } else {
+        1 + (usize::BITS - length.leading_zeros()).div_ceil(8) as usize
+    }
+}
+
+/// Append the RLP header of a list whose payload is `length` bytes.
+pub fn rlp_list_header(out: &mut Vec<u8>, length: usize) {
+    rlp_header(out, length, 0xc0);
 }
 
 fn rlp_header(out: &mut Vec<u8>, length: usize, base: u8) {
@@ -381,16 +445,8 @@ fn rlp_header(out: &mut Vec<u8>, length: usize, base: u8) {
     }
 }
 
-/// Wrap an already-encoded list body in its RLP list header.
-pub fn rlp_list(body: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 9);
-    rlp_header(&mut out, body.len(), 0xc0);
-    out.extend_from_slice(&body);
-    out
-}
-
-/// The minimal big-endian bytes of a 256-bit word (what RLP encodes for an integer).
-pub fn trimmed(word: &[u8; 32]) -> &[u8] {
+/// The minimal big-endian bytes of an integer (what RLP encodes for it).
+pub fn trimmed(word: &[u8]) -> &[u8] {
     let skip = word.iter().take_while(|b| **b == 0).count();
     &word[skip..]
 }
@@ -452,6 +508,31 @@ mod tests {
         }
         assert!(trie.is_empty());
         assert_eq!(trie.root(), EMPTY_ROOT);
+    }
+
+    #[test]
+    fn set_all_is_the_same_as_setting_one_by_one() {
+        let mut one_by_one = Trie::new();
+        let mut entries = Vec::new();
+        for i in 0..300u64 {
+            // Some updates of existing keys, some removals (empty values).
+            let value = if i % 7 == 0 {
+                Vec::new()
+            } else {
+                vec![i as u8 + 1; 1 + (i % 40) as usize]
+            };
+            entries.push((key(i % 200), value));
+        }
+        for i in 0..200 {
+            one_by_one.set(&key(i), vec![9; 33]);
+        }
+        let mut all = one_by_one.clone();
+        for (k, v) in &entries {
+            one_by_one.set(k, v.clone());
+        }
+        // Later entries for a key win in set_all too (a stable sort keeps their order).
+        all.set_all(entries);
+        assert_eq!(all.root(), one_by_one.root());
     }
 
     #[test]
