@@ -416,7 +416,9 @@ def anvil() -> Iterator[Anvil]:
 def test_the_call_and_prestate_tracers_agree_with_anvils(node: ThreadNode,
                                                          anvil: Anvil) -> None:
     """The same signed transactions, from a fresh account funded alike and paying the same
-    base fee (no tip), on both chains: every callTracer frame and prestate (both modes) must be
+    price per gas (fee cap = tip: the base fee each chain picks does not matter, and anvil does
+    not always honour anvil_setNextBlockBaseFeePerGas before an automined block), on both
+    chains: every callTracer frame and prestate (both modes) must be
     anvil's, but where anvil is not geth: the top call frame's gas (anvil shows what is left
     after the intrinsic gas, geth and this node the transaction's gas limit), some frames'
     errors (anvil's are revm's names, :data:`ANVIL_ERRORS`) and accounts that were empty before
@@ -424,20 +426,20 @@ def test_the_call_and_prestate_tracers_agree_with_anvils(node: ThreadNode,
     out; and but for the block's fee recipient, each chain's own."""
     ours = node.url
     key = Account.create()
-    # Ours is funded by a transfer: a dev state edit is not in the history a replay reads.
+    # Funded alike on both chains (ours by a transfer, anvil by its state edit).
     send(ours, ACCOUNTS[9], to=key.address, gas=21_000, value=10**20)
     anvil.call("anvil_setBalance", key.address, hex(10**20))
     nonce = 0
 
     def both(**fields: Any) -> tuple[str, str]:
         nonlocal nonce
+        # Fee cap = tip: the sender pays 50 gwei a gas whatever each chain's base fee is.
         tx = {"chainId": DEV_CHAIN_ID, "type": 2, "gas": 2_000_000, "maxFeePerGas": 50 * GWEI,
-              "maxPriorityFeePerGas": 0, "value": 0, "nonce": nonce, **fields}
+              "maxPriorityFeePerGas": 50 * GWEI, "value": 0, "nonce": nonce, **fields}
         nonce += 1
         raw_tx = "0x" + key.sign_transaction(tx).raw_transaction.hex()
         hashes = []
         for call in (lambda *a: rpc(ours, *a), anvil.call):
-            call("anvil_setNextBlockBaseFeePerGas", hex(GWEI))
             hashes.append(call("eth_sendRawTransaction", raw_tx))
         return hashes[0], hashes[1]
 
