@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Load generator for an alys-fast node: pre-signed transfers over JSON-RPC batches.
+"""Load generator for an alys-fast node (or anvil): pre-signed transactions over JSON-RPC batches.
 
 What it does, in order:
 
@@ -9,11 +9,20 @@ What it does, in order:
    a chain spec (chain id 121212, ``--slot-ms``, the dev authority, a gas limit derived from
    the target rate so the base fee does not climb, the senders in ``alloc``), the authority key
    and the node config (RPC on a free port found beforehand).
-2. Pre-signing. Every transaction of the run is signed before it starts (EIP-1559 transfers of
-   1 wei, ``--max-fee-gwei`` / ``--tip-gwei``; coincurve plus the project's RLP and Keccak,
+2. Pre-signing. Every transaction of the run is signed before it starts (EIP-1559, explicit
+   gas limits, ``--max-fee-gwei`` / ``--tip-gwei``; coincurve plus the project's RLP and Keccak,
    split over worker processes), a few are checked with ``recover_transaction``, and every
    JSON-RPC batch body (``--batch`` calls of ``eth_sendRawTransaction``) is encoded to bytes,
-   so during the run the clients only write requests and read answers.
+   so during the run the clients only write requests and read answers. ``--workload``:
+
+   - ``transfer`` (default): 1 wei to a fixed recipient, 21,000 gas.
+   - ``erc20``: ``transfer(sink, 1)`` calls of the committed Token contract
+     (``tests/data/contracts/Token.json``) with 60,000 gas each, the sink rotating over 256
+     fixed addresses (so the state stays the same size however long the run). Before the
+     measured window sender 0 deploys the token (the whole supply is minted to the deployer)
+     and sends every other sender enough tokens for its share, in batches of up to 1,000 (the
+     pool's per-sender limit is 1,024), each batch waited into a block; the setup is checked
+     (code at the token's address, every sender's token balance) before the load starts.
 3. Load. ``--clients`` keep-alive HTTP/1.1 connections (asyncio streams on uvloop), each owning
    a fixed share of the senders so every sender's transactions arrive in nonce order; each
    client paces its batches to ``rate / clients`` tx/s for ``--duration`` seconds (a client
@@ -21,17 +30,41 @@ What it does, in order:
    ``eth_getBlockByNumber(next, false)`` every ``--poll-ms`` and records when each transaction
    hash is first seen in a block. After the last batch it waits for the accepted transactions
    to be included (``--drain`` seconds at most).
-4. Report, one JSON object: submitted / accepted / rejected (by error message) / included,
-   submit tx/s (first request → last answer), included tx/s (first request → last inclusion
-   seen, and per 5 s window), p50/p95/p99 submit→inclusion latency (the batch's request leaving
-   → the block holding the transaction seen by the watcher), p50/p95/p99 ack latency per batch
-   (request → JSON-RPC answer), pacing (batches sent late, worst lag), the blocks' sizes and
-   base fees, the node's RSS at start / middle / end and every 5 s (``/proc/<pid>/status``),
-   its CPU use (whole process, main thread, other threads; ``/proc/<pid>/task``), and what its
-   ``/metrics`` say about the run (blocks, missed slots, mean block build and import times,
-   each actor's handler time). ``goals`` checks the issue's targets; ``rss_flat`` means the
-   second half of the run grew the node by at most 10 % (RocksDB's memtables fill during the
-   first minute on a fresh chain, so judge flatness on a longer ``--duration``).
+4. Check. Included is not enough: what the transactions did is read back. For ``transfer`` the
+   recipient's balance must have grown by one wei per included transaction; for ``erc20`` the
+   sinks' token balances (all zero before) must add up to the included transfers. A sample of
+   receipts (100, evenly spread) is read too (status 1, gas used). If the balances fall short,
+   every block's receipts are read (``eth_getBlockReceipts``) and the failed transactions are
+   dropped from the included figures: a failing transaction is not throughput.
+5. Report, one JSON object: submitted / accepted / rejected (by error message) / included /
+   failed, submit tx/s (first request → last answer), included tx/s (first request → last
+   inclusion seen, and per 5 s window), p50/p95/p99 submit→inclusion latency (the batch's
+   request leaving → the block holding the transaction seen by the watcher), p50/p95/p99 ack
+   latency per batch (request → JSON-RPC answer), pacing (batches sent late, worst lag), the
+   blocks' sizes and base fees, the node's RSS at start / middle / end and every 5 s
+   (``/proc/<pid>/status``), its CPU use (whole process, main thread, other threads;
+   ``/proc/<pid>/task``), both again with its child processes (``tree``: alys-fast recovers
+   signatures in worker processes) and as CPU µs per included transaction (load and drain;
+   what other work on the machine skews least), the machine's CPU use and what of it was
+   neither the node nor the generator (``machine.others_percent``: other work on the machine
+   skews the run), and what its ``/metrics`` say about the run (blocks, missed slots, mean
+   block build and import times, each actor's handler time). ``goals`` checks the issue's
+   targets (included ≥ 15,000 tx/s for transfers and ≥ 10,000 for ERC-20 when the offered rate
+   is at least that); ``rss_flat`` means the second half of the run grew the node by at most
+   10 % (RocksDB's memtables fill during the first minute on a fresh chain, so judge flatness
+   on a longer ``--duration``).
+
+``--target anvil`` runs the same transactions against anvil (foundry's dev node) instead:
+started with ``--init`` (a genesis with the same chain id and funded senders), ``--block-time``
+= the slot, ``--gas-limit`` as for the node, ``--silent`` (no line per transaction) and
+otherwise its defaults (its state history is kept in memory). The binary is ``$ALYS_ANVIL``,
+else the pinned copy of ``tools/install_anvil.sh`` (run it once to install), else ``anvil``
+on PATH; without one the report holds a note instead. ``--target both`` runs alys-fast, then
+anvil, on one pre-signed set (both chains start from the same genesis, so the same signed
+transactions and token address are valid on each) and prints both reports and their ratio.
+The ratio compares included rates at one offered rate: when both keep up it is 1 by
+construction, so offer more than anvil sustains to compare ceilings. anvil has no
+``/metrics`` and ``--profile`` is for the Python node only.
 
 Note that with ``--rate 10000`` the included rate over "first submit → last inclusion" is a
 little under 10,000 by construction (the last transactions wait up to one slot after the load
@@ -44,7 +77,8 @@ started from ``--prepare DIR`` (which writes the spec, key and config for the gi
 prints the command to start the node; ``--slot-ms`` and ``--rate`` set its slot and gas
 limit, and the run's ``--senders`` must not exceed the prepared one's). Without ``--slot-ms``
 the inclusion goal uses the observed block interval. Pass ``--pid`` to get the node's RSS and
-CPU and ``--profile``.
+CPU and ``--profile``. With ``--workload erc20`` the first sender deploys a new token at its
+current nonce on every run. ``--url`` serves one target (any node: ``--target`` is ignored).
 
 ``--profile FILE`` runs ``py-spy record`` on the node (``--nonblocking --threads``, 100 Hz) for
 ``--profile-seconds`` centred on the middle of the run; with a ``.txt`` file (py-spy's raw
@@ -59,6 +93,7 @@ Examples::
 
     python tools/loadgen.py                         # 60 s at 10,000 tx/s, 250 ms slots
     python tools/loadgen.py --rate 11000 --slot-ms 1000 --profile /tmp/node.txt
+    python tools/loadgen.py --workload erc20 --slot-ms 1000 --target both
     python tools/loadgen.py --short                 # the CI run (a few seconds)
 """
 
@@ -104,15 +139,34 @@ from alys_fast.validation.blocks import address_of
 keccak256 = require("hashing").keccak256
 rlp_encode = require("rlp").encode
 
+ROOT = Path(__file__).resolve().parent.parent
 GWEI = 10**9
 TRANSFER_GAS = 21_000
 RECIPIENT = bytes.fromhex("00000000000000000000000000000000000a1f5e")
 SENDER_BALANCE = 1_000_000 * ETHER
 MIN_GAS_LIMIT = 30_000_000
-# Gas limit = GAS_HEADROOM x (transactions per slot x 21,000): a block is then at most half full
-# (EIP-1559's target at elasticity 2), so the base fee does not climb under the target load.
+# Gas limit = GAS_HEADROOM x (transactions per slot x their gas limit): a block is then at most
+# half full (EIP-1559's target at elasticity 2), so the base fee does not climb under the load.
 GAS_HEADROOM = 3
 PROFILE_RATE = 100  # py-spy samples per second
+# Included tx/s the issue asks for, per workload (checked when the offered rate is as high).
+RATE_GOALS = {"transfer": 15_000, "erc20": 10_000}
+
+TOKEN = msgspec.json.decode((ROOT / "tests/data/contracts/Token.json").read_bytes())
+TOKEN_TRANSFER = bytes.fromhex(TOKEN["methodIdentifiers"]["transfer(address,uint256)"])
+TOKEN_BALANCE_OF = bytes.fromhex(TOKEN["methodIdentifiers"]["balanceOf(address)"])
+# A transfer uses ~35k gas to a sink that holds tokens and ~52k to an empty one; the explicit
+# limit covers both (the pool packs blocks by gas limit, so it also sets a block's capacity).
+ERC20_GAS = 60_000
+DEPLOY_GAS = 1_000_000
+TOKEN_SUPPLY = 10**30
+# Fixed recipients of the token transfers: a bounded state however long the run, and the sum
+# of their balances (all zero after the setup) counts the transfers that succeeded.
+SINKS = [keccak256(b"alys-fast loadgen sink %d" % i)[12:] for i in range(256)]
+SETUP_CHUNK = 1_000  # setup transactions per batch, under the pool's 1,024 per sender
+RPC_CHUNK = 500  # calls per JSON-RPC batch when reading state back
+RECEIPT_SAMPLE = 100
+INSTALL_ANVIL = ROOT / "tools" / "install_anvil.sh"
 
 
 # --- keys and signing -------------------------------------------------------------------------
@@ -123,27 +177,52 @@ def sender_key(index: int) -> bytes:
     return keccak256(b"alys-fast loadgen sender %d" % index)
 
 
-def sign_transfers(job: tuple[int, list[bytes], list[int], int, int, int]) -> list[list[bytes]]:
-    """Raw signed type-2 transfers: for each key, ``count`` nonces from its start nonce."""
-    chain_id, keys, starts, count, max_fee, tip = job
+def signed_tx(key: PrivateKey, fields: list[Any]) -> bytes:
+    """A raw type-2 transaction from its unsigned fields."""
+    sig = key.sign_recoverable(keccak256(b"\x02" + rlp_encode(fields)), hasher=None)
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
+    return b"\x02" + rlp_encode([*fields, sig[64], r, s])
+
+
+def token_call(selector: bytes, address: bytes, amount: int | None = None) -> bytes:
+    """ABI call data of ``f(address)`` or ``f(address, uint256)``."""
+    data = selector + address.rjust(32, b"\0")
+    return data if amount is None else data + amount.to_bytes(32, "big")
+
+
+def contract_address(creator: bytes, nonce: int) -> bytes:
+    return keccak256(rlp_encode([creator, nonce]))[12:]
+
+
+SignJob = tuple[int, list[bytes], list[int], int, int, int, int, bytes | None]
+
+
+def sign_transfers(job: SignJob) -> list[list[bytes]]:
+    """Raw signed type-2 transactions: for each key, ``count`` nonces from its start nonce;
+    1 wei to RECIPIENT, or with a ``token`` its ``transfer(sink, 1)``, the sink rotating by
+    sender (``first`` is the job's first sender index) and nonce."""
+    chain_id, keys, starts, first, count, max_fee, tip, token = job
     out = []
-    for secret, start in zip(keys, starts, strict=True):
+    for offset, (secret, start) in enumerate(zip(keys, starts, strict=True)):
         key = PrivateKey(secret)
         raws = []
         for nonce in range(start, start + count):
-            fields = [chain_id, nonce, tip, max_fee, TRANSFER_GAS, RECIPIENT, 1, b"", []]
-            sig = key.sign_recoverable(keccak256(b"\x02" + rlp_encode(fields)), hasher=None)
-            r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
-            raws.append(b"\x02" + rlp_encode([*fields, sig[64], r, s]))
+            if token is None:
+                fields = [chain_id, nonce, tip, max_fee, TRANSFER_GAS, RECIPIENT, 1, b"", []]
+            else:
+                sink = SINKS[(first + offset + nonce) % len(SINKS)]
+                fields = [chain_id, nonce, tip, max_fee, ERC20_GAS, token, 0,
+                          token_call(TOKEN_TRANSFER, sink, 1), []]
+            raws.append(signed_tx(key, fields))
         out.append(raws)
     return out
 
 
 def sign_all(chain_id: int, keys: list[bytes], starts: list[int], count: int, max_fee: int,
-             tip: int, workers: int) -> list[list[bytes]]:
+             tip: int, token: bytes | None, workers: int) -> list[list[bytes]]:
     """``sign_transfers`` over every key, split over ``workers`` processes."""
     step = max(1, math.ceil(len(keys) / (workers * 4)))
-    jobs = [(chain_id, keys[i:i + step], starts[i:i + step], count, max_fee, tip)
+    jobs = [(chain_id, keys[i:i + step], starts[i:i + step], i, count, max_fee, tip, token)
             for i in range(0, len(keys), step)]
     if workers <= 1 or len(keys) * count < 5_000:
         parts = [sign_transfers(job) for job in jobs]
@@ -151,6 +230,56 @@ def sign_all(chain_id: int, keys: list[bytes], starts: list[int], count: int, ma
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(sign_transfers, jobs))
     return [raws for part in parts for raws in part]
+
+
+def token_setup(chain_id: int, secret: bytes, nonce: int, holders: list[bytes], amount: int,
+                max_fee: int, tip: int) -> tuple[bytes, list[bytes]]:
+    """The token's address and its setup: the deployment from ``secret`` at ``nonce`` (the
+    whole supply minted to the deployer), then ``amount`` tokens to each holder."""
+    key = PrivateKey(secret)
+    code = bytes.fromhex(TOKEN["bytecode"][2:]) + TOKEN_SUPPLY.to_bytes(32, "big")
+    raws = [signed_tx(key, [chain_id, nonce, tip, max_fee, DEPLOY_GAS, b"", 0, code, []])]
+    token = contract_address(address_of(secret), nonce)
+    for i, holder in enumerate(holders, nonce + 1):
+        data = token_call(TOKEN_TRANSFER, holder, amount)
+        raws.append(signed_tx(key, [chain_id, i, tip, max_fee, ERC20_GAS, token, 0, data, []]))
+    return token, raws
+
+
+@dataclass
+class Signed:
+    """A run's pre-signed transactions: the token setup (ERC-20 only) and the load."""
+    chain_id: int
+    addresses: list[bytes]
+    load: list[list[bytes]]  # per sender, in nonce order
+    seconds: float
+    token: bytes | None = None
+    setup: list[bytes] = field(default_factory=list)  # sender 0's: deploy, then fund the others
+    setup_nonce: int = 0
+    token_amount: int = 0  # what the setup gives each other sender
+
+
+def presign(args: argparse.Namespace, keys: list[bytes], chain_id: int, starts: list[int]
+            ) -> Signed:
+    """Sign the setup and enough nonces per sender that the client with the fewest senders
+    fills its share; a few of the load's recover to their sender or we stop here."""
+    started = time.perf_counter()
+    addresses = [address_of(k) for k in keys]
+    total = int(args.rate * args.duration)
+    per_sender = math.ceil(math.ceil(total / args.clients) / (len(keys) // args.clients))
+    max_fee, tip = int(args.max_fee_gwei * GWEI), int(args.tip_gwei * GWEI)
+    token, setup = None, []
+    if args.workload == "erc20":
+        token, setup = token_setup(chain_id, keys[0], starts[0], addresses[1:], per_sender,
+                                   max_fee, tip)
+    load = sign_all(chain_id, keys, [starts[0] + len(setup), *starts[1:]], per_sender, max_fee,
+                    tip, token, args.sign_workers)
+    for raws, address in ((load[0], addresses[0]), (load[-1], addresses[-1])):
+        for raw in (raws[0], raws[-1]):
+            tx = recover_transaction(raw, chain_id)
+            assert tx.sender == address, "a pre-signed transaction recovers another sender"
+    return Signed(chain_id, addresses, load, time.perf_counter() - started, token, setup,
+                  starts[0], per_sender)
 
 
 # --- the plan: who sends what, in which batch ------------------------------------------------
@@ -248,6 +377,19 @@ class Connection:
             raise RuntimeError(f"{method}: {answer['error']}")
         return answer["result"]
 
+    async def batch(self, method: str, params: list[list[Any]]) -> list[Any]:
+        """One JSON-RPC batch of ``method`` calls, the results in order; raises on any error."""
+        body = msgspec.json.encode([{"jsonrpc": "2.0", "id": i, "method": method, "params": p}
+                                    for i, p in enumerate(params)])
+        answers = msgspec.json.decode(await self.send(http_request(self.host, self.path, body)))
+        if type(answers) is not list:
+            raise RuntimeError(f"{method} batch refused: {answers.get('error')}")
+        answers.sort(key=lambda a: a["id"])
+        for answer in answers:
+            if "error" in answer:
+                raise RuntimeError(f"{method}: {answer['error']}")
+        return [a["result"] for a in answers]
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -262,9 +404,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def derived_gas_limit(rate: float, slot_ms: int) -> int:
+def derived_gas_limit(rate: float, slot_ms: int, tx_gas: int) -> int:
     per_slot = rate * slot_ms / 1000
-    return max(MIN_GAS_LIMIT, math.ceil(GAS_HEADROOM * per_slot * TRANSFER_GAS))
+    return max(MIN_GAS_LIMIT, math.ceil(GAS_HEADROOM * per_slot * tx_gas))
 
 
 def write_node_files(directory: Path, addresses: list[bytes], slot_ms: int, gas_limit: int,
@@ -298,6 +440,41 @@ def start_node(config: Path, log_path: Path) -> subprocess.Popen:
         [sys.executable, "-m", "alys_fast", "run", "--config", str(config),
          "--log-level", "WARNING"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def find_anvil() -> str | None:
+    """anvil's binary: ``$ALYS_ANVIL``, else the pinned copy of tools/install_anvil.sh, else
+    ``anvil`` on PATH; None when there is none (installing is the script's job, not ours)."""
+    explicit = os.environ.get("ALYS_ANVIL")
+    if explicit:
+        return explicit
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        cached = subprocess.run(["bash", str(INSTALL_ANVIL), "--check"], capture_output=True,
+                                text=True, timeout=30)
+        if cached.returncode == 0 and cached.stdout.strip():
+            return cached.stdout.strip()
+    return shutil.which("anvil")
+
+
+def start_anvil(binary: str, directory: Path, addresses: list[bytes], slot_ms: int,
+                gas_limit: int, port: int) -> subprocess.Popen:
+    """anvil from a genesis like the node's (chain id, funded senders); ``--gas-limit`` given
+    apart since anvil takes only the alloc and chain id from ``--init``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    genesis = {
+        "config": {"chainId": DEV_CHAIN_ID},
+        "timestamp": hex(int(time.time())),
+        "gasLimit": hex(gas_limit),
+        "alloc": {"0x" + a.hex(): {"balance": hex(SENDER_BALANCE)} for a in addresses},
+    }
+    (directory / "genesis.json").write_bytes(msgspec.json.encode(genesis))
+    log = (directory / "node.log").open("wb")
+    return subprocess.Popen(
+        [binary, "--init", str(directory / "genesis.json"), "--host", "127.0.0.1", "--port",
+         str(port), "--block-time", str(slot_ms / 1000), "--gas-limit", str(gas_limit),
+         "--silent"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
@@ -356,6 +533,43 @@ def cpu_seconds(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int | None) -> list[int]:
+    """``pid`` and its descendants: the node recovers signatures in child processes, whose
+    CPU and memory are the node's too."""
+    if pid is None:
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def tree_rss_mb(pid: int | None) -> float | None:
+    """VmRSS summed over the process tree (pages shared between them counted in each)."""
+    values = [v for v in map(rss_mb, process_tree(pid)) if v is not None]
+    return round(sum(values), 1) if values else None
+
+
+def tree_cpu_seconds(pid: int | None) -> float | None:
+    values = [v for v in map(cpu_seconds, process_tree(pid)) if v is not None]
+    return sum(values) if values else None
+
+
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine, all cores (``/proc/stat``): other work on the
+    machine (tests, builds) takes cores from the node and the load generator."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
 def thread_cpu(pid: int | None) -> dict[int, float]:
@@ -443,9 +657,13 @@ class Results:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     rss: dict[str, float | None] = field(default_factory=dict)
     rss_samples: list[float] = field(default_factory=list)
+    tree_rss: dict[str, float | None] = field(default_factory=dict)
+    tree_rss_samples: list[float] = field(default_factory=list)
+    processes: int = 0
     cpu: dict[str, float | None] = field(default_factory=dict)
     load_started: float = 0.0
     load_ended: float = 0.0
+    loadavg_start: float = 0.0
     profile: dict[str, Any] | None = None
     pool: dict[str, Any] | None = None
     threads: dict[str, Any] = field(default_factory=dict)  # node CPU %: main, other threads
@@ -521,6 +739,9 @@ async def sample_rss(pid: int | None, results: Results, stop: asyncio.Event) -> 
         value = rss_mb(pid)
         if value is not None:
             results.rss_samples.append(value)
+        value = tree_rss_mb(pid)
+        if value is not None:
+            results.tree_rss_samples.append(value)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
 
@@ -598,7 +819,8 @@ def summarize_profile(collapsed: str, seconds: float, top: int = 15) -> dict[str
     }
 
 
-async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | None) -> Results:
+async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | None,
+                   profile: str | None) -> Results:
     results = Results(sent_at=[0.0] * len(plan.batches), acked_at=[0.0] * len(plan.batches),
                       seen_at=[0.0] * len(plan.hashes))
     probe = await Connection(url).open()
@@ -610,22 +832,28 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
     interval = args.batch * args.clients / args.rate
     await asyncio.sleep(0.2)
     results.rss["start"] = rss_mb(pid)
+    results.tree_rss["start"] = tree_rss_mb(pid)
+    results.processes = len(process_tree(pid))
     results.cpu["node_start"] = cpu_seconds(pid)
+    results.cpu["tree_start"] = tree_cpu_seconds(pid)
     threads_before = thread_cpu(pid)
     metrics_before = await node_metrics(url)
     metrics_at = time.perf_counter()
     results.cpu["self_start"] = time.process_time()
+    results.cpu["machine_start"] = machine_cpu()
+    results.loadavg_start = os.getloadavg()[0]
     start = time.perf_counter() + 0.05
     results.load_started = start
     profiler = None
-    if args.profile and pid is not None:
+    if profile and pid is not None:
         seconds = max(1, min(args.profile_seconds, int(args.duration)))
         delay = max(0.0, args.duration / 2 - seconds / 2)
-        profiler = asyncio.ensure_future(profile_node(pid, args.profile, delay, seconds, results))
+        profiler = asyncio.ensure_future(profile_node(pid, profile, delay, seconds, results))
 
     async def middle() -> None:
         await asyncio.sleep(args.duration / 2)
         results.rss["middle"] = rss_mb(pid)
+        results.tree_rss["middle"] = tree_rss_mb(pid)
 
     mid = asyncio.ensure_future(middle())
     await asyncio.gather(*(
@@ -634,6 +862,7 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
     ))
     results.load_ended = time.perf_counter()
     results.cpu["node_load_end"] = cpu_seconds(pid)
+    results.cpu["tree_load_end"] = tree_cpu_seconds(pid)
     threads_after = thread_cpu(pid)
     load_seconds = results.load_ended - results.load_started
     used = {tid: 100 * (spent - threads_before.get(tid, 0.0)) / load_seconds
@@ -644,6 +873,7 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
             "others": [round(v, 1) for v in sorted(used.values(), reverse=True) if v >= 0.1],
         }
     results.cpu["self_load_end"] = time.process_time()
+    results.cpu["machine_load_end"] = machine_cpu()
     await mid
     # drain: until every accepted transaction is in a block, or --drain seconds pass
     deadline = time.perf_counter() + args.drain
@@ -659,6 +889,8 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
         results.metrics = metrics_delta(metrics_before, metrics_after,
                                         time.perf_counter() - metrics_at)
     results.rss["end"] = rss_mb(pid)
+    results.tree_rss["end"] = tree_rss_mb(pid)
+    results.cpu["tree_end"] = tree_cpu_seconds(pid)
     results.rss["end_anon"] = rss_mb(pid, "RssAnon")
     results.rss["end_file"] = rss_mb(pid, "RssFile")
     stop.set()
@@ -669,6 +901,105 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
         results.pool = await probe.call("txpool_status")
     probe.close()
     return results
+
+
+async def token_balances(conn: Connection, token: bytes, holders: list[bytes]) -> list[int]:
+    out = []
+    to = "0x" + token.hex()
+    for at in range(0, len(holders), RPC_CHUNK):
+        calls = [[{"to": to, "data": "0x" + token_call(TOKEN_BALANCE_OF, h).hex()}, "latest"]
+                 for h in holders[at:at + RPC_CHUNK]]
+        out += [int(r, 16) for r in await conn.batch("eth_call", calls)]
+    return out
+
+
+async def amount_moved(conn: Connection, token: bytes | None) -> int:
+    """What the load moves: the recipient's wei, or the sinks' tokens."""
+    if token is None:
+        return int(await conn.call("eth_getBalance", "0x" + RECIPIENT.hex(), "latest"), 16)
+    return sum(await token_balances(conn, token, SINKS))
+
+
+async def fund_token(url: str, signed: Signed, timeout: float) -> dict[str, Any]:
+    """Send the token's setup, each batch waited into a block, then check it (code at the
+    token's address, every holder's balance): the load must not start on a broken setup."""
+    assert signed.token is not None
+    conn = await Connection(url).open()
+    started = time.perf_counter()
+    deployer = "0x" + signed.addresses[0].hex()
+    try:
+        for at in range(0, len(signed.setup), SETUP_CHUNK):
+            chunk = signed.setup[at:at + SETUP_CHUNK]
+            await conn.batch("eth_sendRawTransaction", [["0x" + raw.hex()] for raw in chunk])
+            want = signed.setup_nonce + at + len(chunk)
+            while int(await conn.call("eth_getTransactionCount", deployer, "latest"), 16) < want:
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"the token setup was not included in {timeout:.0f} s")
+                await asyncio.sleep(0.05)
+        if len(await conn.call("eth_getCode", "0x" + signed.token.hex(), "latest")) <= 2:
+            raise RuntimeError("the token setup left no code at the token's address")
+        balances = await token_balances(conn, signed.token, signed.addresses[1:])
+        short = sum(1 for b in balances if b != signed.token_amount)
+        if short:
+            raise RuntimeError(f"the token setup left {short} of {len(balances)} senders without "
+                               f"their {signed.token_amount} tokens")
+        deploy = await conn.call("eth_getTransactionReceipt",
+                                 "0x" + keccak256(signed.setup[0]).hex())
+    finally:
+        conn.close()
+    return {"token": "0x" + signed.token.hex(), "txs": len(signed.setup),
+            "seconds": round(time.perf_counter() - started, 2),
+            "deploy_gas_used": int(deploy["gasUsed"], 16)}
+
+
+async def verify(url: str, plan: Plan, results: Results, token: bytes | None, before: int
+                 ) -> dict[str, Any]:
+    """What the included transactions did (the module's doc, step 4); the failed ones are
+    dropped from ``results.seen_at``, so they count nowhere."""
+    conn = await Connection(url).open()
+    try:
+        included = [i for i, t in enumerate(results.seen_at) if t]
+        moved = await amount_moved(conn, token) - before
+        sample = included[::max(1, len(included) // RECEIPT_SAMPLE)][:RECEIPT_SAMPLE]
+        receipts = [r for r in await conn.batch("eth_getTransactionReceipt",
+                                                [[plan.hashes[i]] for i in sample]) if r]
+        failed = 0
+        if moved != len(included):
+            index = {h: i for i, h in enumerate(plan.hashes)}
+            for block in results.blocks:
+                if not block["ours"]:
+                    continue
+                for receipt in await conn.call("eth_getBlockReceipts", hex(block["number"])):
+                    i = index.get(receipt["transactionHash"])
+                    if i is not None and receipt["status"] != "0x1" and results.seen_at[i]:
+                        results.seen_at[i] = 0.0
+                        failed += 1
+    finally:
+        conn.close()
+    status_1 = sum(1 for r in receipts if r["status"] == "0x1")
+    gas = [int(r["gasUsed"], 16) for r in receipts]
+    return {
+        "check": "recipient balance (wei)" if token is None else "sink token balances",
+        "included": len(included), "moved": moved, "failed": failed,
+        "receipts_sampled": len(sample), "receipts_found": len(receipts),
+        "receipts_status_1": status_1,
+        "gas_used_mean": round(statistics.mean(gas)) if gas else None,
+        "ok": moved == len(included) and status_1 == len(sample),
+    }
+
+
+async def drive(url: str, plan: Plan, args: argparse.Namespace, pid: int | None,
+                signed: Signed, profile: str | None
+                ) -> tuple[Results, dict[str, Any] | None, dict[str, Any]]:
+    """The token setup (ERC-20), the load and the check, on one event loop."""
+    funded = await fund_token(url, signed, 60.0 + 10 * args.drain) if signed.token else None
+    conn = await Connection(url).open()
+    try:
+        before = await amount_moved(conn, signed.token)
+    finally:
+        conn.close()
+    results = await run_load(url, plan, args, pid, profile)
+    return results, funded, await verify(url, plan, results, signed.token, before)
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -686,8 +1017,8 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(values[-1] * 1e3, 2)}
 
 
-def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[str, Any]
-           ) -> dict[str, Any]:
+def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[str, Any],
+           checked: dict[str, Any]) -> dict[str, Any]:
     sent = [t for t in results.sent_at if t]
     acked = [t for t in results.acked_at if t]
     submitted = sum(b.size for b, t in zip(plan.batches, results.sent_at, strict=True) if t)
@@ -712,30 +1043,53 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
     interval_ms = round(gaps[len(gaps) // 2] * 1e3) if gaps else None
     slot_ms = args.slot_ms or interval_ms or 0
     base_fees = [b["base_fee"] for b in results.blocks]
-    node_cpu = None
     load_seconds = results.load_ended - results.load_started
-    if results.cpu.get("node_start") is not None and results.cpu.get("node_load_end") is not None:
-        node_cpu = round(100 * (results.cpu["node_load_end"] - results.cpu["node_start"])
-                         / load_seconds, 1)
+
+    def cpu_percent(name: str) -> float | None:
+        start, end = results.cpu.get(f"{name}_start"), results.cpu.get(f"{name}_load_end")
+        if start is None or end is None:
+            return None
+        return round(100 * (end - start) / load_seconds, 1)
+
+    node_cpu = cpu_percent("node")
+    tree_cpu = cpu_percent("tree")
+    # CPU per included transaction, load and drain: what a busy machine skews least
+    tree_spent = None
+    if results.cpu.get("tree_start") is not None and results.cpu.get("tree_end") is not None:
+        tree_spent = results.cpu["tree_end"] - results.cpu["tree_start"]
+    cpu_us_per_tx = round(1e6 * tree_spent / included, 1) if tree_spent and included else None
     self_cpu = round(100 * (results.cpu["self_load_end"] - results.cpu["self_start"])
                      / load_seconds, 1)
+    busy = round(100 * (results.cpu["machine_load_end"] - results.cpu["machine_start"])
+                 / load_seconds, 1)
+    machine = {"cpus": os.cpu_count(), "loadavg_1min_at_start": round(results.loadavg_start, 2),
+               "busy_percent": busy,
+               "others_percent": round(max(0.0, busy - (tree_cpu or 0.0) - self_cpu), 1)}
     rss = dict(results.rss)
     known = [v for v in [*results.rss_samples, *rss.values()] if v is not None]
     if known:
         rss["peak"] = max(known)
         rss["every_5s"] = results.rss_samples[::5]
+    tree_rss = dict(results.tree_rss)
+    known = [v for v in [*results.tree_rss_samples, *tree_rss.values()] if v is not None]
+    if known:
+        tree_rss["peak"] = max(known)
+        tree_rss["every_5s"] = results.tree_rss_samples[::5]
     inclusion_ms = percentiles(inclusion)
     ack_ms = percentiles(acks)
     included_rate = round(included / include_span) if include_span else 0
     sustained = statistics.median(windows) if windows else included_rate
+    goal = RATE_GOALS[args.workload]
     goals: dict[str, bool | None] = {
         # Sustained: the median 5 s window (the run's overall rate is a little under the offered
         # rate by construction: the last transactions wait up to a slot after the load stops).
-        "included_tx_per_s>=10000": sustained >= 10_000 if args.rate >= 10_000 else None,
+        f"included_tx_per_s>={goal}": sustained >= goal if args.rate >= goal else None,
         "p95_ack_ms<10": ack_ms["p95"] is not None and ack_ms["p95"] < 10,
         "p95_inclusion_ms<=slot+100": inclusion_ms["p95"] is not None
         and inclusion_ms["p95"] <= slot_ms + 100,
-        "all_accepted_included": included == results.accepted and not results.rejected,
+        "all_accepted_included": included + checked["failed"] == results.accepted
+        and not results.rejected,
+        "all_included_succeeded": checked["ok"],
     }
     if rss.get("middle") and rss.get("end"):
         # flat: the second half of the run grows the node by at most 10 %
@@ -743,6 +1097,8 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
     return {
         "tool": "loadgen",
         "mode": "short" if args.short else "full",
+        "target": setup["target"],
+        "workload": args.workload,
         "url": setup["url"],
         "config": {
             "senders": setup["senders"], "clients": args.clients, "batch": args.batch,
@@ -751,11 +1107,14 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
             "tip_gwei": args.tip_gwei, "poll_ms": args.poll_ms,
         },
         "presign": setup["presign"],
+        "token_setup": setup["token_setup"],
         "submitted": submitted,
         "accepted": results.accepted,
         "rejected": dict(results.rejected),
         "included": included,
-        "not_included": results.accepted - included,
+        "failed": checked["failed"],
+        "not_included": results.accepted - included - checked["failed"],
+        "check": checked,
         "submit_tx_per_s": round(submitted / submit_span) if submit_span else 0,
         "included_tx_per_s": included_rate,
         "included_tx_per_s_5s_windows": windows,
@@ -777,9 +1136,15 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
             "base_fee_gwei_max": round(max(base_fees) / GWEI, 3) if base_fees else None,
         },
         "node": {"pid": setup.get("pid"), "rss_mb": rss, "cpu_percent": node_cpu,
-                 "cpu_percent_by_thread": results.threads, "txpool_after": results.pool,
-                 "metrics": results.metrics},
+                 "cpu_percent_by_thread": results.threads,
+                 # with its child processes (alys-fast: the signature recovery workers)
+                 "tree": {"processes": results.processes, "cpu_percent": tree_cpu,
+                          "cpu_us_per_included_tx": cpu_us_per_tx, "rss_mb": tree_rss},
+                 "txpool_after": results.pool, "metrics": results.metrics},
         "loadgen_cpu_percent": self_cpu,
+        # CPU % (100 = one core) over the load: the machine's, and what was neither the node
+        # nor this process (other work on the machine; the signing workers are idle by then)
+        "machine": machine,
         "profile": results.profile,
         "goals": goals,
     }
@@ -792,6 +1157,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true",
                         help="CI mode: ~5 s at 4,000 tx/s, 400 senders (unless given)")
+    parser.add_argument("--workload", choices=("transfer", "erc20"), default="transfer",
+                        help="1 wei transfers, or Token transfer() calls (default transfer)")
+    parser.add_argument("--target", choices=("alys-fast", "anvil", "both"), default="alys-fast",
+                        help="the node to start and load; both: one after the other, and "
+                             "their ratio (default alys-fast)")
     parser.add_argument("--rate", type=float, help="target tx/s (default 10,000)")
     parser.add_argument("--duration", type=float, help="seconds of load (default 60)")
     parser.add_argument("--senders", type=int, help="funded senders (default 2,000)")
@@ -844,68 +1214,47 @@ async def _chain_setup(url: str, addresses: list[bytes]) -> tuple[int, list[int]
         conn.close()
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse options, run the load and return the report (what ``main`` prints)."""
-    args = parse_args(argv)
-    gas_limit = args.gas_limit or derived_gas_limit(args.rate, args.slot_ms or 500)
-    if args.prepare:
-        keys = [sender_key(i) for i in range(args.senders)]
-        config = write_node_files(args.prepare, [address_of(k) for k in keys], args.slot_ms,
-                                  gas_limit, args.port or 8545)
-        return {"prepared": str(args.prepare), "gas_limit": gas_limit,
-                "start": f"python -m alys_fast run --config {config} --log-level WARNING"}
-    total = int(args.rate * args.duration)
+def run_target(args: argparse.Namespace, target: str, signed: Signed, gas_limit: int,
+               anvil: str | None = None) -> dict[str, Any]:
+    """Start ``target`` (unless ``--url``), run the token setup, the load and the check, and
+    return the report; the target is stopped whatever happens."""
     process = None
     workdir = None
-    setup: dict[str, Any] = {"gas_limit": gas_limit}
+    setup: dict[str, Any] = {"target": target, "gas_limit": gas_limit,
+                             "senders": len(signed.addresses)}
     try:
         if args.url:
-            url = args.url
-            if args.accounts == "dev":
-                keys = [bytes.fromhex(k[2:]) for _, k in DEV_ACCOUNTS]
-            else:
-                keys = [sender_key(i) for i in range(args.senders)]
-            addresses = [address_of(k) for k in keys]
-            chain_id, starts, setup["gas_limit"] = uvloop.run(_chain_setup(url, addresses))
-            pid = args.pid
+            url, pid = args.url, args.pid
         else:
-            keys = [sender_key(i) for i in range(args.senders)]
-            addresses = [address_of(k) for k in keys]
             workdir = Path(tempfile.mkdtemp(prefix="alys-fast-loadgen-"))
             port = free_port()
-            config = write_node_files(workdir, addresses, args.slot_ms, gas_limit, port)
             url = f"http://127.0.0.1:{port}/"
-            process = start_node(config, workdir / "node.log")
+            if anvil is not None:
+                process = start_anvil(anvil, workdir, signed.addresses, args.slot_ms, gas_limit,
+                                      port)
+            else:
+                config = write_node_files(workdir, signed.addresses, args.slot_ms, gas_limit,
+                                          port)
+                process = start_node(config, workdir / "node.log")
             pid = process.pid
-            chain_id, starts = DEV_CHAIN_ID, [0] * len(keys)
-        setup.update(url=url, senders=len(keys), pid=pid)
-        args.clients = min(args.clients, len(keys))
-
+        setup.update(url=url, pid=pid)
         started = time.perf_counter()
-        # enough nonces per sender that the client with the fewest senders fills its share
-        per_sender = math.ceil(math.ceil(total / args.clients) / (len(keys) // args.clients))
-        signed = sign_all(chain_id, keys, starts, per_sender, int(args.max_fee_gwei * GWEI),
-                          int(args.tip_gwei * GWEI), args.sign_workers)
-        for raws, address in ((signed[0], addresses[0]), (signed[-1], addresses[-1])):
-            for raw in (raws[0], raws[-1]):
-                tx = recover_transaction(raw, chain_id)
-                assert tx.sender == address, "a pre-signed transaction recovers another sender"
-        signing = time.perf_counter() - started
         parts = urlsplit(url)
-        plan = build_plan(signed, args.clients, args.batch, total,
+        plan = build_plan(signed.load, args.clients, args.batch, int(args.rate * args.duration),
                           f"{parts.hostname}:{parts.port}", parts.path or "/")
-        del signed
         setup["presign"] = {
             "txs": len(plan.hashes), "batches": len(plan.batches),
-            "sign_seconds": round(signing, 2),
-            "sign_tx_per_s": round(len(plan.hashes) / signing) if signing else None,
-            "encode_seconds": round(time.perf_counter() - started - signing, 2),
+            "sign_seconds": round(signed.seconds, 2),
+            "sign_tx_per_s": round(len(plan.hashes) / signed.seconds) if signed.seconds else None,
+            "encode_seconds": round(time.perf_counter() - started, 2),
         }
         uvloop.run(wait_serving(url, process, 60.0))
-        results = uvloop.run(run_load(url, plan, args, pid))
+        profile = None if anvil is not None else args.profile
+        results, setup["token_setup"], checked = uvloop.run(
+            drive(url, plan, args, pid, signed, profile))
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the node exited during the run ({process.returncode})")
-        return report(plan, results, args, setup)
+        return report(plan, results, args, setup, checked)
     except BaseException:
         if workdir is not None and (workdir / "node.log").exists():
             tail = (workdir / "node.log").read_text(errors="replace")[-3000:]
@@ -917,6 +1266,89 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             stop_node(process)
         if workdir is not None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def side_by_side(args: argparse.Namespace, reports: dict[str, dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """Both targets' reports, their headline figures in one table, and alys-fast / anvil."""
+    def headline(r: dict[str, Any]) -> dict[str, Any]:
+        if "note" in r:
+            return r
+        return {"included_tx_per_s_sustained": r["included_tx_per_s_sustained"],
+                "included_tx_per_s": r["included_tx_per_s"], "included": r["included"],
+                "failed": r["failed"], "not_included": r["not_included"],
+                "rejected": sum(r["rejected"].values()),
+                "inclusion_ms": r["inclusion_latency_ms"], "ack_ms": r["ack_latency_ms"],
+                "rss_mb_with_children": {k: r["node"]["tree"]["rss_mb"].get(k)
+                                         for k in ("start", "end", "peak")},
+                "cpu_percent_with_children": r["node"]["tree"]["cpu_percent"],
+                "cpu_us_per_included_tx": r["node"]["tree"]["cpu_us_per_included_tx"],
+                "machine_others_cpu_percent": r["machine"]["others_percent"]}
+
+    out: dict[str, Any] = {"tool": "loadgen", "workload": args.workload, "rate": args.rate,
+                           "slot_ms": args.slot_ms,
+                           "side_by_side": {t: headline(r) for t, r in reports.items()}}
+    ours, theirs = reports["alys-fast"], reports["anvil"]
+    if "note" not in theirs:
+        key = "included_tx_per_s_sustained"
+        ratio = round(ours[key] / theirs[key], 2) if theirs[key] else None
+        out["ratio_included_tx_per_s_sustained"] = ratio
+        spent = ours["node"]["tree"]["cpu_us_per_included_tx"]
+        theirs_spent = theirs["node"]["tree"]["cpu_us_per_included_tx"]
+        out["ratio_cpu_per_tx_anvil_over_alys_fast"] = (round(theirs_spent / spent, 2)
+                                                       if spent and theirs_spent else None)
+        # at one offered rate a target that keeps up shows that rate, not its ceiling
+        if theirs[key] >= 0.9 * args.rate:
+            out["note"] = ("anvil kept up with the offered rate, so the ratio is at most "
+                           "alys-fast's share of it: offer more to compare ceilings")
+        elif ours[key] >= 0.9 * args.rate and ratio is not None and ratio < 2:
+            out["note"] = ("alys-fast kept up with the offered rate, so the ratio is a lower "
+                           "bound: offer more to compare ceilings")
+        out["goals"] = {"alys_fast_vs_anvil>=2": None if "note" in out or ratio is None
+                        else ratio >= 2}
+    out["reports"] = reports
+    return out
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse options, run the load on each target and return the report (what ``main``
+    prints): one target's, or with ``--target both`` both side by side."""
+    args = parse_args(argv)
+    tx_gas = ERC20_GAS if args.workload == "erc20" else TRANSFER_GAS
+    gas_limit = args.gas_limit or derived_gas_limit(args.rate, args.slot_ms or 500, tx_gas)
+    if args.prepare:
+        keys = [sender_key(i) for i in range(args.senders)]
+        config = write_node_files(args.prepare, [address_of(k) for k in keys], args.slot_ms,
+                                  gas_limit, args.port or 8545)
+        return {"prepared": str(args.prepare), "gas_limit": gas_limit,
+                "start": f"python -m alys_fast run --config {config} --log-level WARNING"}
+    if args.url:
+        if args.accounts == "dev":
+            keys = [bytes.fromhex(k[2:]) for _, k in DEV_ACCOUNTS]
+        else:
+            keys = [sender_key(i) for i in range(args.senders)]
+        args.clients = min(args.clients, len(keys))
+        chain_id, starts, gas_limit = uvloop.run(
+            _chain_setup(args.url, [address_of(k) for k in keys]))
+        return run_target(args, "url", presign(args, keys, chain_id, starts), gas_limit)
+    targets = ["alys-fast", "anvil"] if args.target == "both" else [args.target]
+    anvil = find_anvil() if "anvil" in targets else None
+    reports: dict[str, dict[str, Any]] = {}
+    if "anvil" in targets and anvil is None:
+        targets.remove("anvil")
+        reports["anvil"] = {"target": "anvil", "note": "anvil is not installed (run "
+                            "tools/install_anvil.sh or set ALYS_ANVIL): not measured"}
+    if targets:
+        keys = [sender_key(i) for i in range(args.senders)]
+        args.clients = min(args.clients, len(keys))
+        # fresh chains from one genesis: the same signed transactions are valid on each target
+        signed = presign(args, keys, DEV_CHAIN_ID, [0] * len(keys))
+        for target in targets:
+            reports[target] = run_target(args, target, signed, gas_limit,
+                                         anvil if target == "anvil" else None)
+    if args.target == "both":
+        return side_by_side(args, {t: reports[t] for t in ("alys-fast", "anvil")})
+    return reports[args.target]
 
 
 def main(argv: list[str] | None = None) -> None:
