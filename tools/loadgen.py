@@ -427,9 +427,6 @@ def write_node_files(directory: Path, addresses: list[bytes], slot_ms: int, gas_
     config.write_text(
         'data_dir = "data"\nchain = "spec.json"\nauthority_key_file = "authority.key"\n\n'
         f'[rpc]\nhost = "127.0.0.1"\nport = {port}\n'
-        # explicit: RpcConfig's defaults for these are broken (Limits is a slots dataclass, so
-        # ``Limits.max_body`` is a member descriptor, not 5 MiB) and the node fails every request
-        "max_body = 5242880\nmax_batch = 1000\nmax_connections = 1024\n"
     )
     return config
 

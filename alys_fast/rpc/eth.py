@@ -44,7 +44,7 @@ from alys_fast.actors import ActorError
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolError
-from alys_fast.chain.workflows import child_base_fee
+from alys_fast.chain.workflows import block_env, child_base_fee
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.errors import TransactionRejected
 from alys_fast.engine.interface import (
@@ -383,13 +383,7 @@ class EthApi:
                 base_fee=self._next_base_fee(),
             )
         header, _ = await self._header(number=at)
-        return at, BlockEnv(
-            number=header.number,
-            timestamp=header.timestamp,
-            fee_recipient=self.miner,
-            gas_limit=header.gas_limit,
-            base_fee=header.base_fee_per_gas,
-        )
+        return at, block_env(self.spec, header)
 
     async def call(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
         request = self._call_request(call)
