@@ -287,12 +287,13 @@ class EngineActor(Actor):
         older block, or with state overrides, applied to the view only."""
         if older is None and not message.overrides:
             return await self._drive(_call_steps(engine, message))
-        at = self.head_number if older is None else older
+        # A view at the head misses through to the head state, as the head engine does (so a
+        # dev chain's state edits since the head block are seen too).
         view = RevmEngine.view(fork=engine.fork, chain_id=engine.chain_id)
         if message.overrides:
             misses = [("account", address) for address in message.overrides]
-            view.override((await self.store.resolve(misses, at)).accounts, message.overrides)
-        return await drive(_call_steps(view, message), self.worker, self.store, at)
+            view.override((await self.store.resolve(misses, older)).accounts, message.overrides)
+        return await drive(_call_steps(view, message), self.worker, self.store, older)
 
     async def _drive(self, steps: Steps) -> Any:
         return await drive(steps, self.worker, self.store)

@@ -244,9 +244,10 @@ def resolve(store: ChainStore, misses: Sequence[Miss], at: int | None = None) ->
             loaded.accounts.append((miss[1], account))
         elif kind == "storage" and miss[2] is None and at is None:
             loaded.storage.append((miss[1], store.contract_storage(miss[1]), True))
-        elif kind == "storage" and miss[2] is not None and at is not None:
+        elif kind == "storage" and miss[2] is not None:
             slot = int.from_bytes(miss[2], "big")
-            loaded.storage.append((miss[1], [(slot, store.storage_at(miss[1], slot, at))], False))
+            value = store.slot(miss[1], slot) if at is None else store.storage_at(miss[1], slot, at)
+            loaded.storage.append((miss[1], [(slot, value)], False))
         elif kind == "code":
             code = store.code(miss[1])
             if code is None:

@@ -409,10 +409,12 @@ class ChainStore:
     def storage_at(self, address: bytes, slot: int, number: int) -> int:
         """A storage slot as of block ``number`` (StatePruned if not kept)."""
         self._readable(number)
-        key = address + slot.to_bytes(32, "big")
-        raw = self._before_next(b"s" + key, number)
-        if raw is None:
-            raw = self._cf["storage"].get(key)
+        raw = self._before_next(b"s" + address + slot.to_bytes(32, "big"), number)
+        return self.slot(address, slot) if raw is None else int.from_bytes(raw, "big")
+
+    def slot(self, address: bytes, slot: int) -> int:
+        """A storage slot of the head state (0 if absent)."""
+        raw = self._cf["storage"].get(address + slot.to_bytes(32, "big"))
         return 0 if raw is None else int.from_bytes(raw, "big")
 
     def unwind(self, number: int) -> None:

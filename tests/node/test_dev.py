@@ -220,6 +220,11 @@ def test_state_edits_are_seen_at_once_and_kept_by_the_next_block(w3: Web3, node:
     rpc(url, "anvil_setStorageAt", probe, "0x7", "0x" + (42).to_bytes(32, "big").hex())
     get_slot = {"to": probe, "data": "0x" + calldata("Probe", "getSlot(uint256)", 7).hex()}
     assert int.from_bytes(w3.eth.call(get_slot), "big") == 42
+    # A call with overrides runs on a view of the head: it sees the edits too.
+    spend = {"from": rich, "to": Account.create().address, "value": hex(100 * 10**18)}
+    other = {Account.create().address: {"balance": "0x1"}}
+    assert rpc(url, "eth_call", spend, "latest", other) == "0x"
+    assert rpc(url, "eth_call", get_slot, "latest", other) == "0x" + (42).to_bytes(32, "big").hex()
     assert w3.eth.get_code(probe) == runtime_code("Probe")
     # A nonce set ahead: the pool takes the sender's next transaction at it.
     sender = ACCOUNTS[7]
