@@ -293,15 +293,16 @@ class ChainActor(Actor):
                 timestamp = head.timestamp + request.interval  # anvil's: each after the last
             candidates = None
             base_fee = dev.next_base_fee
+            if base_fee is None:
+                base_fee = child_base_fee(self.spec, head)
             if request.auto:
-                candidates = await self.pool.best(
-                    self.spec.gas_limit,
-                    child_base_fee(self.spec, head) if base_fee is None else base_fee)
+                candidates = await self.pool.best(self.spec.gas_limit, base_fee)
                 if not candidates:
-                    break
+                    break  # the set base fee waits for the next block made
             now_ms = time.time_ns() // 1_000_000
             slot = dev.next_slot(head.slot, now_ms, self.spec.slot_ms, timestamp)
-            included = await self._author(head, slot, candidates, dev.take_base_fee())
+            dev.next_base_fee = None  # used once
+            included = await self._author(head, slot, candidates, base_fee)
             made.append(head.number + 1)
             if request.auto and not included:
                 break  # nothing in the pool can go in a block: do not spin

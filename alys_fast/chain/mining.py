@@ -77,11 +77,6 @@ class DevMining:
         elif self.mode == "auto":
             self.mode = "off"
 
-    def take_base_fee(self) -> int | None:
-        """The base fee set for the next block, once (None: EIP-1559's)."""
-        fee, self.next_base_fee = self.next_base_fee, None
-        return fee
-
     def increase_time(self, seconds: int) -> int:
         """``evm_increaseTime``: move the clock forward; returns the total offset in seconds."""
         if seconds < 0:
