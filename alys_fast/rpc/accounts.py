@@ -42,7 +42,7 @@ from alys_fast.rpc.dispatch import (
     data,
     quantity,
 )
-from alys_fast.rpc.eth import SUGGESTED_TIP, EthApi, access_list
+from alys_fast.rpc.eth import SUGGESTED_TIP, EthApi, access_list, pool_unavailable
 from alys_fast.rpc.formats import hexdata, transaction_json
 from alys_fast.validation import InvalidTransaction, Transaction, with_sender
 
@@ -286,7 +286,7 @@ class AccountsApi:
             try:
                 nonce = await eth.pool.pending_nonce(request.sender)
             except ActorError as exc:
-                raise ServerError(f"transaction pool unavailable: {exc}") from None
+                raise pool_unavailable("eth_sendTransaction", exc) from None
         return msgspec.structs.replace(request, gas=gas, nonce=nonce)
 
     async def send_transaction(self, tx: Any) -> str:

@@ -219,8 +219,7 @@ class EthApi:
         try:
             results = await self.pool.submit(items)
         except ActorError as exc:
-            log.warning("eth_sendRawTransaction: the pool did not answer: %s", exc)
-            raise ServerError("transaction pool unavailable, retry") from None
+            raise pool_unavailable("eth_sendRawTransaction", exc) from None
         out: list[str | RpcError] = []
         accepted = []
         for result in results:
@@ -685,6 +684,13 @@ def _recovery_pool() -> ThreadPoolExecutor:
 
 def _hashes(record: BlockRecord) -> tuple[bytes, ...]:
     return tuple(_keccak256(raw) for raw in record.transactions)
+
+
+def pool_unavailable(method: str, exc: ActorError) -> ServerError:
+    """The client's answer when the pool actor does not (restarting, overloaded): the actor's
+    own error is the log's, not the client's."""
+    log.warning("%s: the pool did not answer: %s", method, exc)
+    return ServerError("transaction pool unavailable, retry")
 
 
 def storage_word(value: Any) -> int:
