@@ -87,6 +87,11 @@ and for the main thread (the event loop). py-spy counts some waiting threads as 
 executor threads blocked in ``_worker`` / ``Condition.wait``); the CPU figures from ``/proc``
 are the ones to trust for how busy a thread is.
 
+``--abuse-after S`` starts ``tools/abuse.py`` (every attack, from 127.0.0.2) S seconds into
+the load and keeps it up until the load ends; the report's ``abuse`` part splits the honest
+figures (acks, inclusion, included tx/s) into the batches sent before and during the abuse,
+and holds what the attacks achieved, so both come from one run on one node.
+
 ``--short`` (CI): 5 s at 4,000 tx/s from 400 senders, 250 ms slots (about 6 s in all).
 
 Examples::
@@ -95,6 +100,7 @@ Examples::
     python tools/loadgen.py --rate 11000 --slot-ms 1000 --profile /tmp/node.txt
     python tools/loadgen.py --workload erc20 --slot-ms 1000 --target both
     python tools/loadgen.py --short                 # the CI run (a few seconds)
+    python tools/loadgen.py --duration 60 --abuse-after 30   # honest load, then under abuse
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import itertools
 import json
 import math
@@ -665,6 +672,8 @@ class Results:
     pool: dict[str, Any] | None = None
     threads: dict[str, Any] = field(default_factory=dict)  # node CPU %: main, other threads
     metrics: dict[str, Any] | None = None
+    abuse_started: float = 0.0  # perf_counter; 0: no abuse
+    abuse: dict[str, Any] | None = None
 
 
 async def client(url: str, batches: list[Batch], interval: float, start: float,
@@ -853,11 +862,18 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
         results.tree_rss["middle"] = tree_rss_mb(pid)
 
     mid = asyncio.ensure_future(middle())
+    stop_abuse = asyncio.Event()
+    attacker = None
+    if args.abuse_after:
+        attacker = asyncio.ensure_future(run_abuse(url, args.abuse_after, stop_abuse, results))
     await asyncio.gather(*(
         client(url, batches, interval, start + c * interval / args.clients, results)
         for c, batches in enumerate(plan.per_client)
     ))
     results.load_ended = time.perf_counter()
+    stop_abuse.set()
+    if attacker is not None:
+        await attacker
     results.cpu["node_load_end"] = cpu_seconds(pid)
     results.cpu["tree_load_end"] = tree_cpu_seconds(pid)
     threads_after = thread_cpu(pid)
@@ -898,6 +914,23 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
         results.pool = await probe.call("txpool_status")
     probe.close()
     return results
+
+
+async def run_abuse(url: str, after: float, stop: asyncio.Event, results: Results) -> None:
+    """Every attack of tools/abuse.py from 127.0.0.2, ``after`` seconds into the load until
+    ``stop``; what it achieved goes into the results."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), after)
+    if stop.is_set():
+        return
+    # tools/abuse.py, also when this file is loaded by path (benches/bench_node.py)
+    spec = importlib.util.spec_from_file_location("alys_fast_abuse", ROOT / "tools" / "abuse.py")
+    abuse = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(abuse)
+    results.abuse_started = time.perf_counter()
+    tally = await abuse.attack(url, source="127.0.0.2", attacks=abuse.ATTACKS, idle=1100,
+                               ws=400, subs=128, stop=stop)
+    results.abuse = tally.as_dict()
 
 
 async def token_balances(conn: Connection, token: bytes, holders: list[bytes]) -> list[int]:
@@ -1012,6 +1045,35 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
         return round(values[min(n - 1, int(q * n))] * 1e3, 2)
 
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(values[-1] * 1e3, 2)}
+
+
+def abuse_split(plan: Plan, results: Results) -> dict[str, Any] | None:
+    """The honest figures for batches sent before the abuse began and while it lasted."""
+    if not results.abuse_started:
+        return None
+    began = results.abuse_started
+    phases: dict[str, dict[str, Any]] = {}
+    for name, during in (("without_abuse", False), ("with_abuse", True)):
+        batches = [b for b, sent in enumerate(results.sent_at)
+                   if sent and (sent >= began) == during]
+        if not batches:
+            continue
+        chosen = set(batches)
+        sent = [results.sent_at[b] for b in batches]
+        acks = [results.acked_at[b] - results.sent_at[b] for b in batches if results.acked_at[b]]
+        seen = [(i, t) for i, t in enumerate(results.seen_at) if t and plan.batch_of[i] in chosen]
+        inclusion = [t - results.sent_at[plan.batch_of[i]] for i, t in seen]
+        span = max(sent) - min(sent)
+        phases[name] = {
+            "seconds": round(span, 1),
+            "offered_txs": sum(plan.batches[b].size for b in batches),
+            "included": len(seen),
+            "included_tx_per_s": round(len(seen) / span) if span else None,
+            "ack_latency_ms": percentiles(acks),
+            "inclusion_latency_ms": percentiles(inclusion),
+        }
+    return {"started_s_into_load": round(began - results.load_started, 1), **phases,
+            "attacks": results.abuse}
 
 
 def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[str, Any],
@@ -1143,6 +1205,7 @@ def report(plan: Plan, results: Results, args: argparse.Namespace, setup: dict[s
         # nor this process (other work on the machine; the signing workers are idle by then)
         "machine": machine,
         "profile": results.profile,
+        "abuse": abuse_split(plan, results),
         "goals": goals,
     }
 
@@ -1187,6 +1250,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="py-spy record the node into FILE (.txt: raw + summary, .json: "
                              "speedscope, else SVG)")
     parser.add_argument("--profile-seconds", type=int, default=20)
+    parser.add_argument("--abuse-after", type=float, default=0.0, metavar="S",
+                        help="start tools/abuse.py S seconds into the load (default: never)")
     args = parser.parse_args(argv)
     short = args.short
     args.rate = args.rate or (4_000.0 if short else 10_000.0)
