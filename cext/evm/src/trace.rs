@@ -206,12 +206,48 @@ impl Tracer for GethTraces {
     }
 }
 
+/// A step's halt as geth's struct logger words it (core/vm/errors.go): revm-inspectors writes
+/// the status in Rust's debug form, `Some(OutOfGas)`.
+fn geths_halt(status: &str, op: &str) -> String {
+    let name = status
+        .strip_prefix("Some(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or(status);
+    match name {
+        "OutOfGas" | "MemoryOOG" | "MemoryLimitOOG" | "PrecompileOOG" | "InvalidOperandOOG" => {
+            "out of gas".into()
+        }
+        "OpcodeNotFound" | "NotActivated" => format!("invalid opcode: {op}"),
+        "InvalidFEOpcode" => "invalid opcode: INVALID".into(),
+        "StackUnderflow" => "stack underflow".into(),
+        "StackOverflow" => "stack limit reached".into(),
+        "InvalidJump" => "invalid jump destination".into(),
+        "StateChangeDuringStaticCall" => "write protection".into(),
+        "CallTooDeep" => "max call depth exceeded".into(),
+        "OutOfFunds" => "insufficient balance for transfer".into(),
+        "OutOfOffset" => "return data out of bounds".into(),
+        "CreateCollision" => "contract address collision".into(),
+        "NonceOverflow" => "nonce uint64 overflow".into(),
+        "CreateContractSizeLimit" => "max code size exceeded".into(),
+        "CreateInitCodeSizeLimit" => "max initcode size exceeded".into(),
+        "CreateContractStartingWithEF" => "invalid code: must not begin with 0xef".into(),
+        "OverflowPayment" => "gas uint64 overflow".into(),
+        "Revert" => "execution reverted".into(),
+        // Any other status, in words: "InvalidEXTCALLTarget" -> "invalid e x t c a l l target"
+        // would be worse than the name itself, so the name is kept.
+        other => other.into(),
+    }
+}
+
 /// The struct logger's frame as geth writes it (its `toLegacyJSON`): memory and storage words
-/// in bare hex, where revm-inspectors writes them with `0x`, and no empty memory or return
-/// data, nor a refund counter of 0.
+/// in bare hex, where revm-inspectors writes them with `0x`, no empty memory or return data,
+/// nor a refund counter of 0, and halts in geth's words.
 fn geths_struct_logs(mut frame: DefaultFrame) -> serde_json::Result<String> {
     let bare = |word: &str| word.trim_start_matches("0x").to_owned();
     for log in &mut frame.struct_logs {
+        if let Some(error) = &mut log.error {
+            *error = geths_halt(error, &log.op);
+        }
         log.refund_counter = log.refund_counter.filter(|refund| *refund != 0);
         log.return_data = log.return_data.take().filter(|data| !data.is_empty());
         log.memory = log.memory.take().filter(|memory| !memory.is_empty());
@@ -531,6 +567,25 @@ mod tests {
             .expect("steps")
             .iter()
             .all(|l| l.get("memory").is_none()));
+    }
+
+    #[test]
+    fn halts_are_written_in_geths_words() {
+        assert_eq!(geths_halt("Some(OutOfGas)", "SSTORE"), "out of gas");
+        assert_eq!(geths_halt("Some(MemoryOOG)", "MSTORE"), "out of gas");
+        assert_eq!(
+            geths_halt("Some(OpcodeNotFound)", "opcode 0xc0"),
+            "invalid opcode: opcode 0xc0"
+        );
+        assert_eq!(
+            geths_halt("Some(InvalidFEOpcode)", "INVALID"),
+            "invalid opcode: INVALID"
+        );
+        assert_eq!(geths_halt("Some(StackUnderflow)", "ADD"), "stack underflow");
+        assert_eq!(
+            geths_halt("Some(InvalidJump)", "JUMP"),
+            "invalid jump destination"
+        );
     }
 
     #[test]
