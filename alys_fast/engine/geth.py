@@ -1,0 +1,273 @@
+"""geth as the node's execution client: its genesis from our chain spec, the JWT secret, and
+the child process (init, start, ready, stop).
+
+The EL genesis is Alys's (``etc/config/dev-genesis.json``, ALYS-PROTOCOL §5): every fork
+through London at block 0, merged at genesis (``terminalTotalDifficulty`` 0, difficulty 0),
+``shanghaiTime`` 0, and for a Cancun chain ``cancunTime`` 0 with the blob schedule geth ≥ 1.15
+requires; the spec's chain id, timestamp, gas limit, initial base fee and alloc. geth's
+EIP-1559 rules are fixed (elasticity 2, denominator 8), so a spec with others is refused here
+rather than forking at block 1.
+
+geth runs as Alys runs it (``scripts/utils/geth.sh``): full sync, the hash state scheme and
+archive GC, no peers, no discovery, no IPC; the Engine API (``--authrpc.*``, JWT) and the public
+HTTP RPC on 127.0.0.1 ports, the miner's gas limit pinned to the spec's. Its output goes to a
+log file. Stopping is three steps: SIGTERM, wait ``grace`` seconds (geth flushes its caches to
+disk), SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from alys_fast.engine.engine_api import EngineRpcError, EngineUnavailable, EthRpc
+from alys_fast.engine.errors import EngineError
+
+if TYPE_CHECKING:  # the engine sits below the chain: the spec is only read here
+    from alys_fast.chain.spec import ChainSpec
+
+GETH_VERSION = "1.17.10"
+# geth's (and London's) EIP-1559 parameters; geth takes no others.
+GETH_FEE_RULES = (2, 8)
+# Cancun's blob schedule (EIP-4844/7691 mainnet values): geth requires an entry per blob fork.
+CANCUN_BLOBS = {"target": 3, "max": 6, "baseFeeUpdateFraction": 3338477}
+PRE_MERGE_FORKS = (
+    "homesteadBlock", "eip150Block", "eip155Block", "eip158Block", "byzantiumBlock",
+    "constantinopleBlock", "petersburgBlock", "istanbulBlock", "berlinBlock", "londonBlock",
+    "mergeNetsplitBlock",
+)
+
+
+class GethError(EngineError):
+    """geth could not be set up, started or reached; the message ends with its log's tail."""
+
+
+def el_genesis(spec: ChainSpec) -> dict[str, Any]:
+    """geth's genesis JSON for ``spec`` (see the module docstring)."""
+    fees = spec.fees
+    if (fees.elasticity_multiplier, fees.max_change_denominator) != GETH_FEE_RULES:
+        raise GethError(
+            f"geth follows EIP-1559 with elasticity 2 and denominator 8; the chain spec has "
+            f"{fees.elasticity_multiplier} and {fees.max_change_denominator}")
+    if spec.fork not in ("shanghai", "cancun"):
+        raise GethError(f"the geth backend runs Shanghai or Cancun chains, not {spec.fork}")
+    config: dict[str, Any] = {"chainId": spec.chain_id}
+    config |= dict.fromkeys(PRE_MERGE_FORKS, 0)
+    config |= {"terminalTotalDifficulty": 0, "shanghaiTime": 0}
+    if spec.fork == "cancun":
+        config |= {"cancunTime": 0, "blobSchedule": {"cancun": CANCUN_BLOBS}}
+    alloc = {}
+    for address, account in spec.alloc.items():
+        entry: dict[str, Any] = {"balance": hex(account.balance)}
+        if account.nonce:
+            entry["nonce"] = hex(account.nonce)
+        if account.code != "0x":
+            entry["code"] = account.code
+        if account.storage:
+            entry["storage"] = {f"0x{int(k, 16):064x}": f"0x{int(v, 16):064x}"
+                                for k, v in account.storage.items()}
+        alloc[address.lower()] = entry
+    return {
+        "config": config,
+        "nonce": "0x0",
+        "timestamp": hex(spec.genesis_timestamp),
+        "extraData": "0x",
+        "gasLimit": hex(spec.gas_limit),
+        "difficulty": "0x0",
+        "mixHash": "0x" + "00" * 32,
+        "coinbase": "0x" + "00" * 20,
+        "baseFeePerGas": hex(fees.initial_base_fee),
+        "alloc": alloc,
+    }
+
+
+def write_el_genesis(spec: ChainSpec, path: Path) -> Path:
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(el_genesis(spec))))
+    return path
+
+
+def ensure_jwt_secret(path: Path) -> bytes:
+    """The 32-byte Engine API secret in ``path`` (hex, as geth reads it); written with mode
+    0600 if the file does not exist."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    text = path.read_text().strip().removeprefix("0x")
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    if len(secret) != 32:
+        raise GethError(f"{path}: a JWT secret must be 32 bytes as 64 hex digits")
+    return secret
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GethProcess:
+    """One geth child process over a data dir (see the module docstring).
+
+    ``datadir`` holds geth's chain (``datadir/geth``), the genesis, the JWT secret and the log
+    unless told otherwise. Ports of 0 are chosen free at construction, so a restart on the same
+    data dir keeps its URLs.
+    """
+
+    def __init__(
+        self,
+        binary: str | Path,
+        datadir: Path,
+        spec: ChainSpec,
+        *,
+        auth_port: int = 0,
+        http_port: int = 0,
+        jwt_secret_path: Path | None = None,
+        log_path: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.binary = str(binary)
+        self.datadir = datadir
+        self.spec = spec
+        self.auth_port = auth_port or free_port()
+        self.http_port = http_port or free_port()
+        self.jwt_secret_path = jwt_secret_path or datadir / "jwtsecret"
+        self.genesis_path = datadir / "genesis.json"
+        self.log_path = log_path or datadir / "geth.log"
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def auth_url(self) -> str:
+        return f"http://127.0.0.1:{self.auth_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def jwt_secret(self) -> bytes:
+        return ensure_jwt_secret(self.jwt_secret_path)
+
+    def init(self, timeout: float = 60.0) -> None:
+        """Write the genesis and the JWT secret, and ``geth init`` the data dir (idempotent:
+        geth accepts the same genesis again, and refuses another with its reason)."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        write_el_genesis(self.spec, self.genesis_path)
+        self.jwt_secret()
+        command = [self.binary, "--datadir", str(self.datadir), "--state.scheme", "hash",
+                   "init", str(self.genesis_path)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise GethError(f"geth init could not run: {exc}") from None
+        if done.returncode != 0:
+            raise GethError(f"geth init failed ({done.returncode}): "
+                            + done.stderr.strip()[-800:])
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "--datadir", str(self.datadir),
+            "--networkid", str(self.spec.chain_id),
+            "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
+            "--nodiscover", "--maxpeers", "0", "--port", "0", "--nat", "none", "--ipcdisable",
+            "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(self.auth_port),
+            "--authrpc.jwtsecret", str(self.jwt_secret_path),
+            "--http", "--http.addr", "127.0.0.1", "--http.port", str(self.http_port),
+            "--http.api", "eth,net,web3,txpool",
+            "--miner.gaslimit", str(self.spec.gas_limit),
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        """Start geth (the data dir must be initialised); returns at once: see wait_ready."""
+        if self.is_alive():
+            raise GethError(f"geth is already running (pid {self.pid})")
+        with open(self.log_path, "ab") as log:
+            # Its own session: a signal to the node's group never reaches geth by accident,
+            # and geth's output goes to a file, so nothing blocks on a full pipe.
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until geth answers on its HTTP RPC and Engine API ports; GethError (with
+        the log's tail) if it exits or does not answer within ``timeout`` seconds."""
+        rpc = EthRpc(self.http_url, timeout=2.0, max_connections=1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                if not self.is_alive():
+                    code = None if self.proc is None else self.proc.returncode
+                    raise GethError(f"geth exited ({code}) before it was ready\n{self.log_tail()}")
+                try:
+                    await rpc.call("eth_chainId", [])
+                    await _connects("127.0.0.1", self.auth_port)
+                    return
+                except (EngineUnavailable, EngineRpcError, OSError):
+                    if loop.time() > deadline:
+                        raise GethError(f"geth did not answer within {timeout:g} s\n"
+                                        + self.log_tail()) from None
+                    await asyncio.sleep(0.05)
+        finally:
+            await rpc.close()
+
+    async def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if geth is still there after ``grace`` seconds; its exit
+        code (None if it was not running)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a stopped geth cannot handle SIGTERM
+                proc.terminate()
+            if not await _exited(proc, grace):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await _exited(proc, 5.0)
+        return proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no geth log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+async def _exited(proc: subprocess.Popen[bytes], within: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while proc.poll() is None:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def _connects(host: str, port: int) -> None:
+    _, writer = await asyncio.open_connection(host, port)
+    writer.close()
