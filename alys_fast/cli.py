@@ -15,6 +15,7 @@ from alys_fast import __version__
 
 # Sub-command groups, each a module with ``register(subparsers) -> None``.
 COMMAND_MODULES = (
+    "alys_fast.auxpow.cli",
     "alys_fast.engine.cli",
     "alys_fast.node.cli",
     "alys_fast.node.keys",

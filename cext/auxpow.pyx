@@ -211,6 +211,22 @@ def merkle_root(bytes leaf, tuple branch, int32_t index) -> bytes:
     return PyBytes_FromStringAndSize(<const char *> h, 32)
 
 
+cdef bytes _fold_side_mask(bytes leaf, tuple branch, uint32_t mask):
+    """Alys's ``check_merkle_branch``: bit ``n % 32`` of the u32 side mask (a release-build Rust
+    shift) puts branch hash n on the left; no index is special, unlike :func:`merkle_root`."""
+    cdef uint8_t h[32]
+    cdef bytes b
+    cdef Py_ssize_t n = 0
+    memcpy(h, PyBytes_AS_STRING(leaf), 32)
+    for b in branch:
+        if (mask >> (n & 31)) & 1:
+            _pair(<const uint8_t *> PyBytes_AS_STRING(b), h, h)
+        else:
+            _pair(h, <const uint8_t *> PyBytes_AS_STRING(b), h)
+        n += 1
+    return PyBytes_FromStringAndSize(<const char *> h, 32)
+
+
 cpdef uint32_t expected_index(uint32_t nonce, uint32_t chain_id, int h):
     """getExpectedIndex: the slot a chain must take in the merged-mining tree (R10)."""
     cdef uint32_t r = nonce * 1103515245u + 12345u
@@ -234,9 +250,11 @@ cdef uint32_t _le32(const uint8_t *q):
 def check(tuple proof, bytes committed_hash, uint32_t chain_id, bint alys, bint strict_chain_id,
           bytes pow_hash, bytes target) -> None:
     """The structural rules R1-R10 in Dogecoin's order, then V6 (``pow_hash`` <= ``target``,
-    both 32 bytes little-endian); Alys reads its commitment from coinbase output 2 or 3 (AL1)."""
+    both 32 bytes little-endian); Alys reads its commitment from coinbase output 2 or 3 (AL1),
+    folds branches by their u32 side masks (AL2) and commits to the chain root's own bytes,
+    unreversed (AL3: the script holds createauxblock's ``hash`` verbatim for an empty branch)."""
     cdef bytes script, root, out
-    cdef uint8_t vch_root[32]
+    cdef uint8_t script_root[32]
     cdef const uint8_t *s
     cdef const uint8_t *r
     cdef Py_ssize_t n, pc, head, i
@@ -254,25 +272,34 @@ def check(tuple proof, bytes committed_hash, uint32_t chain_id, bint alys, bint 
     h = len(chain_branch)
     if h > MAX_CHAIN_BRANCH:
         raise AuxPowError("chain-merkle-branch-too-long", f"{h} hashes, at most 30")
-    root = merkle_root(txid, branch, index if alys else 0)
+    if alys:
+        root = _fold_side_mask(txid, branch, <uint32_t> <int32_t> index)
+    else:
+        root = merkle_root(txid, branch, 0)
     if memcmp(PyBytes_AS_STRING(root), PyBytes_AS_STRING(parent) + 36, 32) != 0:
         raise AuxPowError("coinbase-not-in-parent-merkle-root",
                           "the coinbase branch does not reach the parent's merkle root")
     if script_sig is None:
         raise AuxPowError("coinbase-has-no-inputs", "the parent coinbase has no inputs")
-    root = merkle_root(committed_hash, chain_branch, chain_index)
-    r = <const uint8_t *> PyBytes_AS_STRING(root)
-    for i in range(32):
-        vch_root[i] = r[31 - i]
     if alys:
+        root = _fold_side_mask(committed_hash, chain_branch, <uint32_t> <int32_t> chain_index)
+        memcpy(script_root, PyBytes_AS_STRING(root), 32)
+    else:
+        root = merkle_root(committed_hash, chain_branch, chain_index)
+        r = <const uint8_t *> PyBytes_AS_STRING(root)
+        for i in range(32):
+            script_root[i] = r[31 - i]
+    if alys:
+        # Alys's CoinbaseVout: output 2 if it is the whole commitment to this root, else 3.
         script = None
         for i in (2, 3):
             if i < len(outputs):
                 out = outputs[i]
-                if len(out) == 44 and memcmp(PyBytes_AS_STRING(out), MM_HEADER, 4) == 0:
+                if (len(out) == 44 and memcmp(PyBytes_AS_STRING(out), MM_HEADER, 4) == 0
+                        and memcmp(PyBytes_AS_STRING(out) + 4, script_root, 32) == 0):
                     script = out
                     break
-        if script is None or memcmp(PyBytes_AS_STRING(script) + 4, vch_root, 32) != 0:
+        if script is None:
             raise AuxPowError("chain-merkle-root-not-in-coinbase",
                               "no 44-byte commitment to the chain root in coinbase output 2 or 3")
         pc = 4
@@ -281,7 +308,7 @@ def check(tuple proof, bytes committed_hash, uint32_t chain_id, bint alys, bint 
     s = <const uint8_t *> PyBytes_AS_STRING(script)
     n = PyBytes_GET_SIZE(script)
     if not alys:
-        pc = _find(s, n, vch_root, 32, 0)
+        pc = _find(s, n, script_root, 32, 0)
         if pc < 0:
             raise AuxPowError("chain-merkle-root-not-in-coinbase",
                               "the chain merkle root is not in the coinbase scriptSig")

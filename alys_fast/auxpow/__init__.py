@@ -62,6 +62,19 @@ def target_from_bits(bits: int) -> int:
     return target
 
 
+def compact_from_target(target: int) -> int:
+    """Bitcoin's GetCompact (Alys's ``target_to_compact_lossy``): keep the top three bytes,
+    moving to a larger size when the top bit would read as a sign; 0 gives 0."""
+    if not 0 <= target < 2**256:
+        raise ValueError(f"a target is a 256-bit unsigned integer, got {target}")
+    size = (target.bit_length() + 7) // 8
+    word = target << 8 * (3 - size) if size <= 3 else target >> 8 * (size - 3)
+    if word & 0x00800000:
+        word >>= 8
+        size += 1
+    return word | size << 24
+
+
 def parent_pow_hash(parent_header: bytes, pow_algo: PowAlgo = "sha256d") -> bytes:
     """The parent's PoW hash: SHA256d, or Dogecoin's scrypt(N=1024, r=1, p=1) of the header."""
     if pow_algo == "scrypt":

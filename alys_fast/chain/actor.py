@@ -10,6 +10,14 @@ A development chain (``ctx.dev_mining`` set, see :mod:`alys_fast.chain.mining`) 
 instead by its mining mode: a block when transactions arrive (:class:`Mine` with ``auto``),
 every ``interval_ms``, or only when asked (:class:`Mine`), each in the slot the dev clock picks.
 
+Merged mining (:mod:`alys_fast.auxpow.finality`): the actor owns the chain's :class:`Finality`,
+fed every imported block. A proof queued with :class:`QueuePow` (submitted to this node's
+consensus RPC, or later received from a peer: one path) goes into the next block this node
+authors; when a block would be more than ``max_blocks_without_pow`` past the last finalized one
+and no proof is queued, the slot is skipped with a "need PoW" log line (production halts until
+a proof arrives; ``/health`` says so). ``ctx.stats["auxpow"]`` carries the finality for
+``/health``, ``/metrics`` and the status page.
+
 Failure is handled by crashing: if authoring or importing fails, the actor raises, its
 supervisor restarts it, and :meth:`ChainActor.started` rebuilds the head from storage and checks
 the engine agrees, so no half-done block survives a failure. Blocks are authored every slot,
@@ -26,10 +34,18 @@ from typing import Any
 import msgspec
 
 from alys_fast.actors import Actor, ActorStopped, CircuitOpen, MailboxFull
+from alys_fast.auxpow.finality import (
+    AuxWork,
+    Finality,
+    FinalityState,
+    NoWork,
+    UnfinalizedHashes,
+)
 from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms
 from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import BlockIncluded, PoolClient, Resync
 from alys_fast.chain.workflows import (
+    FINALITY_KEY,
     BlockImportWorkflow,
     ImportedBlock,
     authority_addresses,
@@ -44,8 +60,8 @@ from alys_fast.node.context import CHAIN, RPC, TXPOOL, NodeContext
 from alys_fast.node.offload import Worker
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
-from alys_fast.validation import Header
-from alys_fast.validation.blocks import address_of
+from alys_fast.validation import Header, InvalidBlock, decode_header
+from alys_fast.validation.blocks import AuxPowHeader, address_of
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +73,32 @@ class Tick(msgspec.Struct, frozen=True):
 
 
 class NewHead(msgspec.Struct, frozen=True):
-    """Told to the RPC actor when the head moves (``imported`` None after a restart)."""
+    """Told to the RPC actor when the head moves (``imported`` None after a restart), with the
+    number of the last finalized block (the ``finalized`` and ``safe`` tags)."""
 
     header: Header
     imported: ImportedBlock | None = None
+    finalized: int = 0
+
+
+class CreateAuxBlock(msgspec.Struct, frozen=True):
+    """-> the :class:`AuxWork` over every unfinalized block, or the :class:`NoWork` refusing it."""
+
+
+class QueuePow(msgspec.Struct, frozen=True):
+    """-> True if ``header`` was checked and queued for the next block this node authors, False
+    if a proof of the same range already is, or the InvalidBlock naming the broken rule. A
+    proof submitted here and one a peer gossips take this one path."""
+
+    header: AuxPowHeader
+
+
+class GetQueuedPow(msgspec.Struct, frozen=True):
+    """-> the queued AuxPowHeader, or None."""
+
+
+class GetFinality(msgspec.Struct, frozen=True):
+    """-> the chain's :class:`FinalityState`."""
 
 
 class Mine(msgspec.Struct, frozen=True):
@@ -120,9 +158,10 @@ class Revert(msgspec.Struct, frozen=True):
 
 
 ChainMessage = Tick | Mine | SetMining | MoveTime | SetNextBaseFee | GetMining | TakeSnapshot
-ChainMessage |= Revert | EditState
+ChainMessage |= Revert | EditState | CreateAuxBlock | QueuePow | GetQueuedPow | GetFinality
 _DEV_MESSAGES = (
     Mine, SetMining, MoveTime, SetNextBaseFee, GetMining, TakeSnapshot, Revert, EditState)
+_POW_MESSAGES = (CreateAuxBlock, QueuePow, GetQueuedPow, GetFinality)
 # Most blocks one Mine makes: a bounded wait for its asker.
 MAX_MINE = 10_000
 
@@ -141,6 +180,7 @@ class ChainActor(Actor):
         self.worker = Worker("chain")  # hashing and validating blocks, off the event loop
         self.my_slot: int | None = None
         self.dev = ctx.dev_mining  # None: an Aura node on the wall clock
+        self.finality: Finality | None = None  # loaded from storage when the actor starts
         # A dev chain's state after edits since the head block (None: the head's own).
         self.edited_root: bytes | None = None
         if ctx.authority_key is not None:
@@ -154,6 +194,7 @@ class ChainActor(Actor):
             "head": 0, "blocks": 0, "transactions": 0, "missed_slots": 0,
             "build_seconds": Histogram(), "import_seconds": Histogram(),
         })
+        self.pow_stats = ctx.stats.setdefault("auxpow", {"halted": None})
 
     async def started(self) -> None:
         head = await self.store.head_header()
@@ -171,8 +212,9 @@ class ChainActor(Actor):
         self.head = head
         self.edited_root = edited
         self.stats["head"] = head.number
+        self.finality = await self._load_finality(head)
         self.ctx.tell(TXPOOL, Resync(child_base_fee(self.spec, head)))
-        self.ctx.tell(RPC, NewHead(head))
+        self.ctx.tell(RPC, NewHead(head, finalized=self.finality.state.finalized_number))
         log.info("chain at head %d 0x%s", head.number, head.hash.hex())
         self._schedule()
 
@@ -187,6 +229,8 @@ class ChainActor(Actor):
             finally:
                 self._schedule()
             return None
+        if kind in _POW_MESSAGES:
+            return self._pow(message)
         if kind not in _DEV_MESSAGES:
             raise TypeError(f"chain: unexpected message {message!r}")
         dev = self.dev
@@ -226,6 +270,91 @@ class ChainActor(Actor):
     def pre_restart(self, error: BaseException) -> None:
         self._cancel()
         self.worker.close()
+
+    # --- merged mining ----------------------------------------------------------------------
+
+    def _pow(self, message: ChainMessage) -> object:
+        finality = self.finality
+        assert finality is not None
+        kind = type(message)
+        if kind is CreateAuxBlock:
+            try:
+                return finality.work()
+            except NoWork as exc:
+                return exc
+        if kind is QueuePow:
+            try:
+                queued = finality.queue(message.header)
+            except InvalidBlock as exc:
+                return exc
+            if queued:
+                log.info("queued an AuxPoW for the blocks up to 0x%s",
+                         message.header.range_end.hex())
+            self._publish_finality()
+            return queued
+        if kind is GetQueuedPow:
+            return finality.queued
+        return finality.state
+
+    async def _load_finality(self, head: Header) -> Finality:
+        """The finality stored with the blocks, and the hashes of the blocks after it."""
+        raw = await self.store.meta(FINALITY_KEY)
+        if raw is None:
+            state = FinalityState.genesis(self.spec, (await self.store.block_hashes(0, 0))[0])
+        else:
+            state = FinalityState.decode(raw)
+        hashes = await self.store.block_hashes(state.finalized_number + 1, head.number)
+        finality = Finality(self.spec, state, UnfinalizedHashes(hashes), head.number)
+        self.finality = finality
+        self._publish_finality()
+        return finality
+
+    async def _finality_at(self, number: int) -> FinalityState:
+        """The finality as it was when block ``number`` was the head (a dev chain's revert):
+        each PoW block names the previous one (``height - 1``) and its range's end."""
+        assert self.finality is not None
+        state = self.finality.state
+        while state.pow_number > number:
+            aux = (await self._header_at(state.pow_number)).auxpow
+            assert aux is not None, "a PoW block carries an AuxPoW header"
+            previous = aux.height - 1
+            if previous == 0:
+                genesis = (await self.store.block_hashes(0, 0))[0]
+                state = FinalityState.genesis(self.spec, genesis)
+                continue
+            header = await self._header_at(previous)
+            assert header.auxpow is not None
+            end = await self.store.block(hash=header.auxpow.range_end)
+            assert end is not None
+            state = FinalityState(end.number, end.hash, previous, header.hash, header.auxpow.bits)
+        return state
+
+    async def _header_at(self, number: int) -> Header:
+        record = await self.store.block(number=number)
+        assert record is not None, f"block {number} is stored"
+        return decode_header(record.header)
+
+    def _proof_for_next_block(self) -> AuxPowHeader | None:
+        assert self.finality is not None
+        try:
+            return self.finality.proof_for_next_block()
+        except InvalidBlock as exc:
+            log.warning("dropping the queued AuxPoW, no longer valid on the head: %s", exc)
+            return None
+
+    def _publish_finality(self) -> None:
+        """The finality into ``ctx.stats["auxpow"]``, for /health, /metrics and the status page."""
+        finality = self.finality
+        assert finality is not None
+        state = finality.state
+        self.pow_stats.update(
+            finalized=state.finalized_number,
+            finalized_hash=state.finalized_hash,
+            pow_block=state.pow_number,
+            blocks_since_finality=finality.blocks_since_finality(),
+            max_blocks_without_pow=self.spec.max_blocks_without_pow,
+            queued=finality.queued is not None,
+        )
 
     def stopped(self) -> None:
         self._cancel()
@@ -303,6 +432,10 @@ class ChainActor(Actor):
             slot = dev.next_slot(head.slot, now_ms, self.spec.slot_ms, timestamp)
             dev.next_base_fee = None  # used once
             included = await self._author(head, slot, candidates, base_fee)
+            if included is None:  # halted for lack of PoW
+                if request.auto or made:
+                    break
+                raise MiningError(str(self.pow_stats["halted"]))
             made.append(head.number + 1)
             if request.auto and not included:
                 break  # nothing in the pool can go in a block: do not spin
@@ -335,8 +468,9 @@ class ChainActor(Actor):
         snapshot = dev.take_snapshot(snapshot_id)
         if snapshot is None:
             return False
+        finality = await self._finality_at(snapshot.number)
         try:
-            await self.store.unwind(snapshot.number)
+            await self.store.unwind(snapshot.number, {FINALITY_KEY: finality.encode()})
         except StorageError as exc:  # its history was pruned: the client's answer
             raise MiningError(f"cannot revert to snapshot {snapshot_id}: {exc}") from None
         await self.engine.reload()
@@ -347,20 +481,38 @@ class ChainActor(Actor):
         self.head = head
         self.edited_root = None
         self.stats["head"] = head.number
+        await self._load_finality(head)
         await self.pool.replace(snapshot.transactions, child_base_fee(self.spec, head))
-        self.ctx.tell(RPC, NewHead(head))
+        self.ctx.tell(RPC, NewHead(head, finalized=finality.finalized_number))
         self._schedule()
         return True
 
     async def _author(
         self, parent: Header, slot: int, candidates: list | None = None,
         base_fee: int | None = None,
-    ) -> int:
+    ) -> int | None:
         """Build, import and publish the block of ``slot`` on ``parent`` from ``candidates``
-        (None: the pool's best), at ``base_fee`` (None: EIP-1559's); the number of
-        transactions it holds."""
-        assert self.ctx.authority_key is not None
+        (None: the pool's best), at ``base_fee`` (None: EIP-1559's), with the queued proof if
+        there is one; the number of transactions it holds, or None if the slot is skipped
+        because the block would be invalid without a proof ("need PoW")."""
+        assert self.ctx.authority_key is not None and self.finality is not None
         spec = self.spec
+        auxpow = self._proof_for_next_block()
+        if auxpow is None and self.finality.needs_pow(parent.number + 1):
+            halted = (
+                f"need PoW: block {parent.number + 1} would be "
+                f"{self.finality.blocks_since_finality(parent.number + 1)} blocks past the last "
+                f"finalized block {self.finality.state.finalized_number} (at most "
+                f"{spec.max_blocks_without_pow} without a proof); production is halted until "
+                "a proof is submitted to the consensus RPC (submitauxblock)"
+            )
+            if self.pow_stats["halted"] is None:
+                log.warning("%s", halted)
+            else:
+                log.info("need PoW: slot %d skipped", slot)
+            self.pow_stats["halted"] = halted
+            return None
+        self.pow_stats["halted"] = None
         started = time.perf_counter()
         if base_fee is None:
             base_fee = child_base_fee(spec, parent)
@@ -369,11 +521,13 @@ class ChainActor(Actor):
         block, execution = await build_block(
             spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
             offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
+            auxpow=auxpow,
         )
         built = time.perf_counter()
         workflow = BlockImportWorkflow(
             parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head,
             offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
+            finality=self.finality,
         )
         known = {tx.raw: tx for tx in execution.transactions}
         await workflow.run(block, execution=execution, known=known)
@@ -386,6 +540,12 @@ class ChainActor(Actor):
         header = imported.header
         self.head = header
         self.edited_root = None
+        assert self.finality is not None
+        self.finality.advance(header)
+        self._publish_finality()
+        if header.auxpow is not None:
+            log.info("block %d finalizes up to block %d", header.number,
+                     self.finality.state.finalized_number)
         execution = imported.execution
         self.stats["head"] = header.number
         self.stats["blocks"] += 1
@@ -397,7 +557,7 @@ class ChainActor(Actor):
                 child_base_fee(self.spec, header), tuple(tx.hash for tx, _ in execution.skipped),
             ),
         )
-        self.ctx.tell(RPC, NewHead(header, imported))
+        self.ctx.tell(RPC, NewHead(header, imported, self.finality.state.finalized_number))
 
 
 class ChainClient:
@@ -445,3 +605,23 @@ class ChainClient:
 
     async def revert(self, snapshot_id: int) -> bool:
         return await self._ask(Revert(snapshot_id), self.timeout * 6)
+
+    async def create_aux_block(self) -> AuxWork:
+        """The work over every unfinalized block; NoWork if there is none."""
+        work = await self._ask(CreateAuxBlock())
+        if isinstance(work, NoWork):
+            raise work
+        return work
+
+    async def queue_pow(self, header: AuxPowHeader) -> bool:
+        """Check and queue a proof for the next block (InvalidBlock names the broken rule)."""
+        queued = await self._ask(QueuePow(header))
+        if isinstance(queued, InvalidBlock):
+            raise queued
+        return queued
+
+    async def queued_pow(self) -> AuxPowHeader | None:
+        return await self._ask(GetQueuedPow())
+
+    async def finality(self) -> FinalityState:
+        return await self._ask(GetFinality())

@@ -21,6 +21,23 @@ Field meanings:
 - ``alloc``: the genesis accounts, address -> balance (wei), nonce, and for contracts their
   code (hex) and storage (hex slot -> hex value).
 
+AuxPoW (merged mining) fields, Alys's camelCase JSON names in brackets; defaults are Alys's DEV
+values (a spec without them loads as Alys fills missing fields):
+
+- ``bits`` (``bits``): the genesis PoW target, compact (default 0x1e25cdf2, about 450,000
+  SHA256d hashes per proof). The built-in dev spec uses 0x207fffff (Bitcoin regtest's limit:
+  every second hash meets it), so one CPU miner process finalizes in microseconds.
+- ``auxpow_chain_id`` (``chainId``): the AuxPoW chain id (u32) in the proof's chain-merkle slot;
+  unset, it is ``chain_id``, as Alys uses one ``chainId`` for both (:meth:`ChainSpec.pow_chain_id`).
+  The dev spec pins it to 121212 (Alys DEV's) whatever its ``chain_id``.
+- ``max_blocks_without_pow`` (``maxBlocksWithoutPow``): a block more than this many blocks past
+  the last finalized one needs an AuxPoW (default 50,000).
+- ``retarget_params`` (``retargetParams``): :class:`alys_fast.auxpow.retarget.RetargetParams`,
+  the same fields in snake_case (``pow_target_timespan``, ``pow_target_spacing``,
+  ``max_pow_adjustment``, ``pow_no_retargeting``, ``pow_limit``, ``pow_lower_limit``). The dev
+  spec sets ``pow_no_retargeting`` (as Alys's chain-dev.json): a CPU miner proving every block
+  would otherwise cut the target to a fifth at each interval.
+
 Addresses and keys are ``0x`` hex strings in files and in the Struct; :meth:`ChainSpec.alloc_bytes`
 and :meth:`ChainSpec.authority_keys` give the 20/33-byte forms the engine works with.
 """
@@ -36,6 +53,8 @@ import coincurve
 import msgspec
 from msgspec import Meta
 
+from alys_fast.auxpow import AuxPowError, target_from_bits
+from alys_fast.auxpow.retarget import U32, RetargetParams
 from alys_fast.validation.transactions import MAX_CHAIN_ID
 
 Address = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
@@ -102,10 +121,22 @@ class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     genesis_timestamp: U64 = 0
     fork: str = "cancun"
     alloc: dict[Address, GenesisAccount] = {}
+    bits: U32 = 0x1E25CDF2
+    auxpow_chain_id: U32 | None = None
+    max_blocks_without_pow: U64 = 50_000
+    retarget_params: RetargetParams = RetargetParams()
 
     def __post_init__(self) -> None:
         if self.fork not in FORKS:
             raise ValueError(f"fork must be one of {', '.join(FORKS)}, got {self.fork!r}")
+        try:
+            target_from_bits(self.bits)
+        except AuxPowError as exc:
+            raise ValueError(f"bits: {exc}") from None
+        _check_width("max_blocks_without_pow", self.max_blocks_without_pow, 64)
+        if self.auxpow_chain_id is None and self.chain_id >= 1 << 32:
+            raise ValueError(f"chain_id {self.chain_id} does not fit the u32 AuxPoW chain id; "
+                             "set auxpow_chain_id")
         _check_width("slot_ms", self.slot_ms, 64)
         _check_width("genesis_timestamp", self.genesis_timestamp, 64)
         # Hex case must not let one account appear twice (0xAB… and 0xab… are one address).
@@ -134,6 +165,10 @@ class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def fee_recipient_bytes(self) -> bytes:
         """The 20-byte fee recipient."""
         return bytes.fromhex(self.fee_recipient[2:])
+
+    def pow_chain_id(self) -> int:
+        """The AuxPoW chain id: ``auxpow_chain_id``, else ``chain_id`` (Alys's single chainId)."""
+        return self.chain_id if self.auxpow_chain_id is None else self.auxpow_chain_id
 
 
 def spec_from_dict(data: object, *, source: str = "spec") -> ChainSpec:
@@ -195,6 +230,8 @@ DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
 DEV_AUTHORITY_KEY = "0xe1d0fcbf91fbba9a6257d0f10dc2b496f448bb52977e04c088bd63fd5d33d317"
 DEV_AUTHORITY_PUBKEY = "0x021a98d7ef36347dcbcda36b26be6e1ee3c46294a20b69b5f7ef47abe99c7d712b"
 DEV_CHAIN_ID = 121212
+# Bitcoin regtest's PoW limit: half of all hashes meet it (see the module docstring).
+DEV_BITS = 0x207FFFFF
 
 
 def dev_accounts(mnemonic: str = DEV_MNEMONIC, count: int = 10) -> tuple[tuple[str, str], ...]:
@@ -233,4 +270,7 @@ def dev_spec(
         authorities=(DEV_AUTHORITY_PUBKEY,),
         gas_limit=30_000_000,
         alloc={address: GenesisAccount(balance=balance) for address in accounts},
+        bits=DEV_BITS,
+        auxpow_chain_id=DEV_CHAIN_ID,
+        retarget_params=RetargetParams(pow_no_retargeting=True),
     )

@@ -10,12 +10,14 @@ Import states, one sentence each (the seed's names):
   receive` hands it the one block it imports.
 - ``VALIDATING``: stateless checks against the parent header (:func:`validate_block`: link, slot,
   Aura author and signature, transactions root, every transaction) plus the header rules that
-  need the spec (gas limit, EIP-1559 base fee).
+  need the spec (gas limit, EIP-1559 base fee) and, given the chain's :class:`Finality`, the
+  AuxPoW rules (a proof's range and work, or the no-PoW limit: ``MissingRequiredPow``).
 - ``EXECUTING``: the engine executes the transactions on the parent's state without moving its
   head (a block built here, handed in with its execution, is not executed twice); state root,
   gas used, receipts root and logs bloom must equal the header's.
 - ``STORING``: one atomic :meth:`ChainStore.write_block` (block, receipts, tx index, state
-  changes, head). Idempotent: a store whose head already is this block counts as written.
+  changes, head, and the finality a proof in the block moves). Idempotent: a store whose head
+  already is this block counts as written.
 - ``FINALIZING``: the engine commits the executed state; only then is the new head published.
 - ``COMPLETED``: the block is durable, the engine's head, and published (terminal).
 - ``FAILED``: ``error`` names the step and the reason (terminal).
@@ -48,6 +50,7 @@ import msgspec
 from coincurve import PublicKey
 
 from alys_fast._cext import require
+from alys_fast.auxpow.finality import Finality
 from alys_fast.chain.aura import slot_timestamp
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.engine import BlockEnv, BlockExecution, StateDiff, next_base_fee
@@ -62,9 +65,12 @@ from alys_fast.validation import (
     sign_header,
     validate_block,
 )
+from alys_fast.validation.blocks import AuxPowHeader
 from alys_fast.validation.receipts import Receipt
 
 _keccak256 = require("hashing").keccak256
+# The store's meta key of the chain's FinalityState.
+FINALITY_KEY = b"finality"
 
 DEFAULT_MAX_RETRIES = 3
 
@@ -109,6 +115,7 @@ class BlockStore(Protocol):
         block: BlockRecord,
         receipts: Sequence[Receipt],
         diff: StateDiff,
+        meta: dict[bytes, bytes] | None = None,
     ) -> None: ...
 
 
@@ -224,8 +231,11 @@ class BlockImportWorkflow:
         offload: Offload = inline,
         base_fee: int | None = None,
         parent_state_root: bytes | None = None,
+        finality: Finality | None = None,
     ) -> None:
         self.parent = parent
+        # The chain's finality on ``parent``: None skips the AuxPoW rules (tests of the rest).
+        self.finality = finality
         # The state the block executes on: the parent's, unless a dev chain edited it since.
         self.parent_state_root = parent_state_root or parent.state_root
         # The base fee the block must have: EIP-1559's unless a dev chain set it.
@@ -351,6 +361,8 @@ class BlockImportWorkflow:
             raise InvalidBlock(
                 "wrong base fee", base_fee=header.base_fee_per_gas, expected=base_fee
             )
+        if self.finality is not None:
+            self.finality.check_block(header)
         return txs
 
     async def _execute(self, block: Block) -> None:
@@ -395,8 +407,10 @@ class BlockImportWorkflow:
                 header.number, block.hash, header.parent_hash, header.encode(), block.transactions,
                 tuple(tx.sender for tx in self._execution.transactions),
             )
+            finality = None if self.finality is None else self.finality.state_after(header)
+            meta = {} if finality is None else {FINALITY_KEY: finality.encode()}
             await self.store.write_block(
-                record, self._execution.receipts, self._execution.changes
+                record, self._execution.receipts, self._execution.changes, meta
             )
         self._enter(ImportState.FINALIZING, f"stored as head {header.number}")
 
@@ -439,6 +453,7 @@ async def build_block(
     offload: Offload = inline,
     base_fee: int | None = None,
     parent_state_root: bytes | None = None,
+    auxpow: AuxPowHeader | None = None,
 ) -> tuple[Block, BlockExecution]:
     """Author the block of ``slot`` on ``parent`` from ``candidates`` (the pool's best, in order).
 
@@ -448,7 +463,8 @@ async def build_block(
     ``authority_key``; the import rejects it if that is not the slot's Aura author. Hashing the
     transactions and signing run through ``offload``. ``base_fee`` replaces EIP-1559's (a dev
     chain's ``anvil_setNextBlockBaseFeePerGas``); ``parent_state_root`` the state it builds on
-    if a dev chain edited the parent's (``anvil_setBalance``...).
+    if a dev chain edited the parent's (``anvil_setBalance``...); ``auxpow`` the queued proof
+    the block carries (signed with the rest of the header).
     """
     if base_fee is None:
         base_fee = child_base_fee(spec, parent)
@@ -465,6 +481,7 @@ async def build_block(
         gas_limit=spec.gas_limit,
         gas_used=0,
         base_fee_per_gas=base_fee,
+        auxpow=auxpow,
     )
     execution = await engine.execute_block(
         parent_state_root or parent.state_root, block_env(spec, unsigned), candidates,

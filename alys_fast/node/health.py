@@ -8,11 +8,14 @@ The node is unhealthy, with one line per cause in ``reasons``, when:
   seconds), on the clock the chain authors by. A dev chain mining by interval stalls after as
   many intervals; one that mines on demand (automine, or none) is still while nobody sends
   anything, which is healthy;
+- block production is halted for lack of an AuxPoW (the next block would be more than
+  ``max_blocks_without_pow`` past the last finalized one, and no proof is queued);
 - an actor or supervisor of the tree is not running (restarting, circuit open, down), or an
   actor is stuck in a handler; and for every alert the tree raised (an actor left down).
 
-The report also carries the chain id, the head and its age in seconds, and the whole tree:
-what the status page shows.
+The report also carries the chain id, the head and its age in seconds, the AuxPoW finality
+(last finalized block, blocks since, whether a proof is queued) and the whole tree: what the
+status page shows.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def health_report(ctx: NodeContext, head: Header) -> dict[str, Any]:
     if limit is not None and age > limit:
         reasons.append(f"head {head.number} is {age:.1f} s old: no new block for "
                        f"{ctx.stall_slots} slots ({limit:g} s)")
+    finality = ctx.stats.get("auxpow", {})
+    if finality.get("halted"):
+        reasons.append(finality["halted"])
     reasons += _down(tree)
     reasons += [f"alert {alert['path']}: {alert['text']}" for alert in tree["alerts"]]
     return {
@@ -67,6 +73,9 @@ def health_report(ctx: NodeContext, head: Header) -> dict[str, Any]:
         "head": head.number,
         "head_hash": "0x" + head.hash.hex(),
         "head_age": round(age, 3),
+        "finalized": finality.get("finalized", 0),
+        "blocks_since_finality": finality.get("blocks_since_finality", 0),
+        "pow_queued": bool(finality.get("queued")),
         "actors": tree,
     }
 

@@ -34,11 +34,26 @@ _SPEC = b"spec"
 
 
 class WriteBlock(msgspec.Struct, frozen=True):
-    """Persist a block with its receipts and state diff and make it the head."""
+    """Persist a block with its receipts and state diff and make it the head; ``meta``
+    entries (the chain's finality) are written in the same batch."""
 
     block: BlockRecord
     receipts: Sequence[Receipt]
     changes: StateDiff
+    meta: dict[bytes, bytes] = {}
+
+
+class GetMeta(msgspec.Struct, frozen=True):
+    """-> the chain's meta value at ``key`` (e.g. its finality), or None."""
+
+    key: bytes
+
+
+class GetHashes(msgspec.Struct, frozen=True):
+    """-> the hashes of blocks ``first..last``, oldest first (StorageError if one is missing)."""
+
+    first: int
+    last: int
 
 
 class WriteEdit(msgspec.Struct, frozen=True):
@@ -92,9 +107,10 @@ class LoadState(msgspec.Struct, frozen=True):
 
 class Unwind(msgspec.Struct, frozen=True):
     """-> None, or the StorageError refusing it: block ``number`` becomes the head again, its
-    state restored from history (a dev chain's ``evm_revert``)."""
+    state restored from history (a dev chain's ``evm_revert``), with ``meta`` entries."""
 
     number: int
+    meta: dict[bytes, bytes] = {}
 
 
 class Resolve(msgspec.Struct, frozen=True):
@@ -107,6 +123,7 @@ class Resolve(msgspec.Struct, frozen=True):
 
 StorageMessage = WriteBlock | GetHead | GetHeadHeader | GetBlock | GetReceipts | GetTxLocation
 StorageMessage |= LoadState | Resolve | Unwind | WriteEdit | GetEditedRoot | GetEdits
+StorageMessage |= GetMeta | GetHashes
 
 
 def open_store(ctx: NodeContext) -> ChainStore:
@@ -174,7 +191,8 @@ class StorageActor(Actor):
             # applied, the database is fine, and the chain's workflow decides about retrying.
             try:
                 await self.worker.run(
-                    store.write_block, message.block, message.receipts, message.changes
+                    store.write_block, message.block, message.receipts, message.changes,
+                    message.meta,
                 )
             except Exception as exc:
                 return exc
@@ -187,6 +205,13 @@ class StorageActor(Actor):
             return None
         if type(message) is GetEditedRoot:
             return store.edited_root()
+        if type(message) is GetMeta:
+            return store.meta(message.key)
+        if type(message) is GetHashes:
+            try:
+                return await self.worker.run(store.block_hashes, message.first, message.last)
+            except StorageError as exc:
+                return exc
         if type(message) is GetEdits:
             accounts, slots = store.edits(message.number)
             return [(a, x, store.code(x.code_hash) or b"") for a, x in accounts.items()], slots
@@ -215,7 +240,7 @@ class StorageActor(Actor):
             return await self.worker.run(store.load_state)
         if type(message) is Unwind:
             try:
-                return await self.worker.run(store.unwind, message.number)
+                return await self.worker.run(store.unwind, message.number, message.meta)
             except StorageError as exc:
                 return exc
         raise TypeError(f"storage: unexpected message {message!r}")
@@ -284,11 +309,24 @@ class StoreClient:
         return await self.ctx.ref(STORAGE).ask(GetHead(), self.timeout)
 
     async def write_block(
-        self, block: BlockRecord, receipts: Sequence[Receipt], diff: StateDiff
+        self, block: BlockRecord, receipts: Sequence[Receipt], diff: StateDiff,
+        meta: dict[bytes, bytes] | None = None,
     ) -> None:
-        failure = await self.ctx.ref(STORAGE).ask(WriteBlock(block, receipts, diff), self.timeout)
+        failure = await self.ctx.ref(STORAGE).ask(
+            WriteBlock(block, receipts, diff, meta or {}), self.timeout
+        )
         if failure is not None:
             raise failure
+
+    async def meta(self, key: bytes) -> bytes | None:
+        return await self.ctx.ref(STORAGE).ask(GetMeta(key), self.timeout)
+
+    async def block_hashes(self, first: int, last: int) -> list[bytes]:
+        """The hashes of blocks ``first..last``, oldest first."""
+        hashes = await self.ctx.ref(STORAGE).ask(GetHashes(first, last), self.timeout)
+        if isinstance(hashes, StorageError):
+            raise hashes
+        return hashes
 
     async def write_edit(self, diff: StateDiff, state_root: bytes) -> None:
         failure = await self.ctx.ref(STORAGE).ask(WriteEdit(diff, state_root), self.timeout)
@@ -318,9 +356,10 @@ class StoreClient:
     async def load_state(self) -> dict[bytes, Account]:
         return await self.ctx.ref(STORAGE).ask(LoadState(), self.timeout)
 
-    async def unwind(self, number: int) -> None:
-        """Make block ``number`` the head again (StorageError if its history is gone)."""
-        result = await self.ctx.ref(STORAGE).ask(Unwind(number), self.timeout)
+    async def unwind(self, number: int, meta: dict[bytes, bytes] | None = None) -> None:
+        """Make block ``number`` the head again (StorageError if its history is gone), with
+        ``meta`` entries written in the same batch."""
+        result = await self.ctx.ref(STORAGE).ask(Unwind(number, meta or {}), self.timeout)
         if isinstance(result, StorageError):
             raise result
 

@@ -18,7 +18,8 @@ Column families (keys -> values, values msgpack unless noted):
   accounts ([address, nonce, balance, code hash]) and slots ([address, slot, value]), so block N
   can be replayed on its parent's state plus them (tracing)
 - ``meta``:      ``b"head"`` -> [number, hash]; ``b"state-scheme"`` -> :data:`STATE_SCHEME`;
-  other keys are the owner's (:meth:`ChainStore.meta`)
+  ``b"block-format"`` -> :data:`BLOCK_FORMAT`; other keys are the owner's (:meth:`ChainStore.meta`,
+  or written with a block or an unwind: their ``meta`` argument)
 
 This is the flat state (what the engine loads); the Merkle-Patricia tries over it live in the
 engine, rebuilt from it: accounts at start, a contract's storage the first time it is touched.
@@ -41,7 +42,7 @@ Balances and fees can exceed msgpack's 64-bit integers, so they are stored as bi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -67,6 +68,10 @@ _SCHEME = b"state-scheme"
 # What the state root commits to. Directories written before it existed used a bucketed
 # commitment (not Ethereum's trie) and are refused at open.
 STATE_SCHEME = b"ethereum-mpt-1"
+_FORMAT = b"block-format"
+# The header layout blocks are stored (and hashed) with. Directories written before headers
+# carried the AuxPoW header hold blocks whose hashes no longer verify, and are refused at open.
+BLOCK_FORMAT = b"auxpow-header-1"
 
 
 class StorageError(Exception):
@@ -181,6 +186,22 @@ class ChainStore:
         elif scheme != STATE_SCHEME:
             self.close()
             raise StorageError(f"{path} uses state scheme {scheme!r}, not {STATE_SCHEME!r}")
+        block_format = meta.get(_FORMAT)
+        if block_format is None and meta.get(_HEAD) is not None:
+            self.close()
+            raise StorageError(
+                f"{path} was written by an older alys-fast whose block headers carry no AuxPoW "
+                "header: block hashes changed with the new rules, so its blocks cannot be "
+                "imported again; start with a new data dir (or delete this one)"
+            )
+        if block_format is None:
+            meta[_FORMAT] = BLOCK_FORMAT
+        elif block_format != BLOCK_FORMAT:
+            self.close()
+            raise StorageError(
+                f"{path} holds blocks in format {block_format.decode(errors='replace')}, not "
+                f"{BLOCK_FORMAT.decode()}: start with a new data dir"
+            )
         head = self.head()
         if head is not None and meta.get(_OLDEST) is None:
             # Written before history was kept: only the head's state can be read.
@@ -212,8 +233,10 @@ class ChainStore:
         block: BlockRecord,
         receipts: Sequence[Receipt],
         diff: StateDiff,
+        meta: Mapping[bytes, bytes] | None = None,
     ) -> None:
-        """Persist a block with everything it implies and make it the head, atomically."""
+        """Persist a block with everything it implies and make it the head, atomically, with
+        the owner's ``meta`` entries that change with it (e.g. the finalized block)."""
         head = self.head()
         if head is None:
             if block.number != 0:
@@ -259,8 +282,15 @@ class ChainStore:
         batch.delete(_EDITED, h["meta"])
         if not self.archive:
             self._prune(batch, block.number)
+        self._put_meta(batch, meta)
         batch.put(_HEAD, _encode((block.number, block.hash)), h["meta"])
         self._db.write(batch)
+
+    def _put_meta(self, batch: WriteBatch, meta: Mapping[bytes, bytes] | None) -> None:
+        for key, value in (meta or {}).items():
+            if key in (_HEAD, _SCHEME, _FORMAT, _OLDEST, _EDITED):
+                raise StorageError(f"meta key {key!r} is the store's own")
+            batch.put(key, value, self._handles["meta"])
 
     def _write_state(self, batch: WriteBatch, diff: StateDiff, number: int) -> list[bytes]:
         """Add ``diff`` (made by block ``number``) to ``batch``: the flat state, the code, and
@@ -417,10 +447,11 @@ class ChainStore:
         raw = self._cf["storage"].get(address + slot.to_bytes(32, "big"))
         return 0 if raw is None else int.from_bytes(raw, "big")
 
-    def unwind(self, number: int) -> None:
+    def unwind(self, number: int, meta: Mapping[bytes, bytes] | None = None) -> None:
         """Make block ``number`` the head again, atomically: the blocks after it, their
         receipts and tx index entries go, and the flat state goes back to block ``number``'s
-        by applying their history in reverse (so that history must still be kept)."""
+        by applying their history in reverse (so that history must still be kept); the
+        owner's ``meta`` entries are written with it."""
         head = self.head()
         if head is None or number > head[0]:
             raise StorageError(f"cannot unwind to block {number}: it is beyond the head")
@@ -464,6 +495,7 @@ class ChainStore:
                 batch.delete(key, h["storage"])
         batch.put(_HEAD, _encode((number, self.block_hash(number))), h["meta"])
         batch.delete(_EDITED, h["meta"])
+        self._put_meta(batch, meta)
         self._db.write(batch)
 
     def meta(self, key: bytes) -> bytes | None:
@@ -480,6 +512,20 @@ class ChainStore:
     def block_hash(self, number: int) -> bytes | None:
         """The hash of the block at ``number``, or None past the head."""
         return self._cf["canonical"].get(_number_key(number))
+
+    def block_hashes(self, first: int, last: int) -> list[bytes]:
+        """The hashes of blocks ``first..last`` (inclusive), oldest first; StorageError if one
+        is missing."""
+        hashes = []
+        for key, value in self._cf["canonical"].items(from_key=_number_key(first)):
+            if len(hashes) > last - first:
+                break
+            if key != _number_key(first + len(hashes)):
+                break
+            hashes.append(value)
+        if len(hashes) != max(0, last - first + 1):
+            raise StorageError(f"blocks {first}..{last} are not all stored")
+        return hashes
 
     def block(self, block_hash: bytes) -> BlockRecord | None:
         """The block with this hash, or None."""

@@ -61,7 +61,7 @@ TREE: tuple[Row, ...] = (
     Row("chain", "engine", CircuitBreaker(), "alys_fast.engine.actor:EngineActor", "issue 5"),
     Row("chain", "txpool", Immediate(), "alys_fast.chain.pool_actor:TxPoolActor", "issue 5"),
     Row("chain", "chain", ExponentialBackoff(), "alys_fast.chain.actor:ChainActor", "issue 5"),
-    Row("chain", "auxpow", Immediate(), None, "roadmap 3 (AuxPoW)"),
+    Row("chain", "auxpow", Immediate(), "alys_fast.auxpow.service:AuxPowActor", "issue 13"),
     Row("network", "network", CircuitBreaker(), None, "roadmap 2 (gossip)"),
     Row("network", "sync", ExponentialBackoff(), None, "roadmap 2 (range sync)"),
     Row("network", "stream", Immediate(), None, "roadmap 5 (governance stream)"),

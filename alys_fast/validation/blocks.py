@@ -18,17 +18,31 @@ Header wire format, an RLP list of 15 items (integers canonical, no leading zero
   10  gas_used            uint64        at most ``gas_limit``
   11  base_fee_per_gas    uint256       every transaction's fee cap must reach it
   12  extra_data          <= 32 bytes
-  13  signature           65 bytes      ``r || s || recovery id`` (0/1, low s); empty unsigned
-  14  auxpow              bytes         merged-mining proof; empty for now, not validated yet
+  13  auxpow              list          the AuxPoW header below, or the empty list
+  14  signature           65 bytes      ``r || s || recovery id`` (0/1, low s); empty unsigned
+====  ==================  ============  ==============================================
+
+The AuxPoW header (Alys's ``AuxPowHeader``, ALYS-PROTOCOL §1.3), an RLP list of 7 items:
+
+====  ==================  ============  ==============================================
+ idx  field               type          meaning
+====  ==================  ============  ==============================================
+   0  range_start         32 bytes      hash of the first block the proof finalizes
+   1  range_end           32 bytes      hash of the last one
+   2  bits                uint32        compact target the proof met
+   3  chain_id            uint32        AuxPoW chain id (the spec's chain id)
+   4  height              uint64        number of the previous PoW block + 1
+   5  auxpow              1..64 KiB     the proof, Namecoin format, strictly parsed
+   6  fee_recipient       20 bytes      the miner's EVM address
 ====  ==================  ============  ==============================================
 
 Two hashes, both Keccak-256 of the RLP of a prefix of that list:
 
-* ``seal_hash`` covers items 0-12: what the author signs;
-* ``hash`` covers items 0-13: the block's identity, what children and proofs refer to.
+* ``seal_hash`` covers items 0-13: what the author signs, the AuxPoW header included;
+* ``hash`` covers items 0-14: the block's identity, what children and proofs refer to.
 
-``auxpow`` is in neither: a merged-mining proof commits to hashes of blocks that are already
-signed, so it is attached afterwards and must not change them.
+As in Alys, a proof travels in the header of a block after the ones it finalizes (it commits
+to their hashes, so it cannot be in them): the author of that block signs it like any field.
 
 Aura: authority ``authorities[slot % len(authorities)]`` owns ``slot``; a block must come from
 the owner of its slot and be signed by it.
@@ -46,6 +60,7 @@ import msgspec
 from coincurve import PrivateKey
 
 from alys_fast._cext import require
+from alys_fast.auxpow import AuxPowError, parse_auxpow
 from alys_fast.validation.errors import InvalidBlock, InvalidRLP, InvalidTransaction
 from alys_fast.validation.transactions import Fork, Transaction, recover_transactions
 from alys_fast.validation.trie import ordered_trie_root
@@ -56,8 +71,25 @@ _txcore = require("txcore")
 
 MAX_EXTRA_DATA = 32
 SIGNATURE_SIZE = 65
-# Generous bound until the AuxPoW format lands: a coinbase transaction plus merkle branches.
+# A parent coinbase plus two merkle branches (at most 30 hashes each) and an 80-byte header:
+# real proofs are a few hundred bytes; the bound keeps a hostile header small.
 MAX_AUXPOW_SIZE = 64 * 1024
+
+
+class AuxPowHeader(msgspec.Struct, frozen=True, kw_only=True):
+    """A merged-mining proof finalizing ``range_start..range_end`` (see the module docstring)."""
+
+    range_start: bytes
+    range_end: bytes
+    bits: int
+    chain_id: int
+    height: int
+    auxpow: bytes
+    fee_recipient: bytes
+
+    def items(self) -> list[Any]:
+        """The RLP items (item 13 of a header)."""
+        return list(msgspec.structs.astuple(self))
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,22 +108,28 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
     gas_used: int
     base_fee_per_gas: int
     extra_data: bytes = b""
+    auxpow: AuxPowHeader | None = None
     signature: bytes = b""
-    auxpow: bytes = b""
+
+    def items(self) -> list[Any]:
+        """The 15 RLP items of the header."""
+        items = list(msgspec.structs.astuple(self))
+        items[13] = [] if self.auxpow is None else self.auxpow.items()
+        return items
 
     @property
     def seal_hash(self) -> bytes:
-        """Keccak-256 of items 0-12: what the author signs."""
-        return _hashing.keccak256(_rlp.encode(msgspec.structs.astuple(self)[:13]))
+        """Keccak-256 of items 0-13: what the author signs (the AuxPoW header included)."""
+        return _hashing.keccak256(_rlp.encode(self.items()[:14]))
 
     @property
     def hash(self) -> bytes:
-        """Keccak-256 of items 0-13 (signature included, AuxPoW not): the block's identity."""
-        return _hashing.keccak256(_rlp.encode(msgspec.structs.astuple(self)[:14]))
+        """Keccak-256 of all 15 items: the block's identity."""
+        return _hashing.keccak256(_rlp.encode(self.items()))
 
     def encode(self) -> bytes:
         """The header's wire encoding (all 15 items)."""
-        return _rlp.encode(msgspec.structs.astuple(self))
+        return _rlp.encode(self.items())
 
 
 class Block(msgspec.Struct, frozen=True):
@@ -106,11 +144,13 @@ class Block(msgspec.Struct, frozen=True):
 
     def encode(self) -> bytes:
         """``rlp([header items, [tx, ...]])``."""
-        return _rlp.encode([msgspec.structs.astuple(self.header), list(self.transactions)])
+        return _rlp.encode([self.header.items(), list(self.transactions)])
 
 
 _FIELDS = msgspec.structs.fields(Header)
-# Per field: ("uint", bits), ("size", allowed lengths) or ("max", longest length).
+_AUXPOW_FIELDS = msgspec.structs.fields(AuxPowHeader)
+# Per field: ("uint", bits), ("size", allowed lengths), ("max", longest length) or
+# ("auxpow", None) for the nested AuxPoW header.
 _SHAPES: dict[str, tuple[str, Any]] = {
     "parent_hash": ("size", (32,)),
     "number": ("uint", 64),
@@ -125,8 +165,17 @@ _SHAPES: dict[str, tuple[str, Any]] = {
     "gas_used": ("uint", 64),
     "base_fee_per_gas": ("uint", 256),
     "extra_data": ("max", MAX_EXTRA_DATA),
+    "auxpow": ("auxpow", None),
     "signature": ("size", (0, SIGNATURE_SIZE)),
-    "auxpow": ("max", MAX_AUXPOW_SIZE),
+}
+_AUXPOW_SHAPES: dict[str, tuple[str, Any]] = {
+    "range_start": ("size", (32,)),
+    "range_end": ("size", (32,)),
+    "bits": ("uint", 32),
+    "chain_id": ("uint", 32),
+    "height": ("uint", 64),
+    "auxpow": ("proof", MAX_AUXPOW_SIZE),
+    "fee_recipient": ("size", (20,)),
 }
 
 
@@ -134,36 +183,72 @@ def _malformed(field: str, reason: str, value: object) -> InvalidBlock:
     return InvalidBlock("malformed header", field=field, reason=reason, value=value)
 
 
-def check_header_shape(header: Header) -> None:
-    """Raise InvalidBlock unless every field has its wire type and size."""
-    for name, (kind, bound) in _SHAPES.items():
-        value = getattr(header, name)
-        if kind == "uint":
+def _check_shapes(struct: msgspec.Struct, shapes: dict[str, tuple[str, Any]], prefix: str) -> None:
+    for name, (kind, bound) in shapes.items():
+        value = getattr(struct, name)
+        field = prefix + name
+        if kind == "auxpow":
+            if value is not None:
+                if type(value) is not AuxPowHeader:
+                    raise _malformed(field, "not an AuxPoW header", type(value).__name__)
+                _check_shapes(value, _AUXPOW_SHAPES, "auxpow.")
+        elif kind == "uint":
             if type(value) is not int or not 0 <= value < 1 << bound:
-                raise _malformed(name, f"not a {bound}-bit unsigned integer", value)
+                raise _malformed(field, f"not a {bound}-bit unsigned integer", value)
         elif type(value) is not bytes:
-            raise _malformed(name, "not bytes", value)
+            raise _malformed(field, "not bytes", value)
         elif kind == "size" and len(value) not in bound:
-            raise _malformed(name, f"expected {' or '.join(map(str, bound))} bytes", value)
+            raise _malformed(field, f"expected {' or '.join(map(str, bound))} bytes", value)
         elif kind == "max" and len(value) > bound:
-            raise _malformed(name, f"longer than {bound} bytes", value)
+            raise _malformed(field, f"longer than {bound} bytes", value)
+        elif kind == "proof":
+            if not 0 < len(value) <= bound:
+                raise _malformed(field, f"a proof is 1 to {bound} bytes", len(value))
+            try:
+                parse_auxpow(value)
+            except AuxPowError as exc:
+                raise _malformed(field, f"not a proof: {exc.message}", exc.code) from None
+
+
+def check_header_shape(header: Header) -> None:
+    """Raise InvalidBlock unless every field has its wire type and size (the AuxPoW header's
+    proof must parse, every byte consumed)."""
+    _check_shapes(header, _SHAPES, "")
+
+
+def _values(items: list[Any], fields: tuple[Any, ...], shapes: dict[str, tuple[str, Any]],
+            prefix: str) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for field, item in zip(fields, items, strict=True):
+        kind = shapes[field.name][0]
+        if kind == "auxpow":
+            values[field.name] = _auxpow_from_items(item)
+            continue
+        if not isinstance(item, bytes):
+            raise _malformed(prefix + field.name, "expected a byte string", item)
+        if kind == "uint":
+            if item[:1] == b"\x00":
+                raise _malformed(prefix + field.name, "leading zero byte in an integer", item)
+            values[field.name] = int.from_bytes(item, "big")
+        else:
+            values[field.name] = item
+    return values
+
+
+def _auxpow_from_items(item: object) -> AuxPowHeader | None:
+    if item == []:
+        return None
+    if not isinstance(item, list) or len(item) != len(_AUXPOW_FIELDS):
+        reason = f"expected an empty list or {len(_AUXPOW_FIELDS)} items"
+        raise _malformed("auxpow", reason, len(item) if isinstance(item, list) else "bytes")
+    return AuxPowHeader(**_values(item, _AUXPOW_FIELDS, _AUXPOW_SHAPES, "auxpow."))  # type: ignore[arg-type]
 
 
 def _header_from_items(items: object) -> Header:
     if not isinstance(items, list) or len(items) != len(_FIELDS):
         count = len(items) if isinstance(items, list) else "not a list"
         raise InvalidBlock("malformed header", reason="expected 15 items", got=count)
-    values: dict[str, object] = {}
-    for field, item in zip(_FIELDS, items, strict=True):
-        if not isinstance(item, bytes):
-            raise _malformed(field.name, "expected a byte string", item)
-        if _SHAPES[field.name][0] == "uint":
-            if item[:1] == b"\x00":
-                raise _malformed(field.name, "leading zero byte in an integer", item)
-            values[field.name] = int.from_bytes(item, "big")
-        else:
-            values[field.name] = item
-    header = Header(**values)  # type: ignore[arg-type]
+    header = Header(**_values(items, _FIELDS, _SHAPES, ""))  # type: ignore[arg-type]
     check_header_shape(header)
     return header
 

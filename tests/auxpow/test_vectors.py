@@ -107,7 +107,11 @@ def test_alys_commitment_in_coinbase_output() -> None:
     auxpow = parse_auxpow(_alys_proof())
     index = ALYS["commitment_output_index"]
     assert auxpow.output_scripts[index].hex() == ALYS["commitment_script_hex"]
-    committed = bytes.fromhex(ALYS["alys_expected_hash_internal_hex"])
+    # AL3: with an empty chain branch the script holds the committed hash's own bytes (Alys's
+    # check(hash_aux_block) gets createauxblock's hash unreversed); the vector's
+    # alys_expected_hash_internal_hex is the reversed root Alys's test hands to parse_coinbase.
+    committed = bytes.fromhex(ALYS["root_bytes_as_in_script_hex"])
+    assert committed[::-1].hex() == ALYS["alys_expected_hash_internal_hex"]
     verify_auxpow(auxpow, committed, 1, MAX_TARGET, "alys")
     with pytest.raises(AuxPowError) as err:
         verify_auxpow(auxpow, committed[::-1], 1, MAX_TARGET, "alys")
@@ -115,7 +119,7 @@ def test_alys_commitment_in_coinbase_output() -> None:
 
 
 def test_branch_too_long() -> None:
-    committed = bytes.fromhex(ALYS["alys_expected_hash_internal_hex"])
+    committed = bytes.fromhex(ALYS["root_bytes_as_in_script_hex"])
     for profile in ("alys", "namecoin"):
         with pytest.raises(AuxPowError) as err:
             verify_auxpow(parse_auxpow(_alys_proof(31)), committed, 1, MAX_TARGET, profile)

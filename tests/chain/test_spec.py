@@ -134,6 +134,15 @@ def _base() -> dict:
             "twice",
         ),
         (lambda d: d["fees"].update(max_change_denominator=0), "max_change_denominator"),
+        (lambda d: d.update(bits=0x04923456), "bits: invalid-target-bits"),
+        (lambda d: d.update(bits=2**32), r"\$\.bits"),
+        (lambda d: d.update(auxpow_chain_id=-1), r"\$\.auxpow_chain_id"),
+        (lambda d: d.update(auxpow_chain_id=None, chain_id=2**40), "set auxpow_chain_id"),
+        (lambda d: d.update(max_blocks_without_pow=-1), r"\$\.max_blocks_without_pow"),
+        (lambda d: d["retarget_params"].update(pow_target_spacing=0), "pow_target_spacing"),
+        (lambda d: d["retarget_params"].update(pow_target_timespan=4), "retarget interval"),
+        (lambda d: d["retarget_params"].update(max_pow_adjustment=156), "max_pow_adjustment"),
+        (lambda d: d["retarget_params"].update(powLimit=1), "powLimit"),
     ],
 )
 def test_bad_specs_name_the_field(mutate, message) -> None:
@@ -154,3 +163,49 @@ def test_bad_files(tmp_path) -> None:
     yaml.write_text("{}")
     with pytest.raises(SpecError, match=r"\.toml or \.json"):
         load_spec(yaml)
+
+
+def test_auxpow_fields_default_to_alys_dev(tmp_path) -> None:
+    """A spec without the AuxPoW fields loads with Alys DEV's values (Alys's serde defaults)."""
+    data = _base()
+    for key in ("bits", "auxpow_chain_id", "max_blocks_without_pow", "retarget_params"):
+        data.pop(key)
+    spec = spec_from_dict(data)
+    assert spec.bits == 505794034 and spec.max_blocks_without_pow == 50_000
+    assert spec.pow_chain_id() == spec.chain_id == 121212
+    params = spec.retarget_params
+    assert (params.pow_target_timespan, params.pow_target_spacing) == (60, 5)
+    assert (params.max_pow_adjustment, params.pow_no_retargeting) == (20, False)
+    assert (params.pow_limit, params.pow_lower_limit) == (553713663, 439495319)
+
+
+def test_dev_spec_auxpow_values() -> None:
+    spec = dev_spec(chain_id=2**40)
+    assert spec.bits == 0x207FFFFF and spec.retarget_params.pow_no_retargeting
+    assert spec.pow_chain_id() == 121212  # pinned, whatever the EIP-155 chain id
+
+
+def test_auxpow_fields_from_toml(tmp_path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        f"""
+name = "pow"
+chain_id = 5
+slot_ms = 1000
+gas_limit = 30_000_000
+authorities = ["{DEV_AUTHORITY_PUBKEY}"]
+bits = 0x1d00ffff
+auxpow_chain_id = 727272
+max_blocks_without_pow = 20
+
+[retarget_params]
+pow_target_timespan = 12000
+pow_target_spacing = 1000
+pow_no_retargeting = true
+"""
+    )
+    spec = load_spec(path)
+    assert spec.bits == 0x1D00FFFF and spec.pow_chain_id() == 727272
+    assert spec.max_blocks_without_pow == 20
+    assert spec.retarget_params.adjustment_interval == 12
+    assert spec.retarget_params.pow_no_retargeting and spec.retarget_params.max_pow_adjustment == 20

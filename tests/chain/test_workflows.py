@@ -60,14 +60,14 @@ class FlakyStore(ChainStore):
         self.after_write = after_write
         self.calls = 0
 
-    def write_block(self, block, receipts, diff) -> None:  # type: ignore[override]
+    def write_block(self, block, receipts, diff, meta=None) -> None:  # type: ignore[override]
         self.calls += 1
         if self.failures and self.after_write:
-            super().write_block(block, receipts, diff)
+            super().write_block(block, receipts, diff, meta)
         if self.failures:
             self.failures -= 1
             raise OSError("IO error: No space left on device")
-        super().write_block(block, receipts, diff)
+        super().write_block(block, receipts, diff, meta)
 
 
 class InlineEngine:
@@ -111,8 +111,9 @@ class InlineStore:
         block: BlockRecord,
         receipts: Sequence[Receipt],
         diff: StateDiff,
+        meta: dict[bytes, bytes] | None = None,
     ) -> None:
-        self.store.write_block(block, receipts, diff)
+        self.store.write_block(block, receipts, diff, meta)
 
 
 @dataclass

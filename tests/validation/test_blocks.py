@@ -22,8 +22,9 @@ from alys_fast.validation import (
     sign_header,
     validate_block,
 )
-from alys_fast.validation.blocks import address_of, header_signer
+from alys_fast.validation.blocks import AuxPowHeader, address_of, header_signer
 from alys_fast.validation.trie import EMPTY_TRIE_ROOT
+from tests.auxpow.proofs import mine
 
 CHAIN_ID = 212121
 KEYS = [bytes([i]) * 32 for i in (1, 2, 3)]
@@ -99,10 +100,18 @@ def test_many_transactions_use_the_parallel_path() -> None:
     assert len(check(child(GENESIS, txs))) == 80
 
 
+def _auxpow_header() -> AuxPowHeader:
+    return AuxPowHeader(range_start=b"\x01" * 32, range_end=b"\x02" * 32, bits=0x207FFFFF,
+                        chain_id=121212, height=1, auxpow=mine(b"\x03" * 32, 0x207FFFFF),
+                        fee_recipient=b"\x04" * 20)
+
+
 def test_hashes_cover_what_they_say() -> None:
     header = child(GENESIS).header
-    with_proof = msgspec.structs.replace(header, auxpow=b"merged-mining proof")
-    assert (with_proof.hash, with_proof.seal_hash) == (header.hash, header.seal_hash)
+    # The AuxPoW header is signed with the rest (Alys's: it is part of the signed block).
+    with_proof = msgspec.structs.replace(header, auxpow=_auxpow_header())
+    assert with_proof.seal_hash != header.seal_hash
+    assert with_proof.hash != header.hash
     resigned = sign_header(msgspec.structs.replace(header, extra_data=b"x"), KEYS[1])
     assert resigned.seal_hash != header.seal_hash
     assert resigned.hash != header.hash
@@ -111,13 +120,13 @@ def test_hashes_cover_what_they_say() -> None:
 
 
 def test_wire_round_trip_and_ethereum_style_hash() -> None:
-    block = child(GENESIS, (transfer(0),), auxpow=b"\x01\x02")
+    block = child(GENESIS, (transfer(0),), auxpow=_auxpow_header())
     assert decode_block(block.encode()) == block
     assert decode_header(block.header.encode()) == block.header
     items = rlp.decode(block.header.encode())
-    assert len(items) == 15
-    assert block.hash == keccak256(rlp.encode(items[:14]))
-    assert block.header.seal_hash == keccak256(rlp.encode(items[:13]))
+    assert len(items) == 15 and len(items[13]) == 7
+    assert block.hash == keccak256(rlp.encode(items))
+    assert block.header.seal_hash == keccak256(rlp.encode(items[:14]))
 
 
 @pytest.mark.parametrize(
@@ -139,7 +148,7 @@ def test_decode_rejects_malformed(raw: bytes, rule: str) -> None:
 
 def test_decode_rejects_transactions_given_as_lists() -> None:
     header = child(GENESIS).header
-    raw = rlp.encode([list(msgspec.structs.astuple(header)), [[b"\x01"]]])
+    raw = rlp.encode([header.items(), [[b"\x01"]]])
     with pytest.raises(InvalidBlock, match="not a byte string"):
         decode_block(raw)
 
