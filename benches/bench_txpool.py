@@ -52,7 +52,8 @@ def rich(_address: bytes) -> tuple[int, int]:
 
 
 def fresh_pool(n: int) -> TxPool:
-    return TxPool(DEV_CHAIN_ID, 30_000_000, rich, TxPoolLimits(max_txs=n, max_per_sender=n))
+    limits = TxPoolLimits(max_txs=n, max_executable_per_sender=n)
+    return TxPool(DEV_CHAIN_ID, 30_000_000, rich, limits)
 
 
 def run(senders: int, per_sender: int, rounds: int) -> dict[str, float]:

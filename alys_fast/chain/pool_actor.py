@@ -6,12 +6,23 @@ one ask when a batch brings new senders, and kept current by the state changes e
 carries (:class:`BlockIncluded`), so admission never waits on another actor for known senders.
 Accounts whose transactions all left the pool are pruned, so the copy stays the size of the
 pool's senders, not of everyone who ever sent.
-After a restart the pool is empty (pending transactions are not persisted, as in geth without
-its journal) and senders are fetched afresh.
+
+The pool's limits are the node's (``ctx.pool_limits``, the config's ``[pool]``). Queued
+transactions expire on every new head and on a timer (:data:`MAINTAIN_SECONDS`). Every accepted
+batch is appended to the journal (:mod:`alys_fast.chain.journal`, unless ``ctx.pool_journal``
+turns it off), which is rewritten with the pool's contents every ``rejournal`` seconds, at a
+clean stop, after a dev chain's revert or drop, and when it holds more than twice the pool plus
+:data:`JOURNAL_SLACK` records. Each start (a node's, or this actor's after a crash) replays it
+through admission, so accepted transactions survive a restart unless they left the pool by a
+rule (included, replaced, evicted, expired). After a crash, records that left the pool since
+the last rewrite come back too if still valid, and take their place (a sender's funds, a slot)
+by the same rules, as with geth's journal.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -19,15 +30,24 @@ from functools import partial
 import msgspec
 
 from alys_fast.actors import Actor, ActorError
-from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError, TxPoolLimits
+from alys_fast.chain.journal import JOURNAL_FILE, TxJournal
+from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.state import Account
 from alys_fast.node.context import TXPOOL, NodeContext
 from alys_fast.node.offload import Worker
-from alys_fast.validation import InvalidTransaction, Transaction
+from alys_fast.validation import InvalidTransaction, Transaction, recover_transactions
+
+log = logging.getLogger(__name__)
 
 # Cached accounts beyond twice the pooled senders before a prune (a prune costs O(cache)).
 _SPARE_ACCOUNTS = 4096
+# How often (at most, seconds) queued transactions are expired and the journal's age checked
+# (geth's eviction interval).
+MAINTAIN_SECONDS = 60.0
+# Journal records beyond twice the pool before it is rewritten: at 10,000 tx/s a rewrite every
+# few seconds of a few MB, not a file that grows for the whole rejournal interval.
+JOURNAL_SLACK = 65_536
 
 
 class Submit(msgspec.Struct, frozen=True):
@@ -66,8 +86,13 @@ class GetPooled(msgspec.Struct, frozen=True):
 
 
 class PoolStats(msgspec.Struct, frozen=True):
-    """-> {"pending", "queued", counters..., "rejected": {reason: n}, "oldest_pending": the
-    seconds the longest-waiting pending transaction has been pooled (0: none)}."""
+    """-> {"pending", "queued", counters..., "journal_replayed", "journal_skipped",
+    "rejected": {reason: n}, "oldest_pending": the seconds the longest-waiting pending
+    transaction has been pooled (0: none)}."""
+
+
+class Maintain(msgspec.Struct, frozen=True):
+    """Told by the actor's own timer: expire queued transactions, rewrite an old journal."""
 
 
 class Resync(msgspec.Struct, frozen=True):
@@ -96,23 +121,67 @@ class Drop(msgspec.Struct, frozen=True):
 
 
 PoolMessage = Submit | Best | BlockIncluded | PendingNonce | GetPooled | PoolStats | Resync
-PoolMessage |= Dump | Replace | Drop
+PoolMessage |= Dump | Replace | Drop | Maintain
 
 
 class TxPoolActor(Actor):
     """Admits, orders and hands out transactions; see the module docstring."""
 
-    def __init__(self, ctx: NodeContext, limits: TxPoolLimits | None = None) -> None:
+    def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.engine = EngineClient(ctx)
         self.accounts: dict[bytes, tuple[int, int]] = {}
         self.worker = Worker("txpool")  # block-sized steps (best, remove_included) off the loop
-        self.limits = limits
         self.pool = self._new_pool()
+        settings = ctx.pool_journal
+        self.journal = TxJournal(ctx.data_dir / JOURNAL_FILE) if settings.enabled else None
+        self.rejournaled = time.monotonic()
+        self.replay_counts = {"journal_replayed": 0, "journal_skipped": 0}
+        self.replayed = False  # the journal's transactions are back in the pool
+        self.timer: asyncio.Task[None] | None = None
 
     def _new_pool(self) -> TxPool:
         spec = self.ctx.spec
-        return TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__, self.limits)
+        return TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__,
+                      self.ctx.pool_limits)
+
+    async def started(self) -> None:
+        if self.journal is not None:
+            await self._replay(self.journal)
+        interval = min(MAINTAIN_SECONDS, self.ctx.pool_journal.rejournal)
+        self.timer = asyncio.get_running_loop().create_task(
+            self._maintain_every(interval), name="txpool-maintain")
+
+    async def _replay(self, journal: TxJournal) -> None:
+        """Admit the journal's transactions as if submitted again, then rewrite it with what
+        the pool kept (dropping included, replaced and unreadable records)."""
+        loaded = journal.load()
+        pool = self.pool
+        items = await self.worker.run(recover_transactions, loaded.raws, pool.chain_id, pool.fork)
+        await self._fetch({i.sender for i in items if isinstance(i, Transaction)})
+        pool.admit_many(items)
+        # Replayed: back in the pool; skipped: refused, replaced during the replay, or torn.
+        # Counted so, not as submissions accepted or refused.
+        admitted = len(pool)
+        skipped = len(items) - admitted + (1 if loaded.unreadable else 0)
+        pool.counters = dict.fromkeys(pool.counters, 0)
+        pool.rejected.clear()
+        self.replay_counts = {"journal_replayed": admitted, "journal_skipped": skipped}
+        if loaded.raws or loaded.unreadable:
+            log.info("transaction journal: %d transactions back in the pool, %d skipped "
+                     "(included, replaced or unreadable)", admitted, skipped)
+        await self._rewrite()
+        self.replayed = True
+
+    async def _rewrite(self) -> None:
+        if self.journal is not None:
+            await self.worker.run(self.journal.rewrite, self.pool.replay_order())
+            self.rejournaled = time.monotonic()
+
+    async def _maintain_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.ctx.tell(TXPOOL, Maintain())
 
     async def receive(self, message: PoolMessage) -> object:
         pool = self.pool
@@ -124,7 +193,13 @@ class TxPoolActor(Actor):
             except ActorError as exc:  # the engine restarting: refuse, don't crash the pool
                 return [TxPoolError(RPC_TX_REJECTED, "state unavailable, retry", str(exc))
                         for _ in message.items]
-            return pool.admit_many(message.items)
+            results = pool.admit_many(message.items)
+            journal = self.journal
+            if journal is not None:
+                journal.append([r.raw for r in results if isinstance(r, Transaction)])
+                if journal.appended > 2 * len(pool) + JOURNAL_SLACK:
+                    await self._rewrite()
+            return results
         if type(message) is Best:
             return await self.worker.run(pool.best, message.gas_limit, message.base_fee)
         if type(message) is BlockIncluded:
@@ -133,9 +208,16 @@ class TxPoolActor(Actor):
             if len(self.accounts) > 2 * len(pool.senders()) + _SPARE_ACCOUNTS:
                 self._prune()
             await self.worker.run(
-                partial(pool.remove_included, base_fee=message.base_fee),
+                partial(pool.remove_included, base_fee=message.base_fee,
+                        changed=message.changes.keys()),
                 message.transactions, self.accounts.__getitem__,
             )
+            pool.expire()
+            return None
+        if type(message) is Maintain:
+            pool.expire()
+            if time.monotonic() - self.rejournaled >= self.ctx.pool_journal.rejournal:
+                await self._rewrite()
             return None
         if type(message) is PendingNonce:
             if pool.has_sender(message.address):
@@ -146,10 +228,13 @@ class TxPoolActor(Actor):
             return pool.get(message.tx_hash)
         if type(message) is PoolStats:
             oldest = pool.oldest_pending()
-            return {**pool.status(), **pool.counters, "rejected": dict(pool.rejected),
-                    "oldest_pending": 0.0 if oldest is None else time.monotonic() - oldest}
+            return {**pool.status(), **pool.counters, **self.replay_counts,
+                    "rejected": dict(pool.rejected),
+                    "oldest_pending": 0.0 if oldest is None else pool.clock() - oldest}
         if type(message) is Drop:
-            return pool.drop(message.tx_hashes)
+            dropped = pool.drop(message.tx_hashes)
+            await self._rewrite()  # or a restart would bring them back
+            return dropped
         if type(message) is Dump:
             return [tx for group in pool.content().values()
                     for by_nonce in group.values() for tx in by_nonce.values()]
@@ -159,6 +244,7 @@ class TxPoolActor(Actor):
             pool.base_fee = message.base_fee
             await self._fetch({tx.sender for tx in message.transactions})
             pool.admit_many(message.transactions)
+            await self._rewrite()
             return None
         if type(message) is Resync:
             self.accounts.clear()
@@ -170,10 +256,20 @@ class TxPoolActor(Actor):
         raise TypeError(f"txpool: unexpected message {message!r}")
 
     def pre_restart(self, error: BaseException) -> None:
-        self.worker.close()
+        self._close()  # the journal stays as appended: the next instance replays it
 
     def stopped(self) -> None:
+        self._close()
+        if self.journal is not None and self.replayed:  # not a pool cut short in its replay
+            self.journal.rewrite(self.pool.replay_order())
+
+    def _close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.worker.close()
+        if self.journal is not None:
+            self.journal.close()
 
     async def _fetch(self, addresses: set[bytes]) -> None:
         missing = [a for a in addresses if a not in self.accounts]

@@ -1,32 +1,53 @@
 """The transaction pool: what the node accepted and has not yet included, ready for the builder.
 
-Semantics, one sentence each:
+Semantics, one sentence each (geth's legacy pool, with every limit in :class:`TxPoolLimits`):
 
 - **Admission** runs the validation core (encoding, signature, chain id, intrinsic gas), then
   pool policy against the head state: EIP-155 protection (unless allowed), the block gas limit,
-  duplicates, the account nonce, the balance covering every pooled transaction of the sender at
-  its worst case (``gas limit × fee cap + value``, as geth counts it), replacement, limits.
-- **Pending / queued**: a sender's transactions with nonces ``nonce, nonce + 1, …`` contiguous
-  from its account nonce are *pending* (executable now); those after a gap are *queued* and are
-  promoted, without copying, as soon as the gap fills.
+  duplicates, the account nonce, the balance, replacement, limits.
+- **Pending / queued**: a sender's *pending* (executable) run is its nonces ``nonce, nonce + 1,
+  …`` contiguous from its account nonce, as far as the balance covers them together (``gas
+  limit × fee cap + value`` each, as geth counts) and at most ``max_executable_per_sender``;
+  every other pooled transaction of the sender is *queued*. Queued transactions join the run,
+  without copying, as soon as it reaches them (a gap fills, a block moves the nonce, funds
+  arrive).
+- **Balance**: a newcomer that joins (or replaces one of) the pending run is admitted if the
+  balance covers the run with it; a queued one if the balance covers it alone, the rule that
+  keeps it queued after a block (the run's check comes when the run reaches it). Queued
+  transactions are never counted against the run, so they never make the next nonce
+  unaffordable.
+- **Per-sender limits** (``account limit exceeded``): the next executable nonce is refused only
+  when the run already holds ``max_executable_per_sender``; a queued newcomer is refused when
+  the sender has ``max_queued_per_sender`` queued. A full queue never blocks the nonce that
+  fills the gap.
+- **Pool limits**: ``max_txs`` in all and ``max_queued`` queued in all. A newcomer that needs
+  room takes it from the queue first: an executable one evicts the cheapest queued
+  transaction (a sender's highest nonce, lowest effective tip at the pool's base fee, then the
+  oldest) whatever it pays; a queued one only a cheaper queued one of another sender. With
+  nothing queued, an executable newcomer that pays a higher effective tip evicts the cheapest
+  *last* pending transaction of another sender (so eviction never strands later nonces); a
+  queued newcomer never evicts a pending one. Otherwise: ``txpool is full``.
 - **Replacement**: a transaction with the same sender and nonce as a pooled one replaces it only
   if both its fee cap and its tip are at least ``100 + price_bump`` percent of the old ones.
-- **Limits** (:class:`TxPoolLimits`): at most ``max_per_sender`` transactions per sender
-  (``account limit exceeded``) and ``max_txs`` in all; when full, a newcomer that pays a higher
-  effective tip evicts the cheapest *last* transaction of another sender (a sender's highest
-  nonce, so eviction never opens a gap that would strand the sender's later transactions),
-  else it is refused with ``txpool is full``.
+- **Expiry** (:meth:`TxPool.expire`): a sender's queued transactions are dropped when it has had
+  no transaction admitted for ``queue_lifetime`` seconds (geth's heartbeat); pending ones never
+  expire. The pool actor runs it on every new head and on a timer.
 - **Block building** (:meth:`TxPool.best`) is geth's price-and-nonce order: a heap holds each
   sender's next pending transaction keyed by effective tip at the block's base fee (first seen
   wins ties); taking one exposes the sender's next nonce. A transaction whose fee cap is below
   the base fee, or whose gas limit no longer fits, ends its sender's run for this block.
 - **After a block** (:meth:`TxPool.remove_included`): included and now-stale transactions go,
-  the senders' nonces and balances are re-read, unaffordable tails are dropped, and the rest
-  is re-partitioned.
+  the senders' nonces and balances are re-read and their runs re-found; the transaction a
+  run's balance stops at (one admission would now refuse) and queued transactions whose own
+  cost exceeds the balance are dropped, later nonces wait queued, then the per-sender and
+  overall queue limits are restored by dropping highest nonces, cheapest first (``dropped``).
+- **Restart**: :meth:`TxPool.replay_order` lists the pool in an order whose replay through
+  admission rebuilds it (per sender its queued transactions, then its run); the journal
+  (:mod:`alys_fast.chain.journal`) stores it.
 
 Errors are :class:`TxPoolError` with geth's exact message (what wallets and libraries match on),
-the offending values in ``detail``, and the JSON-RPC code to answer with. Counters of accepted
-and rejected-by-reason transactions are plain dicts for the metrics layer to export.
+the offending values in ``detail``, and the JSON-RPC code to answer with. Counters of accepted,
+departed-by-rule and rejected-by-reason transactions are plain dicts for the metrics layer.
 """
 
 from __future__ import annotations
@@ -147,15 +168,28 @@ def _from_invalid(exc: InvalidTransaction) -> TxPoolError:
 
 @dataclass(frozen=True, slots=True)
 class TxPoolLimits:
-    """Pool capacity and replacement policy, defined once.
+    """Pool capacity, replacement and expiry policy, defined once (the node's ``[pool]``).
 
     ``max_txs`` counts pending and queued together; ``price_bump`` is the percentage by which a
-    replacement must raise both the fee cap and the tip (geth's default, 10).
+    replacement must raise both the fee cap and the tip (geth's default, 10); ``queue_lifetime``
+    is in seconds (geth's default, 3 h). Queued limits are geth's defaults; the executable
+    ones are sized for a node that sustains 10,000 tx/s.
     """
 
     max_txs: int = 65_536
-    max_per_sender: int = 1_024
+    max_executable_per_sender: int = 1_024
+    max_queued_per_sender: int = 64
+    max_queued: int = 1_024
     price_bump: int = 10
+    queue_lifetime: float = 3 * 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_txs", "max_executable_per_sender", "max_queued_per_sender",
+                     "max_queued"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"pool limit {name} must be at least 1")
+        if self.price_bump < 0 or self.queue_lifetime <= 0:
+            raise ValueError("pool price_bump must be 0 or more and queue_lifetime positive")
 
 
 def state_reader(engine: RevmEngine) -> StateReader:
@@ -182,9 +216,9 @@ class _Entry:
 
     __slots__ = ("added", "cost", "fee_cap", "seq", "tip_cap", "tx")
 
-    def __init__(self, tx: Transaction, seq: int) -> None:
+    def __init__(self, tx: Transaction, seq: int, added: float) -> None:
         self.tx = tx
-        self.added = time.monotonic()
+        self.added = added
         self.fee_cap, self.tip_cap = fee_caps(tx)
         self.cost = tx.gas_limit * self.fee_cap + tx.value
         self.seq = seq
@@ -195,28 +229,33 @@ class _Entry:
 
 
 class _Sender:
-    """One sender's pooled transactions: nonces ``[nonce, end)`` are pending, the rest queued."""
+    """One sender's pooled transactions: nonces ``[nonce, end)`` are pending, the rest queued.
 
-    __slots__ = ("balance", "cost", "end", "nonce", "tail", "txs")
+    ``pending_cost`` is the pending run's worst-case cost; ``beat`` when the sender last had a
+    transaction admitted (its queued ones expire ``queue_lifetime`` after it).
+    """
 
-    def __init__(self, nonce: int, balance: int) -> None:
+    __slots__ = ("address", "balance", "beat", "end", "nonce", "pending_cost", "tail", "txs")
+
+    def __init__(self, address: bytes, nonce: int, balance: int, now: float) -> None:
+        self.address = address
         self.nonce = nonce
         self.balance = balance
+        self.beat = now
         self.end = nonce  # first nonce that is not pending
+        self.pending_cost = 0
         self.tail = -1  # highest pooled nonce (-1: none)
-        self.cost = 0  # sum of the pooled transactions' worst-case costs
         self.txs: dict[int, _Entry] = {}
 
-    def advance(self) -> None:
-        """Promote: extend the pending run over every now-contiguous queued nonce."""
-        end, txs = self.end, self.txs
-        while end in txs:
-            end += 1
-        self.end = end
+    def queued(self) -> int:
+        return len(self.txs) - (self.end - self.nonce)
 
 
 class TxPool:
-    """Pending and queued transactions by sender and nonce; see the module docstring."""
+    """Pending and queued transactions by sender and nonce; see the module docstring.
+
+    ``clock`` (seconds, monotonic) stamps admissions and drives expiry; tests inject their own.
+    """
 
     def __init__(
         self,
@@ -228,6 +267,7 @@ class TxPool:
         base_fee: int = 0,
         fork: Fork = Fork.CANCUN,
         allow_unprotected: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.chain_id = chain_id
         self.block_gas_limit = block_gas_limit
@@ -235,9 +275,14 @@ class TxPool:
         self.base_fee = base_fee  # prices eviction; moved by remove_included
         self.fork = fork
         self.allow_unprotected = allow_unprotected
+        self.clock = clock
         self._read = state_reader
         self._by_hash: dict[bytes, _Entry] = {}
         self._senders: dict[bytes, _Sender] = {}
+        # Senders with queued transactions (at most max_queued of them, so scans stay short),
+        # and how many queued transactions there are in all.
+        self._queued_senders: dict[bytes, _Sender] = {}
+        self._queued = 0
         self._seq = count()
         # Eviction candidates: (effective tip, seq, entry, sender) of senders' last transactions,
         # lazily pruned; rebuilt from scratch when the base fee moves (tips change).
@@ -246,7 +291,7 @@ class TxPool:
         # What happened to transactions, for the metrics layer: admissions and departures here,
         # refusals by geth message in ``rejected``.
         self.counters: dict[str, int] = dict.fromkeys(
-            ("accepted", "replaced", "evicted", "included", "dropped"), 0
+            ("accepted", "replaced", "evicted", "included", "dropped", "expired"), 0
         )
         self.rejected: dict[str, int] = {}
 
@@ -271,11 +316,10 @@ class TxPool:
 
     def status(self) -> dict[str, int]:
         """Pending and queued counts (``txpool_status``)."""
-        pending = sum(s.end - s.nonce for s in self._senders.values())
-        return {"pending": pending, "queued": len(self._by_hash) - pending}
+        return {"pending": len(self._by_hash) - self._queued, "queued": self._queued}
 
     def oldest_pending(self) -> float | None:
-        """When (``time.monotonic()``) the longest-waiting pending transaction was admitted, or
+        """When (on the pool's clock) the longest-waiting pending transaction was admitted, or
         None. ``_by_hash`` is in admission order, so this stops at the first pending one; queued
         ones (behind a nonce gap) are passed over: they may wait for good reason."""
         for entry in self._by_hash.values():
@@ -290,6 +334,20 @@ class TxPool:
             for nonce in sorted(sender.txs):
                 kind = "pending" if nonce < sender.end else "queued"
                 out[kind].setdefault(address, {})[nonce] = sender.txs[nonce].tx
+        return out
+
+    def replay_order(self) -> list[bytes]:
+        """Every pooled transaction's raw encoding, in an order whose admission into an empty
+        pool at the same head rebuilds this one: per sender its queued transactions, then its
+        pending run, by nonce (queued first so that none meets a larger pending cost in the
+        balance check than it did when admitted)."""
+        out = []
+        for sender in self._senders.values():
+            txs = sender.txs
+            ordered = sorted(txs)
+            split = sender.end - sender.nonce
+            out += [txs[n].tx.raw for n in ordered[split:]]
+            out += [txs[n].tx.raw for n in ordered[:split]]
         return out
 
     # --- admission --------------------------------------------------------------------------
@@ -372,8 +430,8 @@ class TxPool:
         for address in addresses:
             sender = self._senders.get(address)
             if sender is not None:
-                sender.nonce, sender.balance = state_reader(address)
-                self._resync(sender, sender.nonce)
+                self._resync(sender, *state_reader(address))
+        self._trim_queue()
 
     def _admit(self, tx: Transaction) -> None:
         """Pool policy for a recovered transaction; raises TxPoolError or inserts it."""
@@ -388,18 +446,19 @@ class TxPool:
             raise _reject(ALREADY_KNOWN, _hex(tx.hash))
         address = tx.sender
         nonce, balance = self._read(address)
+        now = self.clock()
         sender = self._senders.get(address)
         if sender is None:
-            sender = _Sender(nonce, balance)
-        else:
-            sender.balance = balance
-            if sender.nonce != nonce:  # a block we were not told about: catch up first
-                self._resync(sender, nonce)
+            sender = _Sender(address, nonce, balance, now)
+        elif sender.nonce != nonce or sender.balance != balance:
+            self._resync(sender, nonce, balance)  # a head we were not told about: catch up
+            self._trim_queue()
         if tx.nonce < nonce:
             raise _reject(NONCE_TOO_LOW, f"address {_hex(address)}, tx: {tx.nonce} state: {nonce}")
-        entry = _Entry(tx, next(self._seq))
+        entry = _Entry(tx, next(self._seq), now)
         old = sender.txs.get(tx.nonce)
         limits = self.limits
+        executable = tx.nonce <= sender.end
         if old is not None:
             bump = 100 + limits.price_bump
             if entry.fee_cap * 100 < old.fee_cap * bump or entry.tip_cap * 100 < old.tip_cap * bump:
@@ -408,61 +467,132 @@ class TxPool:
                     f"old fee cap {old.fee_cap} tip {old.tip_cap}, new fee cap {entry.fee_cap} "
                     f"tip {entry.tip_cap}, need +{limits.price_bump}%",
                 )
-        elif len(sender.txs) >= limits.max_per_sender:
-            raise _reject(ACCOUNT_LIMIT, f"address {_hex(address)} has {len(sender.txs)}")
-        need = sender.cost - (old.cost if old else 0) + entry.cost
+        elif executable:
+            if sender.end - sender.nonce >= limits.max_executable_per_sender:
+                raise _reject(ACCOUNT_LIMIT, f"address {_hex(address)} has "
+                              f"{sender.end - sender.nonce} executable transactions, the limit")
+        elif sender.queued() >= limits.max_queued_per_sender:
+            raise _reject(ACCOUNT_LIMIT, f"address {_hex(address)} has {sender.queued()} "
+                          f"queued transactions, the limit; send nonce {sender.end} first")
+        if old is not None and tx.nonce < sender.end:  # replaces one of the run
+            need = sender.pending_cost - old.cost + entry.cost
+        elif executable:  # joins the run
+            need = sender.pending_cost + entry.cost
+        else:  # queued: the run's check comes when it reaches this nonce
+            need = entry.cost
         if balance < need:
             raise _reject(INSUFFICIENT_FUNDS, f"address {_hex(address)} have {balance} want {need}")
-        if old is None and len(self._by_hash) >= limits.max_txs:
-            self._evict_for(entry, sender)
+        if old is None and (
+            len(self._by_hash) >= limits.max_txs
+            or (not executable and self._queued >= limits.max_queued)
+        ):
+            self._make_room(entry, sender, executable)
         if old is not None:
             self._remove(sender, old)
             self.counters["replaced"] += 1
-        self._insert(address, sender, entry)
+        sender.beat = now
+        self._insert(sender, entry)
         self.counters["accepted"] += 1
 
     # --- structure --------------------------------------------------------------------------
 
-    def _insert(self, address: bytes, sender: _Sender, entry: _Entry) -> None:
+    def _insert(self, sender: _Sender, entry: _Entry) -> None:
         nonce = entry.tx.nonce
         if not sender.txs:
-            self._senders[address] = sender
-        sender.txs[nonce] = entry
-        sender.cost += entry.cost
+            self._senders[sender.address] = sender
+        txs = sender.txs
+        txs[nonce] = entry
         self._by_hash[entry.tx.hash] = entry
-        if nonce == sender.end:
-            sender.advance()
+        if nonce != sender.end:
+            self._queued += 1
+        elif nonce + 1 not in txs:  # the run's new last; _admit checked the limit and funds
+            sender.end = nonce + 1
+            sender.pending_cost += entry.cost
+        else:
+            self._queued += 1
+            self._promote(sender)
         if nonce > sender.tail:
             sender.tail = nonce
             self._push_tail(sender)
+        self._track(sender)
 
     def drop(self, tx_hashes: Iterable[bytes]) -> int:
         """Forget transactions the block builder could not include (a reason that holds at
         the head: funds, code at the sender, intrinsic gas...), so none waits forever; later
-        nonces of their senders become queued. -> how many were pooled."""
+        nonces of their senders become queued (within the queue limits). -> how many were
+        pooled."""
         dropped = 0
+        touched = []
         for tx_hash in tx_hashes:
             entry = self._by_hash.get(tx_hash)
             if entry is not None:
-                self._remove(self._senders[entry.tx.sender], entry)
+                sender = self._senders[entry.tx.sender]
+                self._remove(sender, entry)
+                touched.append(sender)
                 dropped += 1
         self.counters["dropped"] += dropped
+        for sender in touched:
+            self._trim_sender_queue(sender)
+        self._trim_queue()
         return dropped
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop the queued transactions of senders with nothing admitted for
+        ``queue_lifetime`` seconds (``now`` on the pool's clock). -> how many."""
+        cutoff = (self.clock() if now is None else now) - self.limits.queue_lifetime
+        expired = 0
+        for sender in [s for s in self._queued_senders.values() if s.beat < cutoff]:
+            expired += self._drop_queued(sender, 0)
+        self.counters["expired"] += expired
+        return expired
 
     def _remove(self, sender: _Sender, entry: _Entry) -> None:
         """Take one transaction out; later nonces of its sender become queued."""
         nonce = entry.tx.nonce
+        if nonce < sender.end:
+            self._demote(sender, nonce)
         del sender.txs[nonce]
         del self._by_hash[entry.tx.hash]
-        sender.cost -= entry.cost
-        if nonce < sender.end:
-            sender.end = nonce
+        self._queued -= 1
         if not sender.txs:
             sender.tail = -1
-            del self._senders[entry.tx.sender]
-        elif nonce == sender.tail:
+            del self._senders[sender.address]
+            self._queued_senders.pop(sender.address, None)
+            return
+        if nonce == sender.tail:
             sender.tail = max(sender.txs)
             self._push_tail(sender)
+        self._track(sender)
+
+    def _promote(self, sender: _Sender) -> None:
+        """Extend the pending run over the contiguous queued nonces the balance covers, up to
+        the per-sender executable limit."""
+        txs, end, cost, balance = sender.txs, sender.end, sender.pending_cost, sender.balance
+        stop = sender.nonce + self.limits.max_executable_per_sender
+        while end < stop:
+            entry = txs.get(end)
+            if entry is None or cost + entry.cost > balance:
+                break
+            cost += entry.cost
+            end += 1
+        self._queued -= end - sender.end
+        sender.end, sender.pending_cost = end, cost
+
+    def _demote(self, sender: _Sender, nonce: int) -> None:
+        """End the pending run before ``nonce``: the pending transactions from it on are queued."""
+        txs, end = sender.txs, sender.end
+        if nonce == end - 1:  # the run's last (an eviction, a one-transaction run)
+            sender.pending_cost -= txs[nonce].cost
+        else:
+            sender.pending_cost -= sum(txs[n].cost for n in range(nonce, end))
+        self._queued += end - nonce
+        sender.end = nonce
+
+    def _track(self, sender: _Sender) -> None:
+        if len(sender.txs) > sender.end - sender.nonce:
+            self._queued_senders[sender.address] = sender
+        else:
+            self._queued_senders.pop(sender.address, None)
 
     def _push_tail(self, sender: _Sender) -> None:
         if self._tails_fresh:
@@ -475,9 +605,39 @@ class TxPool:
             entry = sender.txs[sender.tail]
             heappush(self._tails, (entry.tip(self.base_fee), entry.seq, entry, sender))
 
-    def _evict_for(self, newcomer: _Entry, own: _Sender) -> None:
+    def _cheapest_queued(self, other_than: _Sender | None) -> _Entry | None:
+        """The queued transaction eviction takes first: among senders' highest queued nonces
+        (``other_than``'s excepted), the lowest effective tip, then the oldest."""
+        base_fee = self.base_fee
+        best: tuple[int, int] | None = None
+        victim = None
+        for sender in self._queued_senders.values():
+            if sender is not other_than:
+                entry = sender.txs[sender.tail]
+                key = (entry.tip(base_fee), entry.seq)
+                if best is None or key < best:
+                    best, victim = key, entry
+        return victim
+
+    def _make_room(self, newcomer: _Entry, own: _Sender, executable: bool) -> None:
+        """One slot for a newcomer (see the module docstring's pool limits), or raise
+        ``txpool is full``."""
+        victim = self._cheapest_queued(None if executable else own)
+        if victim is not None and (
+            executable or victim.tip(self.base_fee) < newcomer.tip(self.base_fee)
+        ):
+            self._remove(self._senders[victim.tx.sender], victim)
+            self.counters["evicted"] += 1
+        elif executable:
+            self._evict_pending_for(newcomer, own)
+        else:
+            raise _reject(POOL_FULL, f"{self._queued} queued of {len(self._by_hash)} "
+                          f"transactions, tip {newcomer.tip(self.base_fee)} too low to queue")
+
+    def _evict_pending_for(self, newcomer: _Entry, own: _Sender) -> None:
         """Make room by evicting the cheapest last transaction of another sender, if the
-        newcomer pays a higher effective tip; else raise ``txpool is full``."""
+        newcomer pays a higher effective tip; else raise ``txpool is full``. Only called with
+        nothing queued, so every sender's last transaction is pending."""
         tails = self._tails
         if not self._tails_fresh or len(tails) > 2 * len(self._senders) + 64:
             tails[:] = [
@@ -509,23 +669,53 @@ class TxPool:
         self._remove(victim[3], victim[2])
         self.counters["evicted"] += 1
 
-    def _resync(self, sender: _Sender, nonce: int) -> None:
-        """Move a sender to a new account nonce: drop what is now stale, re-find its run,
-        then drop transactions from the first one its balance cannot cover."""
-        for stale in [e for n, e in sender.txs.items() if n < nonce]:
-            self._remove(sender, stale)
+    def _resync(self, sender: _Sender, nonce: int, balance: int) -> None:
+        """Move a sender to a new account nonce and balance: drop what is now stale, re-find
+        its run, drop the transaction the balance stopped it at and queued ones the balance
+        could never pay, then restore its queue limit."""
+        self._demote(sender, sender.nonce)  # all queued while the run is re-found
+        for stale in sorted(n for n in sender.txs if n < nonce):
+            self._remove(sender, sender.txs[stale])
             self.counters["dropped"] += 1
         sender.nonce = sender.end = nonce
-        sender.advance()
-        spent = 0
-        for n in sorted(sender.txs):
-            entry = sender.txs[n]
-            spent += entry.cost
-            if spent > sender.balance:
-                for gone in [e for m, e in sender.txs.items() if m >= n]:
-                    self._remove(sender, gone)
-                    self.counters["dropped"] += 1
-                break
+        sender.balance = balance
+        self._promote(sender)
+        stopped_at = sender.txs.get(sender.end)
+        if stopped_at is not None and sender.end - nonce < self.limits.max_executable_per_sender:
+            # Admission would refuse it now (insufficient funds), so a replay of the journal
+            # would too: drop it rather than keep what a restart loses.
+            self._remove(sender, stopped_at)
+            self.counters["dropped"] += 1
+        self._track(sender)
+        self.counters["dropped"] += self._drop_queued(
+            sender, self.limits.max_queued_per_sender, lambda entry: entry.cost > balance)
+
+    def _drop_queued(self, sender: _Sender, keep: int,
+                     doomed: Callable[[_Entry], bool] | None = None) -> int:
+        """Drop, highest nonce first, the queued transactions of ``sender`` beyond its lowest
+        ``keep`` queued ones, and those ``doomed``. -> how many."""
+        queued = sorted((n for n in sender.txs if n >= sender.end), reverse=True)
+        dropped = 0
+        for rank, nonce in enumerate(queued):
+            entry = sender.txs[nonce]
+            if len(queued) - rank > keep or (doomed is not None and doomed(entry)):
+                self._remove(sender, entry)
+                dropped += 1
+        return dropped
+
+    def _trim_sender_queue(self, sender: _Sender) -> None:
+        if sender.queued() > self.limits.max_queued_per_sender:
+            self.counters["dropped"] += self._drop_queued(
+                sender, self.limits.max_queued_per_sender)
+
+    def _trim_queue(self) -> None:
+        """Back within ``max_queued``: drop the cheapest queued transactions (as eviction picks
+        them)."""
+        while self._queued > self.limits.max_queued:
+            victim = self._cheapest_queued(None)
+            assert victim is not None
+            self._remove(self._senders[victim.tx.sender], victim)
+            self.counters["dropped"] += 1
 
     # --- block building ---------------------------------------------------------------------
 
@@ -568,19 +758,22 @@ class TxPool:
         state_reader: StateReader,
         *,
         base_fee: int | None = None,
+        changed: Iterable[bytes] = (),
     ) -> None:
         """Forget a new block's transactions and bring their senders up to the new head.
 
         ``state_reader`` reads the new head (it replaces the pool's reader); ``base_fee`` is the
         next block's, for pricing evictions. Only the block's senders can have a new nonce or a
-        lower balance, so only they are re-read.
+        lower balance, so they are re-read, with the ``changed`` accounts (say, funds received)
+        that are senders here: a run the balance held back may now grow.
         """
         self._read = state_reader
         if base_fee is not None and base_fee != self.base_fee:
             self.base_fee = base_fee
             self._tails_fresh = False
             self._tails.clear()
-        touched: set[bytes] = set()
+        senders = self._senders
+        touched = {address for address in changed if address in senders}
         for tx in txs:
             touched.add(tx.sender)
             entry = self._by_hash.get(tx.hash)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import platform
 from collections.abc import Iterator
+from dataclasses import asdict
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -105,9 +106,14 @@ class NodeCollector(Collector):
         size.add_metric(["pending"], pool.get("pending", 0))
         size.add_metric(["queued"], pool.get("queued", 0))
         yield size
-        for key in ("replaced", "evicted", "included", "dropped"):
+        for key in ("replaced", "evicted", "included", "dropped", "expired"):
             yield CounterMetricFamily(f"alys_txpool_{key}", f"Pooled transactions {key}",
                                       value=pool.get(key, 0))
+        for key in ("replayed", "skipped"):
+            yield CounterMetricFamily(f"alys_txpool_journal_{key}",
+                                      f"Journal records {key} at the pool's last start",
+                                      value=pool.get(f"journal_{key}", 0))
+        yield self._pool_limits()
         yield GaugeMetricFamily("alys_txpool_oldest_pending_seconds",
                                 "How long the longest-waiting pending transaction has been pooled",
                                 value=pool.get("oldest_pending", 0))
@@ -116,6 +122,16 @@ class NodeCollector(Collector):
                                   labels=["version", "python"])
         build.add_metric([__version__, platform.python_version()], 1)
         yield build
+
+    def _pool_limits(self) -> GaugeMetricFamily:
+        """The pool's configured limits (``[pool]``), one sample each."""
+        limits = GaugeMetricFamily("alys_txpool_limit", "The transaction pool's configured limits",
+                                   labels=["limit"])
+        journal = self.ctx.pool_journal
+        for name, value in (*asdict(self.ctx.pool_limits).items(),
+                            ("journal", int(journal.enabled)), ("rejournal", journal.rejournal)):
+            limits.add_metric([name], value)
+        return limits
 
     def _rpc(self, rpc: dict) -> Iterator:
         """Calls, errors and latency per method; open connections; the served head's age."""

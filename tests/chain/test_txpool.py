@@ -270,7 +270,7 @@ def test_replacement_balance_check_refunds_the_old_cost(head: Head) -> None:
 
 
 def test_per_sender_limit(head: Head) -> None:
-    pool = TxPool(DEV_CHAIN_ID, BLOCK_GAS, head, TxPoolLimits(max_per_sender=2))
+    pool = TxPool(DEV_CHAIN_ID, BLOCK_GAS, head, TxPoolLimits(max_executable_per_sender=2))
     pool.add(sign(0, 0))
     pool.add(sign(0, 1))
     assert refused(pool, sign(0, 2)).message == ACCOUNT_LIMIT
@@ -370,10 +370,27 @@ def test_remove_included_drops_what_the_new_balance_cannot_cover(pool: TxPool, h
     first = pool.add(sign(0, 0, value=ETHER))
     kept = pool.add(sign(0, 1, value=ETHER))
     pool.add(sign(0, 2, value=ETHER))
-    pool.add(sign(0, 3, value=ETHER))
+    waiting = pool.add(sign(0, 3, value=ETHER // 2))
+    pool.add(sign(0, 4, value=2 * ETHER))
     head.accounts[ADDRS[0]] = (1, ETHER + 21_000 * 10 * GWEI)  # covers nonce 1 only
     pool.remove_included([first], head)
-    assert pool.best(BLOCK_GAS, 0) == [kept] and len(pool) == 1
+    assert pool.best(BLOCK_GAS, 0) == [kept]
+    # The run stops at nonce 2 (dropped); nonce 3 waits behind the gap it leaves; nonce 4
+    # costs more than the whole balance (dropped).
+    assert pool.content()["queued"] == {ADDRS[0]: {3: waiting}}
+    assert len(pool) == 2 and pool.counters["dropped"] == 2
+
+
+def test_funds_arriving_extend_a_run_the_balance_held_back(head: Head) -> None:
+    cost = 21_000 * 10 * GWEI + ETHER
+    head.accounts[ADDRS[0]] = (0, cost)
+    pool = TxPool(DEV_CHAIN_ID, BLOCK_GAS, head)
+    second = pool.add(sign(0, 1, value=ETHER))  # queued: affordable alone
+    first = pool.add(sign(0, 0, value=ETHER))  # fills the gap; the run cannot pay for both
+    assert pool.best(BLOCK_GAS, 0) == [first] and pool.status() == {"pending": 1, "queued": 1}
+    head.accounts[ADDRS[0]] = (0, 2 * cost)  # funds arrive; the sender sent nothing
+    pool.remove_included([], head, changed=[ADDRS[0]])
+    assert pool.best(BLOCK_GAS, 0) == [first, second]
 
 
 def test_a_missed_block_is_caught_up_on_the_next_add(pool: TxPool, head: Head) -> None:
@@ -455,7 +472,8 @@ def test_best_never_reorders_a_senders_nonces_nor_exceeds_the_gas(
     head = Head()
     for who, nonce in enumerate(start):
         head.accounts[ADDRS[who]] = (nonce, ETHER)
-    pool = TxPool(DEV_CHAIN_ID, BLOCK_GAS, head, TxPoolLimits(max_txs=12, max_per_sender=4))
+    limits = TxPoolLimits(max_txs=12, max_executable_per_sender=4)
+    pool = TxPool(DEV_CHAIN_ID, BLOCK_GAS, head, limits)
     for key in adds:
         with contextlib.suppress(TxPoolError):
             pool.add(grid()[key])
