@@ -10,7 +10,10 @@ waiting for its answer (no pipelining), measure:
 
 Reported: requests/s, calls/s, p50/p95 request latency. The same dispatcher behind an aiohttp
 server is measured side by side when aiohttp is importable (it is not a project dependency),
-as a reference for what the hand-written HTTP layer saves.
+as a reference for what the node's own HTTP layer saves. ``--baseline FILE`` measures another
+version of ``alys_fast/rpc/server.py`` in the same run (e.g. the last commit's:
+``git show HEAD:alys_fast/rpc/server.py > /tmp/server_head.py``), so a change to the transport
+is compared with what it replaces on the same machine at the same moment.
 
 Prints one JSON object. ``--short`` for CI (< 20 s).
 """
@@ -19,11 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import multiprocessing as mp
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -48,8 +54,20 @@ def method_table() -> dict[str, Any]:
     return {"eth_chainId": chain_id, "eth_sendRawTransaction": send_raw}
 
 
-async def _serve_alys(conn: Any) -> None:
-    server = await RpcServer(method_table(), port=0).start()
+_SERVERS: dict[str, Any] = {"alys-fast": RpcServer}  # the RpcServer class of each contender
+
+
+def load_baseline(path: str) -> Any:
+    """The RpcServer class of another version of the server module (loaded before forking)."""
+    spec = importlib.util.spec_from_file_location("baseline_rpc_server", path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RpcServer
+
+
+async def _serve_alys(kind: str, conn: Any) -> None:
+    server = await _SERVERS[kind](method_table(), port=0).start()
     conn.send(server.port)
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)
     await server.stop()
@@ -76,7 +94,7 @@ async def _serve_aiohttp(conn: Any) -> None:
 
 
 def _server_process(kind: str, conn: Any) -> None:
-    uvloop.run(_serve_alys(conn) if kind == "alys-fast" else _serve_aiohttp(conn))
+    uvloop.run(_serve_aiohttp(conn) if kind == "aiohttp" else _serve_alys(kind, conn))
 
 
 def _request(payload: Any) -> bytes:
@@ -102,15 +120,27 @@ async def _client(port: int, request: bytes, until: float, latencies: list[float
         writer.close()
 
 
-async def _load(port: int, request: bytes, calls: int, seconds: float) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _load(port: int, pid: int, request: bytes, calls: int,
+                seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     # warm up the connections and the server's caches
     await asyncio.gather(*(_client(port, request, time.perf_counter() + 0.2, [])
                            for _ in range(CLIENTS)))
     started = time.perf_counter()
+    cpu = _cpu_seconds(pid)
     await asyncio.gather(*(_client(port, request, started + seconds, latencies)
                            for _ in range(CLIENTS)))
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds(pid) - cpu
     latencies.sort()
     n = len(latencies)
     return {
@@ -118,6 +148,8 @@ async def _load(port: int, request: bytes, calls: int, seconds: float) -> dict[s
         "calls_per_s": round(n * calls / elapsed),
         "p50_ms": round(latencies[n // 2] * 1e3, 3),
         "p95_ms": round(latencies[int(n * 0.95)] * 1e3, 3),
+        # the server's CPU per request: what a loaded shared machine disturbs least
+        "server_cpu_us_per_request": round(cpu / n * 1e6, 1),
     }
 
 
@@ -131,8 +163,8 @@ def measure(kind: str, seconds: float) -> dict[str, Any]:
         batch = _request([{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction",
                            "params": [RAW_TX]} for i in range(100)])
         return {
-            "single": uvloop.run(_load(port, single, 1, seconds)),
-            "batch100": uvloop.run(_load(port, batch, 100, seconds)),
+            "single": uvloop.run(_load(port, process.pid, single, 1, seconds)),
+            "batch100": uvloop.run(_load(port, process.pid, batch, 100, seconds)),
         }
     finally:
         parent.send("stop")
@@ -141,13 +173,34 @@ def measure(kind: str, seconds: float) -> dict[str, Any]:
             process.kill()
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median requests/s (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda run: run["requests_per_s"])[(len(runs) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="small run for CI (< 20 s)")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="another alys_fast/rpc/server.py to measure side by side")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --baseline: alternate rounds of both, each reported by its "
+                             "median round (default 3; a shared machine's load comes and goes)")
     args = parser.parse_args()
     seconds = 1.5 if args.short else 8.0
     started = time.perf_counter()
-    results = {"alys-fast": measure("alys-fast", seconds)}
+    results: dict[str, Any] = {}
+    if args.baseline:
+        _SERVERS["baseline"] = load_baseline(args.baseline)
+        rounds: dict[str, list[dict[str, Any]]] = {"baseline": [], "alys-fast": []}
+        for _ in range(args.rounds):
+            for kind, measured in rounds.items():
+                measured.append(measure(kind, seconds))
+        for kind, measured in rounds.items():
+            results[kind] = {scenario: _median([one[scenario] for one in measured])
+                             for scenario in ("single", "batch100")}
+    else:
+        results["alys-fast"] = measure("alys-fast", seconds)
     try:
         import aiohttp  # noqa: F401
     except ImportError:
@@ -155,6 +208,12 @@ def main() -> None:
     else:
         results["aiohttp_reference"] = measure("aiohttp", seconds)
     ours = results["alys-fast"]
+    if "baseline" in results:
+        results["vs_baseline"] = {
+            f"{scenario}_{figure}": round(ours[scenario][figure]
+                                          / results["baseline"][scenario][figure], 3)
+            for scenario in ("single", "batch100")
+            for figure in ("requests_per_s", "server_cpu_us_per_request")}
     print(json.dumps({
         "bench": "rpc_transport",
         "mode": "short" if args.short else "full",

@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("auto", "interval", "off")
+# The latest block timestamp the dev clock may reach (seconds; about the year 36,800): every
+# value derived from it (milliseconds, slots) stays within the 64 bits headers and the engine
+# hold, so no dev request can make a block that cannot be built.
+MAX_TIMESTAMP = 2**40
 
 
 class MiningError(ValueError):
@@ -81,11 +85,14 @@ class DevMining:
         """``evm_increaseTime``: move the clock forward; returns the total offset in seconds."""
         if seconds < 0:
             raise MiningError(f"time can only move forward, got {seconds} s")
+        if self.offset_ms // 1000 + seconds > MAX_TIMESTAMP:
+            raise MiningError(f"time cannot move past timestamp {MAX_TIMESTAMP}, got {seconds} s")
         self.offset_ms += seconds * 1000
         return self.offset_ms // 1000
 
     def set_next_timestamp(self, timestamp: int, parent_timestamp: int) -> None:
         """``evm_setNextBlockTimestamp``: the next block's timestamp, after its parent's."""
+        _within_clock(timestamp)
         if timestamp <= parent_timestamp:
             raise MiningError(
                 f"timestamp {timestamp} is lower than or equal to the previous block's "
@@ -103,6 +110,7 @@ class DevMining:
         self.next_timestamp = None
         if wanted is None:
             return max(parent_slot + 1, (now_ms + self.offset_ms) // slot_ms)
+        _within_clock(wanted)
         slot = -(-wanted * 1000 // slot_ms)  # the first slot whose timestamp is ``wanted``
         if slot * slot_ms // 1000 != wanted:
             raise MiningError(
@@ -135,3 +143,9 @@ class DevMining:
             del self.snapshots[later]
         self.offset_ms, self.next_timestamp = snapshot.offset_ms, snapshot.next_timestamp
         return snapshot
+
+
+def _within_clock(timestamp: int) -> None:
+    if timestamp > MAX_TIMESTAMP:
+        raise MiningError(f"timestamp {timestamp} is past the last one a dev block may carry, "
+                          f"{MAX_TIMESTAMP}")

@@ -15,8 +15,35 @@ Example::
     cors = ["http://localhost:3000"]    # browser origins allowed to call the RPC; "*": any
     max_body = 5242880
     max_batch = 1000
+    ip_connections = 64                 # per client address; ip_rate (requests/s), ip_batches,
+    unsent_budget = 268435456           # unsent bytes, all connections (module server's doc)
+    api = ["eth", "net", "web3", "txpool"]   # namespaces served without credentials
+    jwt_secret_file = "jwtsecret"       # default: <data_dir>/jwtsecret, made on first start
+    jwt_namespaces = ["*"]              # what a JWT grants
+    tls_cert = "rpc.crt"                # PEM; with tls_key, the port speaks HTTPS / WSS
+    tls_key = "rpc.key"
 
-``examples/node.toml`` is a complete, commented one.
+    [[rpc.api_keys]]                    # `alys-fast keys api` prints these
+    id = "ops"
+    sha256 = "…"                        # of the key, never the key
+    namespaces = ["admin", "debug"]
+
+    [consensus_rpc]                     # Alys's mining RPC (createauxblock, submitauxblock)
+    host = "127.0.0.1"
+    port = 3000                         # default 3000; any free port when [rpc] port is 0
+
+    [pool]                              # geth's legacy pool limits (chain/txpool.py)
+    max_txs = 65536                     # pending and queued together
+    max_executable_per_sender = 1024
+    max_queued_per_sender = 64
+    max_queued = 1024
+    queue_lifetime = 10800              # seconds a sender's queued txs live without news
+    price_bump = 10                     # % a replacement must raise fee cap and tip
+    journal = true                      # keep accepted txs in <data_dir>/transactions.rlp
+    rejournal = 3600                    # seconds between rewrites of the journal
+
+``examples/node.toml`` is a complete, commented one; :mod:`alys_fast.rpc.auth` says what the
+namespaces and credentials do.
 
 Relative paths are resolved against the file's directory. Unknown keys are errors, so a typo
 fails at start instead of being silently ignored.
@@ -24,6 +51,7 @@ fails at start instead of being silently ignored.
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -31,15 +59,21 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from alys_fast.chain.journal import JournalSettings
 from alys_fast.chain.spec import ChainSpec, SpecError, dev_spec, load_spec
+from alys_fast.chain.txpool import TxPoolLimits
 from alys_fast.node.context import STALL_SLOTS
 from alys_fast.rpc import Limits
+from alys_fast.rpc.auth import ALL_NAMESPACES, PUBLIC_NAMESPACES, ApiKey, check_namespaces
 from alys_fast.rpc.server import cors_origins
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
+CONSENSUS_RPC_PORT = 3000  # Alys's
 # The defaults come from an instance: on the slotted Limits class, ``Limits.max_body`` is the
 # slot's member descriptor, not its default value.
 _LIMITS = Limits()
+_POOL = TxPoolLimits()
+_JOURNAL = JournalSettings()
 
 
 class ConfigError(ValueError):
@@ -47,23 +81,87 @@ class ConfigError(ValueError):
 
 
 class RpcConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where JSON-RPC listens, how much one client may send, which browser origins may call."""
+    """Where JSON-RPC listens, how much one client may send, which browser origins may call,
+    who may call what (:mod:`alys_fast.rpc.auth`) and the port's TLS."""
 
     host: str = "127.0.0.1"
     port: Port = 8545
     max_body: Annotated[int, Meta(ge=1024)] = _LIMITS.max_body
     max_batch: Annotated[int, Meta(ge=1)] = _LIMITS.max_batch
     max_connections: Annotated[int, Meta(ge=1)] = _LIMITS.max_connections
+    # Backpressure and per-client limits (alys_fast.rpc.server's docstring says what each is).
+    idle_timeout: Annotated[float, Meta(gt=0)] = _LIMITS.idle_timeout
+    max_ws_buffer: Annotated[int, Meta(ge=65536)] = _LIMITS.max_ws_buffer
+    unsent_budget: Annotated[int, Meta(ge=65536)] = _LIMITS.unsent_budget
+    ip_connections: Annotated[int, Meta(ge=1)] = _LIMITS.ip_connections
+    ip_rate: Annotated[float, Meta(gt=0)] = _LIMITS.ip_rate
+    ip_burst: Annotated[float, Meta(ge=1)] = _LIMITS.ip_burst
+    ip_batches: Annotated[int, Meta(ge=1)] = _LIMITS.ip_batches
+    rate_limit_loopback: bool = _LIMITS.rate_limit_loopback
+    reserved_connections: Annotated[int, Meta(ge=0)] = _LIMITS.reserved_connections
+    probe_timeout: Annotated[float, Meta(gt=0)] = _LIMITS.probe_timeout
     cors: tuple[str, ...] = ()
+    api: tuple[str, ...] = PUBLIC_NAMESPACES
+    api_keys: tuple[ApiKey, ...] = ()
+    jwt_secret_file: str | None = None  # None: <data_dir>/jwtsecret
+    jwt_namespaces: tuple[str, ...] = (ALL_NAMESPACES,)
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         cors_origins(self.cors)  # its ValueError names the bad origin
+        check_namespaces((*self.api, *self.jwt_namespaces))
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
 
     def limits(self) -> Limits:
         return Limits(
             max_body=self.max_body, max_batch=self.max_batch,
-            max_connections=self.max_connections,
+            max_connections=self.max_connections, idle_timeout=self.idle_timeout,
+            max_ws_buffer=self.max_ws_buffer, unsent_budget=self.unsent_budget,
+            ip_connections=self.ip_connections, ip_rate=self.ip_rate, ip_burst=self.ip_burst,
+            ip_batches=self.ip_batches, rate_limit_loopback=self.rate_limit_loopback,
+            reserved_connections=self.reserved_connections, probe_timeout=self.probe_timeout,
         )
+
+
+class ConsensusRpcConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where Alys's consensus RPC (merge miners' ``createauxblock``...) listens; ``port`` None:
+    3000, or any free port when the JSON-RPC port is 0 (``consensus_port``)."""
+
+    host: str = "127.0.0.1"
+    port: Port | None = None
+
+
+def consensus_port(port: int | None, rpc_port: int) -> int:
+    """The consensus RPC's port: ``port`` if given, else Alys's 3000, or any free port (0)
+    when the JSON-RPC port is (so a node on ephemeral ports takes no fixed one)."""
+    if port is not None:
+        return port
+    return 0 if rpc_port == 0 else CONSENSUS_RPC_PORT
+
+
+class PoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The transaction pool's limits and journal (``[pool]``)."""
+
+    max_txs: Annotated[int, Meta(ge=1)] = _POOL.max_txs
+    max_executable_per_sender: Annotated[int, Meta(ge=1)] = _POOL.max_executable_per_sender
+    max_queued_per_sender: Annotated[int, Meta(ge=1)] = _POOL.max_queued_per_sender
+    max_queued: Annotated[int, Meta(ge=1)] = _POOL.max_queued
+    queue_lifetime: Annotated[float, Meta(gt=0)] = _POOL.queue_lifetime
+    price_bump: Annotated[int, Meta(ge=0)] = _POOL.price_bump
+    journal: bool = _JOURNAL.enabled
+    rejournal: Annotated[float, Meta(gt=0)] = _JOURNAL.rejournal
+
+    def limits(self) -> TxPoolLimits:
+        return TxPoolLimits(
+            max_txs=self.max_txs, max_executable_per_sender=self.max_executable_per_sender,
+            max_queued_per_sender=self.max_queued_per_sender, max_queued=self.max_queued,
+            queue_lifetime=self.queue_lifetime, price_bump=self.price_bump,
+        )
+
+    def journal_settings(self) -> JournalSettings:
+        return JournalSettings(enabled=self.journal, rejournal=self.rejournal)
 
 
 class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,6 +174,8 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     archive: bool = False
     stall_slots: Annotated[int, Meta(ge=1)] = STALL_SLOTS
     rpc: RpcConfig = RpcConfig()
+    consensus_rpc: ConsensusRpcConfig = ConsensusRpcConfig()
+    pool: PoolConfig = PoolConfig()
 
     def spec(self) -> ChainSpec:
         """The chain spec this config names (``dev`` is built in)."""
@@ -105,6 +205,29 @@ def parse_key(text: str, where: str) -> bytes:
     return key
 
 
+def tls_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """The RPC port's server-side TLS (stdlib defaults: TLS 1.2 and later) from a PEM
+    certificate chain and its private key; a ConfigError says which file is wrong."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for what, path, marker in (("tls_cert", cert, "CERTIFICATE-----"),
+                               ("tls_key", key, "PRIVATE KEY-----")):
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+        if marker not in text:
+            raise ConfigError(f"{what} {path}: not a PEM file with a {marker.rstrip('-')}")
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"tls_key {key} is not the key of the certificate {cert}") \
+                from None
+        raise ConfigError(f"tls_cert {cert} / tls_key {key}: cannot be loaded "
+                          f"({exc.reason or exc.strerror})") from None
+    return context
+
+
 def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node config file; relative paths become relative to it."""
     path = Path(path)
@@ -128,6 +251,9 @@ def load_config(path: str | Path) -> NodeConfig:
         data_dir=resolve(config.data_dir),
         authority_key_file=resolve(config.authority_key_file),
         chain=config.chain if config.chain == "dev" else resolve(config.chain),
+        rpc=msgspec.structs.replace(
+            config.rpc, jwt_secret_file=resolve(config.rpc.jwt_secret_file),
+            tls_cert=resolve(config.rpc.tls_cert), tls_key=resolve(config.rpc.tls_key)),
     )
     try:
         config.spec()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import shutil
 import signal
+import ssl
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from decimal import Decimal
@@ -25,9 +29,20 @@ from alys_fast.chain.spec import (
     dev_spec,
 )
 from alys_fast.config import ConfigError, NodeConfig, load_config
+from alys_fast.config.node import consensus_port, tls_context
 from alys_fast.node.context import NodeContext
+from alys_fast.node.keys import JWT_SECRET_FILE, load_jwt_secret
 from alys_fast.node.node import Node, NodeStartError
-from alys_fast.rpc.server import cors_origins
+from alys_fast.rpc.auth import (
+    ALL_NAMESPACES,
+    PUBLIC_NAMESPACES,
+    ApiKey,
+    AuditLog,
+    Authenticator,
+    check_namespaces,
+)
+from alys_fast.rpc.server import Limits, cors_origins
+from alys_fast.validation.blocks import address_of
 from alys_fast.validation.transactions import MAX_CHAIN_ID
 
 MAX_DEV_ACCOUNTS = 1000  # each is a BIP-32 derivation at start and a line of the banner
@@ -54,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "anvil and hardhat do (default: their \"test test ... junk\")")
     dev.add_argument("--chain-id", type=int, default=DEV_CHAIN_ID,
                      help=f"the chain id (default {DEV_CHAIN_ID})")
+    dev.add_argument("--mine", action="store_true",
+                     help="merge-mine the chain with a CPU miner (`alys-fast miner`) against "
+                          "the consensus RPC, paying the first dev account, as Alys's --dev does")
+    dev.add_argument("--auth", action="store_true",
+                     help="require credentials (a JWT signed with <data dir>/jwtsecret) for the "
+                          "namespaces beyond --http-api, as `run` does (default: all open)")
     _rpc_args(dev)
     dev.set_defaults(handler=_dev)
     run = sub.add_parser("run", help="run a node from a configuration file")
@@ -71,7 +92,46 @@ def _rpc_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
         "--cors", default="*" if defaults else None, metavar="ORIGINS",
         help="browser origins allowed to call the RPC, comma-separated, * for any (default: "
              + ("*" if defaults else "the config's [rpc] cors, else none") + ")")
+    parser.add_argument(
+        "--http-api", metavar="NAMESPACES",
+        help="namespaces served without credentials, comma-separated (default: "
+             + ("all, unless --auth: " if defaults else "the config's [rpc] api, else ")
+             + ",".join(PUBLIC_NAMESPACES) + ")")
+    parser.add_argument("--ip-connections", type=int, metavar="N",
+                        help="connections one client address may hold (default "
+                             + ("64" if defaults else "the config's [rpc] ip_connections") + ")")
+    parser.add_argument("--ip-rate", type=float, metavar="N",
+                        help="requests per second one client address may send, loopback "
+                             "exempt (default " + ("2000" if defaults else
+                                                   "the config's [rpc] ip_rate") + ")")
+    parser.add_argument("--unsent-budget-mib", type=int, metavar="MIB",
+                        help="unsent answers and notifications all connections may hold "
+                             "before the slowest are dropped (default "
+                             + ("256" if defaults else "the config's [rpc] unsent_budget") + ")")
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="serve HTTPS and WSS with this certificate (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM",
+                        help="the private key of --tls-cert")
+    parser.add_argument(
+        "--consensus-rpc-port", type=int, default=None, metavar="PORT",
+        help="port of Alys's consensus RPC for merge miners (createauxblock, submitauxblock); "
+             "default " + ("3000" if defaults else "the config's [consensus_rpc] port, else 3000")
+             + ", any free one when --port is 0")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def _rpc_limits(args: argparse.Namespace, limits: Limits) -> Limits:
+    """``limits`` with what the command line sets instead."""
+    from alys_fast.cli import CliError
+
+    given = {"ip_connections": args.ip_connections, "ip_rate": args.ip_rate,
+             "unsent_budget": None if args.unsent_budget_mib is None
+             else args.unsent_budget_mib * 1024 * 1024}
+    for name, value in given.items():
+        if value is not None and value <= 0:
+            raise CliError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return dataclasses.replace(
+        limits, **{name: value for name, value in given.items() if value is not None})
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -107,6 +167,11 @@ def _dev(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="alys-fast-dev-")) if temporary else args.data_dir
+    access = None
+    if args.auth or args.http_api is not None:
+        access = _access(
+            data_dir, _http_api(args.http_api) if args.http_api else PUBLIC_NAMESPACES,
+            jwt_secret_file=data_dir / JWT_SECRET_FILE if args.auth else None)
     ctx = NodeContext(
         spec=spec,
         data_dir=data_dir,
@@ -114,6 +179,11 @@ def _dev(args: argparse.Namespace) -> int:
         rpc_host=args.host,
         rpc_port=args.port,
         rpc_cors=_cors(args.cors),
+        rpc_limits=_rpc_limits(args, Limits()),
+        rpc_access=access,
+        rpc_tls=_tls(args.tls_cert, args.tls_key),
+        consensus_rpc_host=args.host,
+        consensus_rpc_port=consensus_port(args.consensus_rpc_port, args.port),
         # Dev chains keep every block's state: evm_revert unwinds through it.
         archive=True,
         dev_mining=mining,
@@ -121,10 +191,18 @@ def _dev(args: argparse.Namespace) -> int:
     )
     try:
         return _serve(ctx, args.log_level,
-                      banner=lambda url: _banner(ctx, url, accounts, args.balance, args.mnemonic))
+                      banner=lambda url: _banner(ctx, url, accounts, args.balance, args.mnemonic),
+                      miner=_fee_recipient(accounts) if args.mine else None)
     finally:
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _fee_recipient(accounts: tuple[tuple[str, str], ...]) -> str:
+    """Whom the dev miner pays: the first dev account, else the dev authority."""
+    if accounts:
+        return accounts[0][0]
+    return "0x" + address_of(bytes.fromhex(DEV_AUTHORITY_KEY[2:])).hex()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -132,21 +210,86 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         config: NodeConfig = load_config(args.config)
+        rpc = config.rpc
+        data_dir = Path(config.data_dir)
+        access = _access(
+            data_dir, rpc.api if args.http_api is None else _http_api(args.http_api),
+            api_keys=rpc.api_keys, jwt_namespaces=rpc.jwt_namespaces,
+            jwt_secret_file=(data_dir / JWT_SECRET_FILE if rpc.jwt_secret_file is None
+                             else Path(rpc.jwt_secret_file)))
         ctx = NodeContext(
             spec=config.spec(),
             data_dir=Path(config.data_dir),
             authority_key=config.authority_key(),
             rpc_host=args.host or config.rpc.host,
             rpc_port=config.rpc.port if args.port is None else args.port,
-            rpc_limits=config.rpc.limits(),
+            rpc_limits=_rpc_limits(args, config.rpc.limits()),
             rpc_cors=config.rpc.cors if args.cors is None else _cors(args.cors),
+            rpc_access=access,
+            rpc_tls=(_tls(args.tls_cert, args.tls_key) if args.tls_cert or args.tls_key
+                     else _tls(rpc.tls_cert, rpc.tls_key)),
+            consensus_rpc_host=config.consensus_rpc.host,
+            consensus_rpc_port=consensus_port(
+                config.consensus_rpc.port if args.consensus_rpc_port is None
+                else args.consensus_rpc_port,
+                config.rpc.port if args.port is None else args.port),
             stall_slots=config.stall_slots,
             sync_writes=config.sync_writes,
             archive=config.archive,
+            pool_limits=config.pool.limits(),
+            pool_journal=config.pool.journal_settings(),
         )
     except (ConfigError, SpecError) as exc:
         raise CliError(str(exc)) from None
     return _serve(ctx, args.log_level)
+
+
+def _access(data_dir: Path, public: tuple[str, ...], *, api_keys: tuple[ApiKey, ...] = (),
+            jwt_secret_file: Path | None = None,
+            jwt_namespaces: tuple[str, ...] = (ALL_NAMESPACES,)) -> Authenticator:
+    """The port's policy, its JWT secret (made on first start) and audit log in ``data_dir``."""
+    from alys_fast.cli import CliError
+
+    try:
+        secret = None if jwt_secret_file is None else load_jwt_secret(jwt_secret_file)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        audit = AuditLog(data_dir / "audit.log")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"audit log in {data_dir}: {exc.strerror}") from None
+    try:
+        return Authenticator(public, api_keys=api_keys, jwt_secret=secret,
+                             jwt_namespaces=jwt_namespaces, audit=audit)
+    except ValueError as exc:
+        audit.close()
+        raise CliError(str(exc)) from None
+
+
+def _http_api(names: str) -> tuple[str, ...]:
+    """``--http-api``: the comma-separated namespaces, checked."""
+    from alys_fast.cli import CliError
+
+    namespaces = tuple(name.strip() for name in names.split(",") if name.strip())
+    try:
+        check_namespaces(namespaces)
+    except ValueError as exc:
+        raise CliError(f"--http-api: {exc}") from None
+    return namespaces
+
+
+def _tls(cert: Path | str | None, key: Path | str | None) -> ssl.SSLContext | None:
+    """The TLS context of ``--tls-cert``/``--tls-key`` (or the config's), None without."""
+    from alys_fast.cli import CliError
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise CliError("--tls-cert and --tls-key go together")
+    try:
+        return tls_context(cert, key)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _cors(origins: str) -> tuple[str, ...]:
@@ -166,17 +309,18 @@ def _wei(ether: str) -> int:
     try:
         amount = Decimal(ether) * ETHER
     except ArithmeticError:  # decimal's InvalidOperation, Overflow
-        raise CliError(f"--balance must be a number of ETH, got {ether!r}") from None
+        raise CliError(f"--balance must be a number of ETH, got '{ether}'") from None
     if not amount.is_finite() or amount < 0 or amount != amount.to_integral_value() \
             or amount >= 2**256:
         raise CliError(f"--balance must be 0 or more ETH, in whole wei and below 2**256 wei, "
-                       f"got {ether!r}")
+                       f"got '{ether}'")
     return int(amount)
 
 
 def _serve(ctx: NodeContext, log_level: str, *,
-           banner: Callable[[str], str] | None = None) -> int:
-    """Run the node until a signal stops it; print ``banner(url)``, or only the URL."""
+           banner: Callable[[str], str] | None = None, miner: str | None = None) -> int:
+    """Run the node until a signal stops it; print ``banner(url)``, or only the URL. With
+    ``miner`` (a fee recipient) a CPU merge miner runs beside it, as its own process."""
     from alys_fast.actors.runtime import run
     from alys_fast.cli import CliError
 
@@ -196,7 +340,21 @@ def _serve(ctx: NodeContext, log_level: str, *,
             print("full node: no authority key (authority_key_file), so it will not author "
                   "blocks", flush=True)
         print(f"JSON-RPC   {node.url}" if banner is None else banner(node.url), flush=True)
-        return await node.wait()
+        mining = None
+        if ctx.consensus_rpc_bound is not None:
+            consensus = f"http://{ctx.consensus_rpc_host}:{ctx.consensus_rpc_bound}/"
+            print(f"Consensus  {consensus} (merged mining: createauxblock, submitauxblock)",
+                  flush=True)
+            if miner is not None:
+                mining = subprocess.Popen([sys.executable, "-m", "alys_fast", "miner", "--rpc",
+                                           consensus, "--address", miner])
+                print(f"Miner      pid {mining.pid}, paying {miner}", flush=True)
+        try:
+            return await node.wait()
+        finally:
+            if mining is not None:
+                mining.terminate()
+                await asyncio.to_thread(mining.wait, 10)
 
     return run(main())
 
@@ -211,6 +369,7 @@ def _banner(ctx: NodeContext, url: str, accounts: tuple[tuple[str, str], ...], b
         f"mining       {_mining(ctx)}",
         f"gas limit    {ctx.spec.gas_limit:,}",
         f"data dir     {ctx.data_dir}",
+        f"RPC access   {_access_line(ctx)}",
         "",
         f"Available accounts ({Decimal(balance):,f} ETH each; mnemonic \"{mnemonic}\")",
     ]
@@ -219,11 +378,21 @@ def _banner(ctx: NodeContext, url: str, accounts: tuple[tuple[str, str], ...], b
     lines += [
         "",
         f"JSON-RPC   {url}",
-        f"WebSocket  {url.replace('http://', 'ws://')}",
+        f"WebSocket  {url.replace('http', 'ws', 1)}",
         f"Metrics    {url}metrics   Health {url}health",
         "",
     ]
     return "\n".join(lines)
+
+
+def _access_line(ctx: NodeContext) -> str:
+    access = ctx.rpc_access
+    if access is None:
+        return "every method open (no credentials)"
+    public = "every namespace" if access.public is None else ", ".join(sorted(access.public))
+    jwt = (f"; the rest with a JWT (alys-fast keys jwt --secret "
+           f"{ctx.data_dir / JWT_SECRET_FILE})" if access.takes_jwt else "")
+    return f"{public} open{jwt}; audit log {access.audit.path if access.audit else 'off'}"
 
 
 def _mining(ctx: NodeContext) -> str:

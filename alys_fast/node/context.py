@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from alys_fast.actors import ActorStopped, CircuitOpen, MailboxFull
+from alys_fast.chain.journal import JournalSettings
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import ChainSpec
+from alys_fast.chain.txpool import TxPoolLimits
 from alys_fast.rpc import Limits, RpcServer
 
 if TYPE_CHECKING:
     from alys_fast.actors import ActorRef, ActorSystem
+    from alys_fast.rpc.auth import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,19 @@ class NodeContext:
     rpc_port: int = 8545
     rpc_limits: Limits = field(default_factory=Limits)
     rpc_cors: tuple[str, ...] = ()  # browser origins allowed to call the RPC ("*": any)
+    # Who may call which namespaces, and the audit log (None: every method open to everyone,
+    # a dev chain's default); the node closes it when it stops.
+    rpc_access: Authenticator | None = None
+    rpc_tls: ssl.SSLContext | None = None  # None: plain HTTP and WebSocket
+    # Alys's consensus RPC for merge miners (createauxblock...): None does not serve it; 0
+    # binds an ephemeral port, the bound one is in ``consensus_rpc_bound`` once it is up.
+    consensus_rpc_host: str = "127.0.0.1"
+    consensus_rpc_port: int | None = None
     stall_slots: int = STALL_SLOTS
     sync_writes: bool = False
     archive: bool = False  # keep every block's state readable, not only the last 128
+    pool_limits: TxPoolLimits = field(default_factory=TxPoolLimits)
+    pool_journal: JournalSettings = field(default_factory=JournalSettings)
     # A development chain's mining mode and clock (None: Aura slots on the wall clock). Kept
     # here, not in the chain actor, so that an actor restart keeps them.
     dev_mining: DevMining | None = None
@@ -68,6 +82,7 @@ class NodeContext:
     system: ActorSystem | None = None
     # Filled by actors as they come up, read by the node and the tests.
     rpc_bound: int | None = None
+    consensus_rpc_bound: int | None = None
     rpc_ready: asyncio.Event | None = None
     rpc_server: RpcServer | None = None  # so a node stop can let answers in flight finish
     stats: dict[str, Any] = field(default_factory=dict)

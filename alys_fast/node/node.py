@@ -15,6 +15,7 @@ import socket
 from prometheus_client import PlatformCollector, ProcessCollector
 
 from alys_fast.actors import ActorSystem, StartFailed
+from alys_fast.auxpow.service import FinalityCollector
 from alys_fast.metrics.actor import NodeCollector
 from alys_fast.node.context import NodeContext
 from alys_fast.node.offload import tune_interpreter
@@ -50,6 +51,7 @@ class Node:
         ctx.system = self.system
         ctx.registry.register(self.system.metrics)
         ctx.registry.register(NodeCollector(ctx))
+        ctx.registry.register(FinalityCollector(ctx))
         ProcessCollector(registry=ctx.registry)
         PlatformCollector(registry=ctx.registry)
 
@@ -57,6 +59,8 @@ class Node:
         ready = self.ctx.rpc_ready = asyncio.Event()
         tune_interpreter()
         _check_port(self.ctx.rpc_host, self.ctx.rpc_port)
+        if self.ctx.consensus_rpc_port is not None:
+            _check_port(self.ctx.consensus_rpc_host, self.ctx.consensus_rpc_port)
         try:
             open_store(self.ctx).close()
         except (StorageError, OSError) as exc:
@@ -79,11 +83,13 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.ctx.rpc_host}:{self.ctx.rpc_bound}/"
+        scheme = "http" if self.ctx.rpc_tls is None else "https"
+        return f"{scheme}://{self.ctx.rpc_host}:{self.ctx.rpc_bound}/"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.ctx.rpc_host}:{self.ctx.rpc_bound}/"
+        scheme = "ws" if self.ctx.rpc_tls is None else "wss"
+        return f"{scheme}://{self.ctx.rpc_host}:{self.ctx.rpc_bound}/"
 
     async def wait(self) -> int:
         """Until the node stops (``stop`` or an escalation); its exit code."""
@@ -95,4 +101,7 @@ class Node:
         server = self.ctx.rpc_server
         if server is not None:
             await server.stop(grace)
-        return await self.system.stop()
+        code = await self.system.stop()
+        if self.ctx.rpc_access is not None:
+            self.ctx.rpc_access.close()  # the audit log's last lines reach the file
+        return code

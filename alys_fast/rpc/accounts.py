@@ -42,7 +42,14 @@ from alys_fast.rpc.dispatch import (
     data,
     quantity,
 )
-from alys_fast.rpc.eth import SUGGESTED_TIP, EthApi, access_list, pool_unavailable
+from alys_fast.rpc.eth import (
+    SUGGESTED_TIP,
+    EthApi,
+    access_list,
+    call_input,
+    check_chain_id,
+    pool_unavailable,
+)
 from alys_fast.rpc.formats import hexdata, transaction_json
 from alys_fast.validation import InvalidTransaction, Transaction, with_sender
 
@@ -74,24 +81,19 @@ class TxRequest(msgspec.Struct, frozen=True):
             raise InvalidParams("the transaction must be an object")
         if tx.get("from") is None:
             raise InvalidParams('missing "from": the account to send from')
-        if "data" in tx and "input" in tx and tx["data"] != tx["input"]:
-            raise InvalidParams('both "data" and "input" are set and not equal')
-        payload = tx.get("input", tx.get("data"))
+        payload = call_input(tx)
 
         def number(key: str, bits: int = 256) -> int | None:
             value = tx.get(key)
             return None if value is None else quantity(value, key, bits)
 
-        given_chain = number("chainId", 64)
-        if given_chain is not None and given_chain != chain_id:
-            raise ServerError(
-                f"chainId does not match node's (have={given_chain}, want={chain_id})")
+        check_chain_id(tx, chain_id)
         request = cls(
             sender=address(tx["from"]),
             chain_id=chain_id,
             to=None if tx.get("to") is None else address(tx["to"]),
             value=number("value") or 0,
-            data=b"" if payload is None else data(payload, "input"),
+            data=payload,
             nonce=number("nonce", 64),
             gas=number("gas", 64),
             gas_price=number("gasPrice"),

@@ -10,9 +10,9 @@ announcement). Newly pooled transactions (:attr:`EthApi.on_pending`) feed
 actor: a restart forgets them, as a geth restart does.
 
 It also serves the operator's views: ``/health`` (:mod:`alys_fast.node.health`), the status
-page ``status.html`` at ``/`` (package data, read once), and the per-method call counts and
-the served head's slot that ``/metrics`` exports, kept in ``ctx.stats["rpc"]`` so that they
-outlive a restart.
+page ``status.html`` at ``/`` (package data, read once), and the per-method call counts,
+the refusals per limit and the served head's slot that ``/metrics`` exports, kept in
+``ctx.stats["rpc"]`` so that they outlive a restart.
 """
 
 from __future__ import annotations
@@ -27,16 +27,39 @@ from alys_fast.chain.actor import NewHead
 from alys_fast.chain.workflows import ImportedBlock
 from alys_fast.node.context import NodeContext
 from alys_fast.node.health import health_report
+from alys_fast.rpc.admin import AdminApi
+from alys_fast.rpc.auth import Authenticator
+from alys_fast.rpc.debug import DebugApi
 from alys_fast.rpc.dev import DevApi
-from alys_fast.rpc.dispatch import CallStats
+from alys_fast.rpc.dispatch import CallStats, Methods
 from alys_fast.rpc.eth import EthApi
 from alys_fast.rpc.filters import BlockLogs, LogQuery
 from alys_fast.rpc.formats import header_json, hexdata
+from alys_fast.rpc.limits import Refusals
 from alys_fast.rpc.server import LOGS, RpcServer
 from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Block
 
 log = logging.getLogger(__name__)
+
+
+def node_methods(ctx: NodeContext, api: EthApi) -> Methods:
+    """The node's method table over ``api``: the eth API, geth's tracers, the operator's
+    methods, and on a dev chain its own methods and unlocked accounts (one assembly for the
+    actor and for tests that walk every method), under the node's access policy."""
+    methods = api.methods()
+    # A node that is not a dev chain is never left open: without a policy of its own it
+    # serves the public namespaces only.
+    methods.access = ctx.rpc_access or (None if ctx.dev_mining is not None else Authenticator())
+    DebugApi(api).register(methods)
+    AdminApi(ctx, api).register(methods)
+    if ctx.dev_mining is not None:
+        DevApi(ctx, api).register(methods)
+        # Imported here: the accounts need eth-account, which a non-dev node never loads.
+        from alys_fast.rpc.accounts import AccountsApi
+
+        AccountsApi(api, ctx.dev_keys).register(methods)
+    return methods
 
 
 @cache
@@ -59,13 +82,7 @@ class RpcActor(Actor):
         api = self.api = EthApi(ctx, head)
         api.stats["head_slot"] = head.slot
         api.on_pending = self._pending
-        methods = api.methods()
-        if ctx.dev_mining is not None:
-            DevApi(ctx, api).register(methods)
-            # Imported here: the accounts need eth-account, which a non-dev node never loads.
-            from alys_fast.rpc.accounts import AccountsApi
-
-            AccountsApi(api, ctx.dev_keys).register(methods)
+        methods = node_methods(ctx, api)
         self.server = RpcServer(
             methods,
             host=ctx.rpc_host,
@@ -76,7 +93,9 @@ class RpcActor(Actor):
             subscription_criteria={LOGS: LogQuery.parse},
             cors=ctx.rpc_cors,
             stats=api.stats.setdefault("calls", CallStats()),
+            refusals=api.stats.setdefault("refusals", Refusals()),
             status_page=status_page(),
+            ssl=ctx.rpc_tls,
         )
         await self.server.start()
         ctx.rpc_bound = self.server.port
@@ -90,6 +109,7 @@ class RpcActor(Actor):
             raise TypeError(f"rpc: unexpected message {message!r}")
         assert self.api is not None and self.server is not None
         self.api.head = message.header
+        self.api.finalized = message.finalized
         self.api.stats["head_slot"] = message.header.slot
         if self.server.has_subscribers("newHeads"):
             header = message.header

@@ -1,5 +1,6 @@
-"""geth's tracing methods (``alys-fast dev`` only): ``debug_traceTransaction``,
-``debug_traceBlockByNumber``, ``debug_traceBlockByHash`` and ``debug_traceCall``.
+"""geth's tracing methods: ``debug_traceTransaction``, ``debug_traceBlockByNumber``,
+``debug_traceBlockByHash`` and ``debug_traceCall`` (open on a dev chain; elsewhere the
+``debug`` namespace needs credentials, :mod:`alys_fast.rpc.auth`).
 
 The tracers are geth's, built in the compiled engine as reth and anvil build them: the struct
 logger (no ``tracer``; ``disableStack``, ``disableStorage``, ``enableMemory``,
@@ -21,7 +22,7 @@ from alys_fast.chain.workflows import block_env
 from alys_fast.engine.interface import AccountOverride, StateOverrides
 from alys_fast.engine.revm import geth_options
 from alys_fast.rpc.dispatch import InvalidParams, Methods, ServerError, block_id, hash32
-from alys_fast.rpc.eth import EthApi, state_overrides
+from alys_fast.rpc.eth import EthApi
 from alys_fast.rpc.formats import hexdata
 from alys_fast.storage.store import BlockRecord
 from alys_fast.validation import decode_header
@@ -75,15 +76,14 @@ class DebugApi:
         """geth's debug_traceCall: the call as eth_call runs it at ``block``, traced; its options
         may carry ``stateOverrides`` as eth_call's third argument does."""
         eth = self.eth
-        request = eth._call_request(call)
         options = _object(options)
         for name in _CALL_ONLY_REFUSED:
             if options.pop(name, None) is not None:
                 raise InvalidParams(f"{name} is not supported by this node")
-        overrides = state_overrides(options.pop("stateOverrides", None))
+        overrides = options.pop("stateOverrides", None)
         settings = _options(options)
-        at, env = await eth._call_at(block)
-        return await eth._read(eth.engine.trace_call(env, request, settings, at, overrides))
+        request, changes, at, env = await eth._prepare_call(call, block, overrides)
+        return await eth._read(eth.engine.trace_call(env, request, settings, at, changes))
 
     async def _block(self, record: BlockRecord, settings: str) -> list[dict[str, Any]]:
         """geth's answer for a whole block: ``{txHash, result}`` per transaction."""

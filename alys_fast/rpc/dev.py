@@ -3,8 +3,7 @@
 Names are anvil's, with hardhat's aliases, and take the same parameters; a node under
 ``alys-fast run`` does not register them, so there they are -32601 like any unknown method.
 Everything is asked of the chain actor (:class:`ChainClient`), which owns the mining mode, the
-dev clock and the snapshots (:mod:`alys_fast.chain.mining`). geth's ``debug_trace*`` methods
-(:mod:`alys_fast.rpc.debug`) are registered with them, so they too are a dev chain's only.
+dev clock and the snapshots (:mod:`alys_fast.chain.mining`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.engine.interface import AccountOverride
 from alys_fast.node.context import NodeContext
-from alys_fast.rpc.debug import DebugApi
 from alys_fast.rpc.dispatch import (
     InvalidParams,
     Methods,
@@ -41,12 +39,10 @@ class DevApi:
     def __init__(self, ctx: NodeContext, eth: EthApi) -> None:
         self.chain = ChainClient(ctx)
         self.pool = PoolClient(ctx)
-        self.debug = DebugApi(eth)
         eth.after_pooled = self._automine
 
     def register(self, methods: Methods) -> None:
-        """Add the dev methods, and geth's tracing methods (:mod:`alys_fast.rpc.debug`), to
-        ``methods``."""
+        """Add the dev methods to ``methods``."""
         table = {
             "evm_mine": self.evm_mine,
             "anvil_mine": self.mine,
@@ -80,7 +76,6 @@ class DevApi:
         }
         for name, fn in table.items():
             methods.add(name, fn)
-        self.debug.register(methods)
 
     async def _ask(self, ask: Any) -> Any:
         try:
@@ -179,9 +174,10 @@ class DevApi:
 
 
 def _count(value: Any, what: str) -> int:
-    """A count (seconds, ms, blocks) as the tools send it: a JSON number or a hex quantity."""
+    """A count (seconds, ms, blocks) as the tools send it: a JSON number or a hex quantity,
+    64 bits at most."""
     if type(value) is int:
-        if value < 0:
-            raise InvalidParams(f"{what} must not be negative, got {value}")
+        if not 0 <= value < 2**64:
+            raise InvalidParams(f"{what} must be from 0 to 2^64 - 1, got {value}")
         return value
     return quantity(value, what, 64)

@@ -25,6 +25,11 @@ Semantics, following the JSON-RPC 2.0 specification and geth where the spec is s
   (:func:`show`), never as Python reprs.
 - With a :class:`CallStats`, every call of a registered method is counted with its latency
   and whether it was answered with an error (the node exports them to Prometheus).
+- A method table with an ``access`` policy (:class:`alys_fast.rpc.auth.Authenticator`) serves
+  each call only if the caller's grant (``handle(..., grant=…)``; none: the public grant)
+  allows the method's namespace; otherwise the policy's refusal is the answer (-32601 or
+  -32001, see :mod:`alys_fast.rpc.auth`). Calls made with credentials are audited with their
+  outcome. Without a policy every method is served to everyone (``alys-fast dev``).
 """
 
 from __future__ import annotations
@@ -37,17 +42,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate, count
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from alys_fast.metrics.histogram import Histogram
+
+if TYPE_CHECKING:
+    from alys_fast.rpc.auth import Authenticator, Grant
 
 __all__ = [
     "BLOCK_TAGS",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "LIMIT_EXCEEDED",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
     "SERVER_ERROR",
@@ -75,6 +84,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 SERVER_ERROR = -32000
+LIMIT_EXCEEDED = -32005  # geth's and the providers' "limit exceeded": a client over its limits
 
 
 class RpcError(Exception):
@@ -135,23 +145,22 @@ _decode = msgspec.json.Decoder().decode
 # first, with C-speed passes only (about 0.4 µs per request of a batch, nothing for a single
 # request). JSON-RPC needs little depth: a batch of transaction objects with access lists is 7.
 MAX_DEPTH = 64
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_JSON_STRING = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 
 def _too_deep(body: bytes) -> bool:
     """Whether brackets nest deeper than MAX_DEPTH (unclosed ones count: a decoder descends
     into them before it finds the body truncated)."""
+    if b"\\" in body:  # escaped backslashes and quotes go first: they end no string
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     structure = body.translate(None, _NOT_STRUCTURE)
     if len(structure) <= MAX_DEPTH:
         return False
-    if b"\\" not in structure:  # common case: strings hold no brackets, so each became ""
-        without_strings = structure.replace(b'""', b"")
-        structure = (without_strings if b'"' not in without_strings
-                     else _JSON_STRING.sub(b"", structure))
-    else:
-        structure = _JSON_STRING.sub(b"", structure)
+    without_strings = structure.replace(b'""', b"")  # common case: strings hold no brackets
+    structure = (without_strings if b'"' not in without_strings
+                 else _JSON_STRING.sub(b"", structure))
     # each opener steps +2, each closer 0: the running sum minus the position is the depth
     depths = map(operator.sub, accumulate(structure.translate(_DEPTH_STEP)), count(1))
     return max(depths, default=0) > MAX_DEPTH
@@ -262,9 +271,15 @@ class _Method:
 
 
 class Methods:
-    """The method table, ``{name: callable}``; sync and async callables are both accepted."""
+    """The method table, ``{name: callable}``; sync and async callables are both accepted.
 
-    def __init__(self, table: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    ``access``, when set, is who may call which of them (the module docstring): the table
+    carries it so that every transport serving the table enforces it.
+    """
+
+    def __init__(self, table: Mapping[str, Callable[..., Any]] | None = None, *,
+                 access: Authenticator | None = None) -> None:
+        self.access = access
         self._table: dict[str, _Method] = {}
         for name, fn in (table or {}).items():
             self.add(name, fn)
@@ -306,8 +321,15 @@ class Dispatcher:
         self.max_batch = max_batch
         self.stats = stats
 
-    async def handle(self, body: bytes, local: Methods | None = None) -> bytes | None:
-        """Answer one body. ``local`` methods (a connection's own, e.g. eth_subscribe) win."""
+    async def handle(self, body: bytes, local: Methods | None = None,
+                     grant: Grant | None = None) -> bytes | None:
+        """Answer one body. ``local`` methods (a connection's own, e.g. eth_subscribe) win;
+        ``grant`` is the caller's (:meth:`Authenticator.authorize`), None for the public one."""
+        access = self.methods.access
+        if access is None:
+            grant = None  # a table without a policy serves everyone
+        elif grant is None:
+            grant = access.anonymous
         if _too_deep(body):
             return error_response(
                 None, PARSE_ERROR, f"parse error: nested deeper than {MAX_DEPTH} levels")
@@ -316,29 +338,30 @@ class Dispatcher:
         except (ValueError, RecursionError) as exc:
             return error_response(None, PARSE_ERROR, f"parse error: {exc}")
         if type(message) is not list:
-            return await self._one(message, local)
+            return await self._one(message, local, grant)
         if not message:
             return error_response(None, INVALID_REQUEST, "empty batch")
         if len(message) > self.max_batch:
             return error_response(
                 None, INVALID_REQUEST,
                 f"batch of {len(message)} requests exceeds the limit of {self.max_batch}")
-        groups = self._groups(message, local)
+        groups = self._groups(message, local, grant)
         first = {indexes[0]: name for name, (_, indexes, _) in groups.items()}
         grouped: dict[int, bytes | None] = {}
         parts = []
         for index, request in enumerate(message):
             if index in first:  # a batchable method's calls all run where the first one sits
-                grouped.update(await self._run_group(message, first[index], groups))
-            part = grouped[index] if index in grouped else await self._one(request, local)
+                grouped.update(await self._run_group(message, first[index], groups, grant))
+            part = grouped[index] if index in grouped else await self._one(request, local, grant)
             if part is not None:
                 parts.append(part)
         return b"[" + b",".join(parts) + b"]" if parts else None
 
     def _groups(
-        self, batch: list[Any], local: Methods | None
+        self, batch: list[Any], local: Methods | None, grant: Grant | None
     ) -> dict[str, tuple[_Method, list[int], list[Any]]]:
-        """The well-formed calls of methods with a batch form, by method, in batch order."""
+        """The well-formed, allowed calls of methods with a batch form, by method, in batch
+        order."""
         calls: dict[str, tuple[_Method, list[int], list[Any]]] = {}
         for index, request in enumerate(batch):
             if type(request) is not dict or request.get("jsonrpc") != "2.0":
@@ -350,7 +373,7 @@ class Dispatcher:
             id_ = request.get("id", _MISSING)
             if method is None or method.batch is None or not (
                 id_ is _MISSING or id_ is None or type(id_) in (str, int, float)
-            ):
+            ) or (grant is not None and not grant.allows(name)):
                 continue
             entry = calls.setdefault(name, (method, [], []))
             entry[1].append(index)
@@ -359,7 +382,7 @@ class Dispatcher:
 
     async def _run_group(
         self, batch: list[Any], name: str,
-        groups: dict[str, tuple[_Method, list[int], list[Any]]],
+        groups: dict[str, tuple[_Method, list[int], list[Any]]], grant: Grant | None,
     ) -> dict[int, bytes | None]:
         """Run one method's batch form over all its calls; the encoded answer per index."""
         method, indexes, params = groups[name]
@@ -375,9 +398,13 @@ class Dispatcher:
             results = [RpcError(INTERNAL_ERROR, "internal error")] * len(indexes)
         elapsed = time.perf_counter() - started  # each call of the group waited this long
         out: dict[int, bytes | None] = {}
+        audited = grant is not None and grant.who is not None
         for index, result in zip(indexes, results, strict=True):
             if self.stats is not None:
                 self.stats.observe(name, elapsed, isinstance(result, RpcError))
+            if audited:
+                self.methods.access.record(
+                    grant, name, result.code if isinstance(result, RpcError) else None)
             id_ = batch[index].get("id", _MISSING)
             if id_ is _MISSING:
                 out[index] = None
@@ -387,7 +414,8 @@ class Dispatcher:
                 out[index] = _encode(_Ok("2.0", id_, result))
         return out
 
-    async def _one(self, request: Any, local: Methods | None) -> bytes | None:
+    async def _one(self, request: Any, local: Methods | None,
+                   grant: Grant | None) -> bytes | None:
         if type(request) is not dict:
             return error_response(None, INVALID_REQUEST, "invalid request: not an object")
         id_ = request.get("id", _MISSING)
@@ -398,22 +426,30 @@ class Dispatcher:
             return error_response(
                 None if id_ is _MISSING else id_, INVALID_REQUEST,
                 "invalid request: jsonrpc must be \"2.0\" and method a string")
+        access = self.methods.access
+        audited = grant is not None and grant.who is not None
         method = local.get(name) if local is not None else None
         if method is None:
             method = self.methods.get(name)
             if method is None:
+                if audited:
+                    access.record(grant, name, METHOD_NOT_FOUND)
                 if id_ is _MISSING:
                     return None
                 return error_response(
                     id_, METHOD_NOT_FOUND, f"the method {name} does not exist/is not available")
-        failed = True
+        if grant is not None and not grant.allows(name):
+            refusal = access.refuse(grant, name)
+            return None if id_ is _MISSING else error_response(id_, refusal.code, refusal.message)
+        code: int | None = INTERNAL_ERROR  # until the method answers
         started = time.perf_counter()
         try:
             result = method.call(request.get("params"))
             if hasattr(result, "__await__"):
                 result = await result
-            failed = False
+            code = None
         except RpcError as exc:
+            code = exc.code
             if id_ is _MISSING:
                 return None
             return error_response(id_, exc.code, exc.message, exc.data)
@@ -424,7 +460,9 @@ class Dispatcher:
             return error_response(id_, INTERNAL_ERROR, "internal error")
         finally:
             if self.stats is not None:
-                self.stats.observe(name, time.perf_counter() - started, failed)
+                self.stats.observe(name, time.perf_counter() - started, code is not None)
+            if audited:
+                access.record(grant, name, code)
         if id_ is _MISSING:
             return None
         try:

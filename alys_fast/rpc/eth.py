@@ -10,13 +10,17 @@ What this node does not keep, it says so rather than guessing:
 - State reads and calls are answered at the head and at the last 128 blocks (every block on
   an archive node); at an older block they fail with a -32000 error naming the oldest block
   whose state is kept. Proofs are served at the head only.
-- ``safe`` and ``finalized`` are the head: with one authority and no merged mining yet, no
-  other chain can replace it. (AuxPoW finality changes this when it lands.)
+- ``safe`` and ``finalized`` are the last block finalized by merged mining (AuxPoW, see
+  :mod:`alys_fast.auxpow.finality`): the chain announces it with every head.
 
 Calls run on the engine exactly as a transaction would (revm), with geth's eth_call rules;
 a revert answers geth's error 3, ``execution reverted: <reason>`` with the revert data.
 ``eth_call``, ``eth_estimateGas`` and ``eth_createAccessList`` take geth's state overrides
-(third parameter), applied on a throwaway view of the state, never on the head.
+(third parameter), applied on a throwaway view of the state, never on the head. Their call
+object is read as geth reads it (:func:`call_request`, :func:`check_fees`: its errors in its
+words); what geth would run but this chain cannot (blobs, EIP-7702 authorizations, overridden
+precompiles) is refused with -32602 rather than silently dropped. ``eth_feeHistory`` reads
+``blockCount`` as geth does, hex or decimal (:func:`hex_or_decimal`; 0 answers no blocks).
 Logs come from the stored receipts; ``eth_getLogs`` scans at most :data:`MAX_LOG_RANGE`
 blocks per query. Polled filters (``eth_newFilter`` … ``eth_uninstallFilter``) live in a
 :class:`FilterRegistry` (expiry and bounds: :mod:`alys_fast.rpc.filters`) that the RPC actor
@@ -123,6 +127,7 @@ class EthApi:
         self.spec: ChainSpec = ctx.spec
         self.miner = ctx.spec.fee_recipient_bytes()
         self.head = head
+        self.finalized = 0  # the last block finalized by AuxPoW (``safe``, ``finalized``)
         self.store = StoreClient(ctx)
         self.engine = EngineClient(ctx)
         self.pool = PoolClient(ctx)
@@ -262,12 +267,12 @@ class EthApi:
     # --- state --------------------------------------------------------------------------------
 
     async def _state_at(self, block: Any) -> int | None:
-        """The block whose state a read names: None for the head (``latest``, ``pending``,
-        ``safe``, ``finalized``), else its number (a block not on the chain is an error). A
-        number stays a number even at the head: the engine may have moved on since."""
+        """The block whose state a read names: None for the head (``latest``, ``pending``),
+        else its number (a block not on the chain is an error). A number stays a number even
+        at the head: the engine may have moved on since."""
         ident = block_id(block)
         if isinstance(ident, str):
-            return 0 if ident == "earliest" else None
+            return self._tag_number(ident)
         if isinstance(ident, bytes):
             record = await self.store.block(hash=ident)
             if record is None:
@@ -337,35 +342,16 @@ class EthApi:
 
     # --- calls and estimates ------------------------------------------------------------------
 
-    def _call_request(self, call: Any) -> CallRequest:
-        """Validate a call object as geth reads it."""
-        if type(call) is not dict:
-            raise InvalidParams("the call must be an object")
-        if "data" in call and "input" in call and call["data"] != call["input"]:
-            raise InvalidParams('both "data" and "input" are set and not equal')
-        payload = call.get("input", call.get("data"))
-        price = tip = None
-        if call.get("gasPrice") is not None:
-            if call.get("maxFeePerGas") is not None or call.get("maxPriorityFeePerGas") is not None:
-                raise InvalidParams("both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) "
-                                    "specified")
-            price = quantity(call["gasPrice"], "gasPrice")
-        elif call.get("maxFeePerGas") is not None or call.get("maxPriorityFeePerGas") is not None:
-            price = quantity(call.get("maxFeePerGas") or "0x0", "maxFeePerGas")
-            tip = quantity(call.get("maxPriorityFeePerGas") or "0x0", "maxPriorityFeePerGas")
-            if tip > price:
-                raise ServerError("max priority fee per gas higher than max fee per gas")
-        gas = quantity(call["gas"], "gas", 64) if call.get("gas") is not None else None
-        return CallRequest(
-            sender=address(call["from"]) if call.get("from") is not None else bytes(20),
-            to=address(call["to"]) if call.get("to") is not None else None,
-            value=quantity(call["value"], "value") if call.get("value") is not None else 0,
-            data=b"" if payload is None else data(payload, "input"),
-            gas=min(gas, CALL_GAS_CAP) if gas is not None else CALL_GAS_CAP,
-            gas_price=price,
-            max_priority_fee_per_gas=tip,
-            access_list=tuple(access_list(call.get("accessList") or [])),
-        )
+    async def _prepare_call(self, call: Any, block: Any, overrides: Any
+                            ) -> tuple[CallRequest, StateOverrides | None, int | None, BlockEnv]:
+        """A call's request, state overrides, state and environment, checked as geth checks
+        them before it runs one (eth_call, eth_estimateGas, eth_createAccessList,
+        debug_traceCall)."""
+        request = call_request(call, self.spec.chain_id, self.spec.fork)
+        changes = state_overrides(overrides)
+        at, env = await self._call_at(block)
+        check_fees(request, env.base_fee)
+        return request, changes, at, env
 
     async def _call_at(self, block: Any) -> tuple[int | None, BlockEnv]:
         """The state a call runs on and its environment: at a tag (``latest``, ...) the next
@@ -385,9 +371,7 @@ class EthApi:
         return at, block_env(self.spec, header)
 
     async def call(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
-        request = self._call_request(call)
-        changes = state_overrides(overrides)
-        at, env = await self._call_at(block)
+        request, changes, at, env = await self._prepare_call(call, block, overrides)
         result = await self._read(self.engine.call(env, request, at, changes))
         if not result.success:
             raise _call_error(result)
@@ -395,9 +379,7 @@ class EthApi:
 
     async def estimate_gas(self, call: Any, block: Any = "latest", overrides: Any = None) -> str:
         """geth's estimate: run at the cap, then binary-search the least gas that succeeds."""
-        request = self._call_request(call)
-        changes = state_overrides(overrides)
-        at, env = await self._call_at(block)
+        request, changes, at, env = await self._prepare_call(call, block, overrides)
         cap = min(request.gas, env.gas_limit) if call.get("gas") else env.gas_limit
 
         async def run(gas: int) -> CallResult:
@@ -428,9 +410,7 @@ class EthApi:
         sender's, the recipient's or the precompiles' addresses, though their slots count),
         found by rerunning it with what it touched until that settles; gasUsed is the call's
         with that list, error its failure if it failed."""
-        request = self._call_request(call)
-        changes = state_overrides(overrides)
-        at, env = await self._call_at(block)
+        request, changes, at, env = await self._prepare_call(call, block, overrides)
         found, result = await self._read(
             self.engine.create_access_list(env, request, at, changes))
         out: dict[str, Any] = {"accessList": [
@@ -445,21 +425,19 @@ class EthApi:
     async def fee_history(
         self, block_count: Any, newest: Any, percentiles: Any = None
     ) -> dict[str, Any]:
-        count = block_count if type(block_count) is int else quantity(block_count, "blockCount")
-        if count < 1:
-            raise InvalidParams("blockCount must be at least 1")
-        wanted: list[float] = []
-        if percentiles is not None:
-            if type(percentiles) is not list or len(percentiles) > MAX_REWARD_PERCENTILES:
-                raise InvalidParams(
-                    f"rewardPercentiles must be a list of at most {MAX_REWARD_PERCENTILES}")
-            for p in percentiles:
-                if type(p) not in (int, float) or not 0 <= p <= 100 or (wanted and p < wanted[-1]):
-                    raise InvalidParams(f"invalid reward percentile {show(p)}")
-                wanted.append(float(p))
+        """geth's eth_feeHistory: ``blockCount`` as geth reads it (a hex or decimal integer,
+        quoted or not; 0 answers no blocks), at most :data:`MAX_FEE_HISTORY_BLOCKS` of them;
+        the percentiles increasing within [0, 100]."""
+        count = hex_or_decimal(block_count, "blockCount")
+        wanted = reward_percentiles(percentiles)
         last = await self._resolve_number(newest)
-        if last is None:
-            raise ServerError("requested block is beyond the head")
+        if count == 0:  # geth: no blocks and no error ("no retrievable blocks")
+            return {"oldestBlock": "0x0", "gasUsedRatio": None}
+        if last is None:  # a number past the head, or a hash not on the chain
+            ident = block_id(newest)
+            requested = ident if type(ident) is int else hexdata(ident)  # type: ignore[arg-type]
+            raise ServerError(
+                f"request beyond head block: requested {requested}, head {self.head.number}")
         count = min(count, MAX_FEE_HISTORY_BLOCKS, last + 1)
         first = last - count + 1
         base_fees, ratios, rewards = [], [], []
@@ -481,10 +459,17 @@ class EthApi:
 
     # --- blocks and transactions --------------------------------------------------------------
 
+    def _tag_number(self, tag: str) -> int | None:
+        """The number a block tag names; None for the head (``latest``, ``pending``)."""
+        if tag == "earliest":
+            return 0
+        return self.finalized if tag in ("safe", "finalized") else None
+
     async def _resolve_number(self, block: Any) -> int | None:
         ident = block_id(block)
         if isinstance(ident, str):
-            return 0 if ident == "earliest" else self.head.number
+            number = self._tag_number(ident)
+            return self.head.number if number is None else number
         if isinstance(ident, bytes):
             record = await self.store.block(hash=ident)
             return None if record is None else record.number
@@ -752,14 +737,116 @@ def access_list(items: Any) -> list[tuple[bytes, tuple[bytes, ...]]]:
     for item in items:
         if type(item) is not dict:
             raise InvalidParams("accessList entries must be objects")
-        keys = item.get("storageKeys") or []
+        keys = [] if item.get("storageKeys") is None else item["storageKeys"]
         if type(keys) is not list:
             raise InvalidParams("storageKeys must be a list")
         out.append((address(item.get("address")), tuple(hash32(k) for k in keys)))
     return out
 
 
+def call_request(call: Any, chain_id: int, fork: str) -> CallRequest:
+    """Read a call object as geth's TransactionArgs for a call (its ``CallDefaults``): each
+    field geth knows is checked, ``nonce`` only for its form (geth skips a call's nonce
+    check); names geth does not know are ignored as it ignores them. What this chain
+    cannot run (blobs, EIP-7702 authorizations) is refused rather than dropped."""
+    if type(call) is not dict:
+        raise InvalidParams("the call must be an object")
+
+    def number(key: str, bits: int = 256) -> int | None:
+        value = call.get(key)
+        return None if value is None else quantity(value, key, bits)
+
+    # geth ignores "type"; clients send it as a number (web3.py) or hex: both are read.
+    kind = None if call.get("type") is None else hex_or_decimal(call["type"], "type")
+    _refuse_unsupported(call, kind, fork)
+    number("nonce", 64)
+    number("maxFeePerBlobGas")  # geth reads it; without blob hashes it has no effect
+    payload = call_input(call)
+    price = number("gasPrice")
+    cap, tip = number("maxFeePerGas"), number("maxPriorityFeePerGas")
+    if price is not None and (cap is not None or tip is not None):
+        raise ServerError(
+            "both gasPrice and (maxFeePerGas or maxPriorityFeePerGas) specified")
+    check_chain_id(call, chain_id)
+    if cap is not None or tip is not None:
+        price, tip = cap or 0, tip or 0
+    if not price and not tip:  # geth: zero fees run without a base fee, as none given
+        price = tip = None
+    gas = number("gas", 64)
+    return CallRequest(
+        sender=address(call["from"]) if call.get("from") is not None else bytes(20),
+        to=address(call["to"]) if call.get("to") is not None else None,
+        value=number("value") or 0,
+        data=payload,
+        gas=min(gas, CALL_GAS_CAP) if gas is not None else CALL_GAS_CAP,
+        gas_price=price,
+        max_priority_fee_per_gas=tip,
+        access_list=tuple(access_list(call["accessList"]))
+        if call.get("accessList") is not None else (),
+    )
+
+
+def call_input(fields: dict[str, Any]) -> bytes:
+    """A transaction object's call data: ``input``, or ``data`` as older clients name it;
+    both given and different is refused in geth's words (its setDefaults)."""
+    given = {key: data(fields[key], key) for key in ("input", "data")
+             if fields.get(key) is not None}
+    if len(set(given.values())) > 1:
+        raise InvalidParams('both "data" and "input" are set and not equal. Please use "input" '
+                            "to pass transaction call data")
+    return next(iter(given.values()), b"")
+
+
+def check_chain_id(fields: dict[str, Any], chain_id: int) -> None:
+    """A transaction object's ``chainId``, if given, must be the node's (geth's words)."""
+    if fields.get("chainId") is None:
+        return
+    have = quantity(fields["chainId"], "chainId")
+    if have != chain_id:
+        raise ServerError(f"chainId does not match node's (have={have}, want={chain_id})")
+
+
+# What a call on this chain cannot take: blobs (the chain carries none) and set-code
+# authorizations (EIP-7702, Prague; the engine runs Cancun at most). geth would run both.
+_BLOB_FIELDS = ("blobVersionedHashes", "blobs", "commitments", "proofs")
+_BLOB_TYPE, _SET_CODE_TYPE = 3, 4
+
+
+def _refuse_unsupported(call: dict[str, Any], kind: int | None, fork: str) -> None:
+    """-32602 for the fields (and ``type``) of transactions this chain cannot run."""
+    for field in _BLOB_FIELDS:
+        if call.get(field) is not None or kind == _BLOB_TYPE:
+            name = field if call.get(field) is not None else "type 0x3"
+            raise InvalidParams(f"{name}: blob transactions are not supported by this node "
+                                "(its chain carries no blobs)")
+    if call.get("authorizationList") is not None or kind == _SET_CODE_TYPE:
+        name = "authorizationList" if call.get("authorizationList") is not None else "type 0x4"
+        raise InvalidParams(f"{name}: set-code transactions (EIP-7702) need the Prague fork; "
+                            f"this chain runs {fork}")
+    if kind is not None and kind > _SET_CODE_TYPE:
+        raise InvalidParams(f"invalid type {hex(kind)}: not a transaction type "
+                            "(0x0 legacy, 0x1 access list, 0x2 dynamic fee)")
+
+
+def check_fees(request: CallRequest, base_fee: int) -> None:
+    """geth's checks of the fees a call offers (core's preCheck; none offered: none made),
+    in its words."""
+    cap, tip = request.gas_price, request.max_priority_fee_per_gas
+    if cap is None:
+        return
+    who = checksum_address(request.sender)
+    if tip is not None and tip > cap:
+        raise ServerError(f"max priority fee per gas higher than max fee per gas: address {who}, "
+                          f"maxPriorityFeePerGas: {tip}, maxFeePerGas: {cap}")
+    if cap < base_fee:
+        raise ServerError(f"max fee per gas less than block base fee: address {who}, "
+                          f"maxFeePerGas: {cap}, baseFee: {base_fee}")
+
+
 _OVERRIDE_FIELDS = {"balance", "nonce", "code", "state", "stateDiff"}
+# Cancun's precompiles, 0x01 to 0x0a: geth drops a precompile whose account is overridden (so
+# that code put there runs); the engine keeps it, so such an override is refused, not ignored.
+_PRECOMPILES = range(1, 11)
 
 
 def state_overrides(value: Any) -> StateOverrides | None:
@@ -777,9 +864,16 @@ def state_overrides(value: Any) -> StateOverrides | None:
 
 def _account_override(who: bytes, change: Any) -> AccountOverride:
     name = hexdata(who)
+    if change is None:  # geth: null overrides nothing
+        return AccountOverride()
     if type(change) is not dict:
         raise InvalidParams(f"the state override of {name} must be an object")
+    if int.from_bytes(who, "big") in _PRECOMPILES:
+        raise InvalidParams(f"the state override of {name}: overriding a precompile is not "
+                            "supported by this node")
     for field in sorted(change.keys() - _OVERRIDE_FIELDS):
+        if field == "movePrecompileToAddress" and change[field] is None:
+            continue  # geth: null moves nothing
         if field == "movePrecompileToAddress":
             raise InvalidParams(f"the state override of {name}: movePrecompileToAddress is "
                                 "not supported by this node")
@@ -814,6 +908,39 @@ def _slots(value: Any, what: str) -> dict[int, int]:
         raise InvalidParams(f"{what} must be an object of 32-byte slots to 32-byte values")
     return {int.from_bytes(data(k, f"{what} slot", 32), "big"):
             int.from_bytes(data(v, f"{what} value", 32), "big") for k, v in value.items()}
+
+
+_DIGITS = {10: frozenset("0123456789"), 16: frozenset("0123456789abcdefABCDEF")}
+
+
+def hex_or_decimal(value: Any, what: str) -> int:
+    """A 64-bit count as geth's math.HexOrDecimal64 reads it: a JSON integer, or a string of
+    hex (``0x``, leading zeros allowed) or decimal digits ("" is 0)."""
+    text = str(value) if type(value) is int else value if type(value) is str else "-"
+    digits, base = (text[2:], 16) if text[:2] in ("0x", "0X") else (text, 10)
+    if ((base == 16 and not digits) or not _DIGITS[base].issuperset(digits)
+            or int(digits or "0", base) >= 2**64):
+        raise InvalidParams(f"invalid {what} {show(value)}: not a hex or decimal integer")
+    return int(digits or "0", base)
+
+
+def reward_percentiles(value: Any) -> list[float]:
+    """eth_feeHistory's ``rewardPercentiles``: at most :data:`MAX_REWARD_PERCENTILES`
+    numbers, increasing within [0, 100]; refusals in geth's words (None: none asked)."""
+    if value is None:
+        return []
+    if type(value) is not list or any(type(p) not in (int, float) for p in value):
+        raise InvalidParams("invalid rewardPercentiles: want a list of numbers")
+    if len(value) > MAX_REWARD_PERCENTILES:
+        raise ServerError(
+            f"invalid reward percentile: over the query limit {MAX_REWARD_PERCENTILES}")
+    for i, p in enumerate(value):
+        if not 0 <= p <= 100:
+            raise ServerError(f"invalid reward percentile: {p:f}")
+        if i and p <= value[i - 1]:
+            raise ServerError(
+                f"invalid reward percentile: #{i - 1}:{value[i - 1]:f} >= #{i}:{p:f}")
+    return [float(p) for p in value]
 
 
 def _rewards(receipts: Any, header: Header, percentiles: list[float]) -> list[str]:

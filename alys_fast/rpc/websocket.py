@@ -1,40 +1,42 @@
-"""The server side of RFC 6455 on asyncio streams: handshake, framing, close.
-
-Small on purpose, because the HTTP server upgrades its own connections and the JSON-RPC
-payloads need only a subset of the protocol:
+"""The server side of an upgraded RFC 6455 connection: frames parsed by ``wsproto`` (sans-I/O),
+bytes in through :meth:`WebSocket.receive`, bytes out through the ``write`` callable given; no
+sockets in here (the server reads, writes and applies backpressure).
 
 - No extensions (permessage-deflate is not offered) and no subprotocols, so the RSV bits must
-  be zero.
-- Client frames must be masked, server frames never are.
+  be zero; client frames must be masked, server frames never are.
 - Text and binary messages are both taken as JSON-RPC; text must be valid UTF-8 (else 1007).
   Fragmented messages are reassembled; control frames may arrive between fragments.
-- A message (or a frame) over ``max_size`` bytes closes with 1009 before its payload is read.
-- Pings are answered with pongs carrying the same payload; pongs are only noted as activity.
-- On a close frame the same code is echoed; a protocol violation sends its close code and
-  ends the read loop. Either way :meth:`WebSocket.recv` returns ``None`` and the caller closes
-  the TCP connection.
+- A message over ``max_size`` bytes closes with 1009 as soon as its size is known to be over.
+- Pings are answered with pongs carrying the same payload (written at once: the server counts
+  them as unsent bytes like any answer); pongs are only noted as activity.
+- On a close frame the same code is echoed; a protocol violation sends its close code (1002,
+  1007). Either way :attr:`WebSocket.done` turns true and the caller closes the connection.
+
+What the server sends is always a single unmasked text frame (:func:`encode_frame`, built
+here because notifications are sent by the hundred thousand and need no state).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import struct
 import time
+from collections.abc import Callable
 
-__all__ = ["WebSocket", "accept_key", "encode_frame"]
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_NORMAL", "WebSocket", "accept_key", "encode_frame"]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_OP_TEXT, _OP_PING = 0x1, 0x9
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+_NO_STATUS = 1005  # what wsproto reports for a close frame without a code
 
 _H16 = struct.Struct("!H")
 _Q64 = struct.Struct("!Q")
@@ -55,143 +57,83 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, 127)) + _Q64.pack(n) + payload
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    # XOR as one big integer: linear, in C, and without a Python-level loop over the bytes.
-    n = len(payload)
-    if not n:
-        return payload
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        n, "little")
-
-
-def _valid_close_code(code: int) -> bool:
-    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code <= 4999
-
-
-class _Fail(Exception):
-    """A protocol violation: close with ``code`` and stop reading."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 class WebSocket:
-    """One upgraded connection. ``recv`` runs in the connection's task; ``send`` from anywhere
-    on the same loop (it only writes to the transport, never awaits)."""
+    """One upgraded connection; ``write`` takes the bytes to send (never blocks)."""
 
-    __slots__ = ("_closing", "_reader", "_writer", "last_seen", "max_size")
+    __slots__ = ("_conn", "_parts", "_size", "_write", "closing", "done", "last_seen",
+                 "max_size")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 max_size: int) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._closing = False
+    def __init__(self, write: Callable[[bytes], object], max_size: int) -> None:
+        self._conn = Connection(ConnectionType.SERVER)
+        self._write = write
+        self._parts: list[bytes] = []
+        self._size = 0
         self.max_size = max_size
+        self.closing = False  # a close frame was sent: nothing more is
+        self.done = False  # the connection is over: stop reading, close the socket
         self.last_seen = time.monotonic()
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
     def send(self, payload: bytes) -> None:
         """Send a text message (JSON is always text); dropped once closing."""
-        if not self._closing:
-            self._writer.write(encode_frame(OP_TEXT, payload))
+        if not self.closing:
+            self._write(encode_frame(_OP_TEXT, payload))
 
     def ping(self, payload: bytes = b"") -> None:
-        if not self._closing:
-            self._writer.write(encode_frame(OP_PING, payload))
+        if not self.closing:
+            self._write(encode_frame(_OP_PING, payload))
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Start the closing handshake; ``recv`` keeps reading until the peer's close frame."""
-        if not self._closing:
-            self._closing = True
-            self._writer.write(encode_frame(OP_CLOSE, _H16.pack(code) + reason.encode()[:123]))
+        """Start the closing handshake; :meth:`receive` goes on until the peer's close frame."""
+        if not self.closing:
+            self.closing = True
+            self._write(self._conn.send(CloseConnection(code, reason[:120])))
 
-    async def recv(self) -> bytes | None:
-        """The next message's payload, or ``None`` once the connection is done."""
+    def receive(self, data: bytes) -> list[bytes]:
+        """The messages ``data`` completes, in order (none once closing); pings are answered,
+        and a close or a protocol violation sets :attr:`done`."""
+        self.last_seen = time.monotonic()
+        if self.done:
+            return []
         try:
-            return await self._recv()
-        except _Fail as fail:
-            self.close(fail.code, fail.reason)
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
+            self._conn.receive_data(data)
+        except LocalProtocolError:  # already closed
+            self.done = True
+            return []
+        messages: list[bytes] = []
+        for event in self._conn.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                part = event.data.encode() if kind is TextMessage else bytes(event.data)
+                self._size += len(part)
+                if self._size > self.max_size:
+                    self._fail(CLOSE_TOO_BIG, f"message over {self.max_size} bytes")
+                    break
+                if event.message_finished:
+                    if not self.closing:
+                        messages.append(b"".join((*self._parts, part)) if self._parts else part)
+                    self._parts.clear()
+                    self._size = 0
+                else:
+                    self._parts.append(part)
+            elif kind is Ping:
+                if not self.closing:
+                    self._write(self._conn.send(event.response()))
+            elif kind is CloseConnection:
+                self._closed(event)
+                break
+        return messages
 
-    async def _recv(self) -> bytes | None:
-        read = self._reader.readexactly
-        parts: list[bytes] = []
-        size = 0
-        opcode_of_message = 0
-        while True:
-            b0, b1 = await read(2)
-            self.last_seen = time.monotonic()
-            if b0 & 0x70:
-                raise _Fail(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
-            if not b1 & 0x80:
-                raise _Fail(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
-            fin = b0 & 0x80
-            opcode = b0 & 0x0F
-            n = b1 & 0x7F
-            if n == 126:
-                (n,) = _H16.unpack(await read(2))
-            elif n == 127:
-                (n,) = _Q64.unpack(await read(8))
-                if n >> 63:
-                    raise _Fail(CLOSE_PROTOCOL_ERROR, "frame length has its top bit set")
-            if opcode >= 0x8:
-                if not fin or n > 125:
-                    raise _Fail(CLOSE_PROTOCOL_ERROR, "control frames must be final and short")
-            elif size + n > self.max_size:
-                raise _Fail(CLOSE_TOO_BIG, f"message over {self.max_size} bytes")
-            mask = await read(4)
-            payload = _unmask(await read(n), mask) if n else b""
-            if opcode == OP_PING:
-                if not self._closing:
-                    self._writer.write(encode_frame(OP_PONG, payload))
-            elif opcode == OP_PONG:
-                pass
-            elif opcode == OP_CLOSE:
-                self._answer_close(payload)
-                return None
-            elif opcode in (OP_TEXT, OP_BINARY):
-                if parts:
-                    raise _Fail(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
-                if fin:
-                    return self._finish(opcode, payload)
-                opcode_of_message, parts, size = opcode, [payload], n
-            elif opcode == OP_CONT:
-                if not parts:
-                    raise _Fail(CLOSE_PROTOCOL_ERROR, "continuation without a message")
-                parts.append(payload)
-                size += n
-                if fin:
-                    return self._finish(opcode_of_message, b"".join(parts))
-            else:
-                raise _Fail(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+    def _closed(self, event: CloseConnection) -> None:
+        """The peer's close frame (echoed), or wsproto's verdict on a protocol violation."""
+        if self._conn.state is ConnectionState.REMOTE_CLOSING:
+            self.closing = True
+            code = CLOSE_NORMAL if event.code == _NO_STATUS else event.code
+            self._write(self._conn.send(CloseConnection(code)))
+        elif self._conn.state is ConnectionState.OPEN:  # a violation: the frame was not a close
+            self._fail(event.code, event.reason or "protocol error")
+        self.done = True
 
-    def _finish(self, opcode: int, payload: bytes) -> bytes:
-        if opcode == OP_TEXT:
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Fail(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
-        return payload
-
-    def _answer_close(self, payload: bytes) -> None:
-        if not payload:
-            self.close(CLOSE_NORMAL)
-            return
-        if len(payload) < 2:
-            raise _Fail(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
-        (code,) = _H16.unpack(payload[:2])
-        if not _valid_close_code(code):
-            raise _Fail(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
-        try:
-            payload[2:].decode("utf-8")
-        except UnicodeDecodeError:
-            raise _Fail(CLOSE_INVALID_DATA, "close reason is not valid UTF-8") from None
-        self.close(code)
+    def _fail(self, code: int, reason: str) -> None:
+        self.close(code, reason)
+        self._parts.clear()
+        self.done = True

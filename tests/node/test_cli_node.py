@@ -118,6 +118,21 @@ def test_dev_banner_lists_the_accounts_keys_and_url(running: list[Running]) -> N
     assert not data_dir.exists(), "the temporary data dir of `dev` outlived it"
 
 
+def test_dev_mine_runs_a_merge_miner_that_finalizes_blocks(running: list[Running]) -> None:
+    dev = Running("dev", "--port", "0", "--block-time", "0.5", "--mine")
+    running.append(dev)
+    url = dev.expect(r"^JSON-RPC\s+(http://127\.0\.0\.1:\d+/)$").group(1)
+    dev.expect(r"^Consensus\s+http://127\.0\.0\.1:\d+/")
+    miner = int(dev.expect(r"^Miner\s+pid (\d+), paying " + DEV_ACCOUNTS[0][0]).group(1))
+    wait_for(lambda: int(rpc(url, "eth_getBlockByNumber", "finalized", False)["number"], 16)
+             >= 2, what="blocks finalized by the miner's proofs")
+    block = rpc(url, "eth_getBlockByNumber", "safe", False)
+    assert int(block["number"], 16) >= 2
+    assert dev.terminate() == 0
+    with pytest.raises(ProcessLookupError):  # the miner stopped with the node
+        os.kill(miner, 0)
+
+
 MNEMONIC = "abandon " * 11 + "about"  # BIP-39's all-zero entropy test phrase
 
 

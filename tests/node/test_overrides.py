@@ -197,6 +197,32 @@ def test_refused_overrides(node: ThreadNode, token: str) -> None:
         SUPPLY)
 
 
+def test_call_fields_checked_as_geth_checks_them(node: ThreadNode, token: str) -> None:
+    """Zero fees run as no fees (an empty account can call); offered fees, chainId and what
+    this chain cannot run are refused alike by the three methods, in geth's words."""
+    empty = Account.create().address
+    read = {"from": empty, "to": token, "data": hexcall("Token", "totalSupply()")}
+    assert call(node.url, token, read["data"], **{"from": empty, "gasPrice": "0x0"}) == SUPPLY
+    assert int(rpc_estimate(node, {**read, "maxFeePerGas": "0x0"}), 16) > 21_000
+    base_fee = int(answer(node.url, "eth_getBlockByNumber", "latest", False)["result"][
+        "baseFeePerGas"], 16)
+    refusals = [
+        ({"chainId": "0x1"}, -32000, "chainId does not match node's (have=1, want=121212)"),
+        ({"gasPrice": "0x1"}, -32000, f"max fee per gas less than block base fee: address "
+         f"{empty}, maxFeePerGas: 1, baseFee: "),
+        ({"maxFeePerGas": hex(base_fee * 4), "maxPriorityFeePerGas": hex(base_fee * 5)}, -32000,
+         "max priority fee per gas higher than max fee per gas"),
+        ({"nonce": "junk"}, -32602, 'invalid nonce "junk": hex string without 0x prefix'),
+        ({"blobVersionedHashes": []}, -32602, "blobVersionedHashes: blob transactions are not "
+         "supported by this node"),
+    ]
+    for method in ("eth_call", "eth_estimateGas", "eth_createAccessList"):
+        for fields, code, message in refusals:
+            error = rpc_error(node.url, method, {**read, **fields}, "latest")
+            assert error["code"] == code and error["message"].startswith(message), (
+                method, error)
+
+
 # --- access lists and estimates -----------------------------------------------------------------
 
 

@@ -107,7 +107,8 @@ def test_given_fields_are_kept_and_data_may_be_input() -> None:
     pytest.param({"to": OTHER}, INVALID_PARAMS, 'missing "from": the account to send from',
                  id="no-from"),
     pytest.param({"from": SENDER, "to": OTHER, "data": "0x01", "input": "0x02"}, INVALID_PARAMS,
-                 'both "data" and "input" are set and not equal', id="data-and-input"),
+                 'both "data" and "input" are set and not equal. Please use "input" to pass '
+                 "transaction call data", id="data-and-input"),
     pytest.param({"from": SENDER, "to": OTHER, "chainId": "0x1"}, SERVER_ERROR,
                  f"chainId does not match node's (have=1, want={CHAIN_ID})", id="chain-id"),
     pytest.param({"from": SENDER}, SERVER_ERROR, "contract creation without any data provided",

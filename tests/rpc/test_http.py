@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from alys_fast.rpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, Limits
-from alys_fast.rpc.dispatch import CallStats
+from alys_fast.rpc.dispatch import LIMIT_EXCEEDED, CallStats
 from alys_fast.rpc.server import cors_origins
 from tests.rpc.helpers import LOOPS, Http, call, run_on, serving
 
@@ -274,10 +274,12 @@ def test_cors_allows_listed_origins_only(loop):
                 assert "access-control-allow-origin" not in answer.headers
             plain = await http.post(call("eth_chainId"))  # no Origin: not a browser page
             assert "access-control-allow-origin" not in plain.headers
-            http.send(preflight(b"http://localhost:3000", b"x\nInjected: 1"))
+            http.send(preflight(b"http://localhost:3000", b"x(y)"))
             odd = await http.response()  # a malformed header list is not echoed
             assert odd.status == 204 and "access-control-allow-headers" not in odd.headers
-            assert "injected" not in odd.headers
+            http.send(preflight(b"http://localhost:3000", b"x\nInjected: 1"))
+            bare_lf = await http.response()  # llhttp refuses a bare LF: nothing is injected
+            assert bare_lf.status == 400 and "injected" not in bare_lf.headers
             http.close()
 
         async with serving(cors=["*"]) as server:
@@ -316,7 +318,7 @@ def test_error_texts_quote_the_request_not_python_bytes(loop):
                 (b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 404,
                  "no route /x; POST to /"),
                 (b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400,
-                 "bad Content-Length 1x"),
+                 "bad HTTP request: Invalid character in Content-Length"),
                 (b"GET /nowhere HTTP/1.1\r\n\r\n", 404, "no route /nowhere"),
                 (b"GET / HTTP/1.1\r\nAccept: text/html\r\n\r\n", 404, "no route /"),
             ]:
@@ -367,12 +369,18 @@ def test_call_stats_and_open_connections(loop):
 
 def test_connection_limit_and_shutdown_with_busy_request(loop):
     async def main():
-        async with serving(limits=Limits(max_connections=2, linger=0.1)) as server:
+        async with serving(limits=Limits(max_connections=2, linger=0.1),
+                           health=lambda: {"healthy": True}) as server:
             a, b = await Http.open(server.port), await Http.open(server.port)
             await a.post(call("eth_chainId"))
             await b.post(call("eth_chainId"))
-            c = await Http.open(server.port)
-            assert (await c.response()).status == 503
+            c = await Http.open(server.port)  # over the limit: a probe, /health only
+            busy = await c.post(call("eth_chainId"))
+            assert busy.status == 503 and busy.json()["error"]["code"] == LIMIT_EXCEEDED
+            assert await c.closed()
+            probe = await Http.open(server.port)
+            assert (await probe.get("/health")).json() == {"healthy": True}
+            assert await probe.closed()
             a.post_bytes(msgspec.json.encode(call("slow", 0.2)))
             await asyncio.sleep(0.05)
             await server.stop(grace=2.0)
