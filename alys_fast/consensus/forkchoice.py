@@ -1,0 +1,438 @@
+"""Fork choice and approvals as a pure state machine: messages in, actions out.
+
+:class:`Consensus` is one node's view of the federation. The chain actor feeds it what happens
+(a slot starts, a block or an approval arrives, the chain validated or imported a block) and
+carries out the actions it returns (:data:`Action`); it does no I/O, keeps no clock and never
+blocks, so every rule below is tested without actors or sockets.
+
+Terms: ``n`` authorities, ``q = (2n + 2) // 3`` approvals make a block *certified*, at most
+``f = ceil(n/3) - 1`` of them may be faulty. The *head* is the last imported block; the *open
+height* is head + 1, the only height where blocks are approved. A block's proposer signs its
+root when it publishes it: that signature is its first approval.
+
+Rules, one per case:
+
+1. Which block a block is: blocks are compared by root. A proposal is refused when it is at or
+   below the head's height ("old block", no penalty: gossip arrives late), when its slot is not
+   after the head's, when its aggregate lacks the slot author's bit (``slot % n``), or when the
+   aggregate's signature does not verify (the sending peer is penalized for the last three). A
+   proposal above the open height is kept in a bounded buffer and sync is requested from its
+   sender; the buffer is replayed when the head reaches its parent.
+2. Validity: a proposal at the open height on the head is returned as ``Validate``; the chain
+   checks it against its parent (ALYS-PROTOCOL §1.6, execution included) and answers
+   :meth:`Consensus.on_validated`. An invalid block penalizes its sender and is never approved.
+3. Which block an honest authority approves: at the open height it approves at most one block
+   at a time, its *lock*: the first valid block it holds, then only a block of a higher slot,
+   and only once its lock is *dead*. Its own proposal is its lock (it proposes only when it has
+   no live lock; with one, its slot re-gossips the locked block instead).
+4. When a higher-slot block replaces the lock (Alys: a higher slot replaces the candidate): when
+   the lock ``X`` can no longer be certified, i.e. ``n - |O| + f < q`` where ``O`` is the
+   authorities seen approving a block of a higher slot than ``X``'s that are not seen approving
+   ``X``. An honest authority never approves a lower slot after a higher one, so only faulty
+   members of ``O`` could still approve ``X``. The node then approves the highest-slot valid
+   block above its last approved slot. Alys replaces on any higher slot; that lets two honest
+   nodes certify different blocks at one height when gossip is slow, so this rule waits for
+   proof. Approvals gathered for a replaced block are kept: a block that reaches ``q`` is
+   imported whatever this node approved.
+5. Approvals: every approval is verified when it arrives (a bad one penalizes its sender, an
+   authority index out of range too); duplicates are ignored before verifying. One for a block
+   not seen yet is queued: at most :data:`MAX_EARLY_PER_HEIGHT` per height and only for the
+   next :data:`MAX_HEIGHTS_AHEAD` heights (beyond: dropped, counted); queues at or below the
+   head are dropped when a height is imported.
+6. Equivocation: a second, different block for a slot already seen at the open height is
+   refused, counted (``stats["equivocations"]``) and both blocks are kept in :attr:`evidence`;
+   the relaying peer is not penalized (an honest peer may have seen the other block first).
+7. Import: a valid block at the open height whose verified approvals reach ``q`` is returned as
+   ``ImportBlock`` with that aggregate (its certificate), once. The chain imports it through
+   ``BlockImportWorkflow`` and calls :meth:`Consensus.on_imported`, which moves the head,
+   clears the open height and replays buffered proposals. A certified block from sync is
+   imported the same way (:meth:`Consensus.on_sync_block`).
+8. Syncing: while :attr:`syncing` a node neither authors nor approves; gossiped blocks and
+   approvals are dropped (counted); only certified sync blocks are imported.
+
+Invariants (``tests/consensus/test_forkchoice_properties.py``): two honest nodes never import
+different blocks at one height while at most ``f`` authorities are faulty (an honest authority's
+approvals at a height are in increasing slot order and each earlier one was proved dead, so two
+quorums, which share an honest member, cannot both form); with every honest message delivered,
+honest nodes end with the same chain. Known gap: with n >= 4 a split in which no block can be
+proved dead (e.g. 2-2 of 4) stalls the height; resolving it needs a second voting round. Locks
+live in memory: a restarted authority forgets its lock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from alys_fast.consensus.approvals import AggregateApproval, Approval, sign_approval, threshold
+from alys_fast.consensus.approvals import verify as verify_certificate
+from alys_fast.consensus.bls import PublicKey, SecretKey
+
+__all__ = [
+    "MAX_BLOCKS_PER_HEIGHT",
+    "MAX_EARLY_PER_HEIGHT",
+    "MAX_HEIGHTS_AHEAD",
+    "Action",
+    "Author",
+    "BlockRef",
+    "Consensus",
+    "Equivocation",
+    "Gossip",
+    "ImportBlock",
+    "Penalize",
+    "Proposal",
+    "RequestSync",
+    "Validate",
+]
+
+MAX_BLOCKS_PER_HEIGHT = 16
+MAX_EARLY_PER_HEIGHT = 64
+MAX_HEIGHTS_AHEAD = 16
+
+Peer = str | None  # None: this node
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """What fork choice needs of a block: its root (identity and signed message), parent's
+    root, height and Aura slot."""
+
+    root: bytes
+    parent_root: bytes
+    height: int
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A block as gossiped: the chain's block (opaque here), its ref and its approvals."""
+
+    block: Any
+    ref: BlockRef
+    approvals: AggregateApproval
+
+
+@dataclass(frozen=True, slots=True)
+class Validate:
+    """Check ``proposal`` against its parent (the head), then call ``on_validated``."""
+
+    proposal: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class ImportBlock:
+    """Import ``proposal`` (its approvals are its certificate), then call ``on_imported``."""
+
+    proposal: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """Send ``message`` to the federation."""
+
+    message: Approval | Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Build, sign (:meth:`Consensus.sign`) and hand back (``on_block``) the block of ``slot``
+    on ``parent``."""
+
+    slot: int
+    parent: BlockRef
+
+
+@dataclass(frozen=True, slots=True)
+class Penalize:
+    """Charge ``peer`` for a message that breaks a rule; ``reason`` is for a person."""
+
+    peer: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSync:
+    """Ask ``peer`` for the certified blocks from ``height`` on."""
+
+    peer: str
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Equivocation:
+    """Authority ``author`` signed two blocks for one slot (kept as evidence)."""
+
+    author: int
+    first: BlockRef
+    second: BlockRef
+
+
+Action = Validate | ImportBlock | Gossip | Author | Penalize | RequestSync | Equivocation
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A block at the open height: its proposal, sender, verdict (None: being validated) and
+    the verified approvals gathered so far."""
+
+    proposal: Proposal
+    peer: Peer
+    valid: bool | None = None
+    approvals: AggregateApproval = field(default_factory=AggregateApproval)
+
+
+class Consensus:
+    """One node's fork choice (see the module docstring for the rules)."""
+
+    def __init__(
+        self,
+        authorities: Sequence[PublicKey],
+        head: BlockRef,
+        *,
+        secret_key: SecretKey | None = None,
+        syncing: bool = False,
+    ) -> None:
+        self.authorities = tuple(authorities)
+        n = len(self.authorities)
+        self.quorum = threshold(n)
+        self.faulty = (n + 2) // 3 - 1
+        self.secret_key = secret_key
+        self.index: int | None = None
+        if secret_key is not None:
+            me = secret_key.public_key()
+            if me not in self.authorities:
+                raise ValueError(f"{me} is not an authority")
+            self.index = self.authorities.index(me)
+        self.head = head
+        self.syncing = syncing
+        self.evidence: list[Equivocation] = []
+        self.stats: Counter[str] = Counter()
+        self._early: dict[int, dict[tuple[bytes, int], Approval]] = {}
+        self._future: dict[int, dict[bytes, tuple[Proposal, str]]] = {}
+        self._open()
+
+    def _open(self) -> None:
+        """Start the height after the head: no blocks, no lock."""
+        self._blocks: dict[bytes, _Entry] = {}
+        self._by_slot: dict[int, BlockRef] = {}
+        self._lock: bytes | None = None
+        self._approved_slot = -1
+        self._importing: bytes | None = None
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def sign(self, ref: BlockRef) -> AggregateApproval:
+        """The proposer's aggregate for a block this node authored (its own approval)."""
+        assert self.secret_key is not None and self.index is not None
+        return AggregateApproval().add(self.index, self.secret_key.sign(ref.root))
+
+    def on_slot(self, slot: int) -> list[Action]:
+        """A slot began: author it if it is ours and no live lock binds us (rule 3)."""
+        index = self.index
+        if index is None or self.syncing or slot <= self.head.slot:
+            return []
+        if slot % len(self.authorities) != index:
+            return []
+        lock = self._blocks.get(self._lock) if self._lock is not None else None
+        if lock is not None and not self._dead(lock):
+            proposal = replace(lock.proposal, approvals=lock.approvals)
+            return [Gossip(proposal)]
+        if slot <= self._approved_slot:
+            return []
+        return [Author(slot, self.head)]
+
+    def on_block(self, proposal: Proposal, peer: Peer) -> list[Action]:
+        """A proposal arrived from ``peer`` (None: authored here); see rules 1, 2 and 6."""
+        if self.syncing:
+            self.stats["ignored_while_syncing"] += 1
+            return []
+        ref = proposal.ref
+        if ref.height <= self.head.height:
+            self.stats["old_blocks"] += 1
+            return []
+        refusal = self._check_proposal(proposal)
+        if refusal is not None:
+            return self._penalize(peer, refusal)
+        if ref.height > self.head.height + 1:
+            return self._buffer(proposal, peer)
+        if ref.parent_root != self.head.root:
+            return self._penalize(peer, f"block {ref.height} is not on block {self.head.height}")
+        entry = self._blocks.get(ref.root)
+        if entry is not None:
+            return self._merge(entry, proposal.approvals)
+        first = self._by_slot.get(ref.slot)
+        if first is not None:
+            evidence = Equivocation(ref.slot % len(self.authorities), first, ref)
+            self.evidence.append(evidence)
+            self.stats["equivocations"] += 1
+            return [evidence]
+        if len(self._blocks) >= MAX_BLOCKS_PER_HEIGHT:
+            self.stats["blocks_dropped"] += 1
+            return []
+        self._by_slot[ref.slot] = ref
+        self._blocks[ref.root] = _Entry(proposal, peer, approvals=proposal.approvals)
+        return [Validate(proposal)]
+
+    def on_validated(self, root: bytes, valid: bool, reason: str = "") -> list[Action]:
+        """The chain's verdict on a block returned as ``Validate`` (rule 2)."""
+        entry = self._blocks.get(root)
+        if entry is None or entry.valid is not None:
+            return []  # imported past meanwhile, or answered twice
+        if not valid:
+            entry.valid = False
+            self.stats["invalid_blocks"] += 1
+            return self._penalize(entry.peer, f"invalid block: {reason}")
+        entry.valid = True
+        height = entry.proposal.ref.height
+        for (approved_root, index), approval in list(self._early.get(height, {}).items()):
+            if approved_root == root:
+                entry.approvals = entry.approvals.add(index, approval.signature)
+                del self._early[height][(approved_root, index)]
+        return self._advance()
+
+    def on_approval(self, approval: Approval, peer: Peer) -> list[Action]:
+        """An individual approval arrived (rule 5)."""
+        if self.syncing:
+            self.stats["ignored_while_syncing"] += 1
+            return []
+        if approval.height <= self.head.height:
+            self.stats["old_approvals"] += 1
+            return []
+        entry = self._blocks.get(approval.root) if approval.height == self.head.height + 1 else None
+        queue = self._early.get(approval.height, {})
+        if (entry is not None and entry.approvals.has(approval.index)) or (
+            (approval.root, approval.index) in queue
+        ):
+            self.stats["duplicate_approvals"] += 1
+            return []
+        if not approval.valid(self.authorities):
+            return self._penalize(peer, f"approval by authority {approval.index} does not verify")
+        if entry is None:
+            return self._queue(approval)
+        entry.approvals = entry.approvals.add(approval.index, approval.signature)
+        return self._advance()
+
+    def on_sync_block(self, proposal: Proposal, peer: str) -> list[Action]:
+        """A block from sync: imported if it extends the head and its certificate verifies."""
+        ref = proposal.ref
+        if ref.height != self.head.height + 1 or ref.parent_root != self.head.root:
+            self.stats["sync_blocks_skipped"] += 1
+            return []
+        if not verify_certificate(proposal.approvals, ref.root, self.authorities):
+            return self._penalize(peer, f"block {ref.height} from sync is not certified")
+        if self._importing is not None:
+            return []
+        self._importing = ref.root
+        return [ImportBlock(proposal)]
+
+    def on_imported(self, ref: BlockRef) -> list[Action]:
+        """The chain imported ``ref``: it is the head; replay what waited for it (rule 7)."""
+        self.head = ref
+        self._open()
+        for height in [h for h in self._early if h <= ref.height]:
+            del self._early[height]
+        actions: list[Action] = []
+        for height in sorted(h for h in self._future if h <= ref.height + 1):
+            waiting = self._future.pop(height)
+            if height == ref.height + 1:
+                for proposal, peer in waiting.values():
+                    actions += self.on_block(proposal, peer)
+        return actions
+
+    def set_syncing(self, syncing: bool) -> None:
+        self.syncing = syncing
+
+    # --- rules ---------------------------------------------------------------------------------
+
+    def _check_proposal(self, proposal: Proposal) -> str | None:
+        """Why ``proposal`` is not signed by its slot's author, or None."""
+        ref = proposal.ref
+        if ref.slot <= self.head.slot:
+            return f"block {ref.height} has slot {ref.slot}, not after the head's {self.head.slot}"
+        author = ref.slot % len(self.authorities)
+        if not proposal.approvals.has(author):
+            return f"block {ref.height} is not signed by slot {ref.slot}'s author {author}"
+        if not proposal.approvals.signature_valid(ref.root, self.authorities):
+            return f"the approvals of block {ref.height} do not verify"
+        return None
+
+    def _merge(self, entry: _Entry, approvals: AggregateApproval) -> list[Action]:
+        """A known block again: keep the larger of two verified aggregates (aggregates cannot
+        be split into their shares, so a partial overlap keeps ours)."""
+        if approvals.bits & ~entry.approvals.bits and not entry.approvals.bits & ~approvals.bits:
+            entry.approvals = approvals
+            return self._advance()
+        self.stats["duplicate_blocks"] += 1
+        return []
+
+    def _dead(self, entry: _Entry) -> bool:
+        """Whether ``entry`` can no longer be certified (rule 4)."""
+        slot = entry.proposal.ref.slot
+        later = 0
+        for other in self._blocks.values():
+            if other.proposal.ref.slot > slot:
+                later |= other.approvals.bits
+        elsewhere = (later & ~entry.approvals.bits).bit_count()
+        return len(self.authorities) - elsewhere + self.faulty < self.quorum
+
+    def _advance(self) -> list[Action]:
+        """Approve what rule 3 allows, then import what rule 7 allows."""
+        actions: list[Action] = []
+        if self.index is not None:
+            actions += self._approve(self.index)
+        for entry in self._blocks.values():
+            if entry.valid and entry.approvals.count >= self.quorum and self._importing is None:
+                self._importing = entry.proposal.ref.root
+                actions.append(ImportBlock(replace(entry.proposal, approvals=entry.approvals)))
+        return actions
+
+    def _approve(self, index: int) -> list[Action]:
+        valid = [e for e in self._blocks.values() if e.valid]
+        for entry in valid:  # a block carrying our signature is one we approved (ours)
+            slot = entry.proposal.ref.slot
+            if entry.approvals.has(index) and slot > self._approved_slot:
+                self._lock, self._approved_slot = entry.proposal.ref.root, slot
+        if self.syncing:
+            return []
+        lock = self._blocks.get(self._lock) if self._lock is not None else None
+        if lock is not None and not self._dead(lock):
+            return []
+        choices = [e for e in valid if e.proposal.ref.slot > self._approved_slot]
+        if not choices:
+            return []
+        chosen = max(choices, key=lambda e: e.proposal.ref.slot)
+        ref = chosen.proposal.ref
+        assert self.secret_key is not None
+        approval = sign_approval(self.secret_key, index, ref.height, ref.root)
+        chosen.approvals = chosen.approvals.add(index, approval.signature)
+        self._lock, self._approved_slot = ref.root, ref.slot
+        return [Gossip(approval)]
+
+    def _queue(self, approval: Approval) -> list[Action]:
+        if approval.height > self.head.height + MAX_HEIGHTS_AHEAD:
+            self.stats["early_approvals_dropped"] += 1
+            return []
+        queue = self._early.setdefault(approval.height, {})
+        if len(queue) >= MAX_EARLY_PER_HEIGHT:
+            self.stats["early_approvals_dropped"] += 1
+            return []
+        queue[(approval.root, approval.index)] = approval
+        return []
+
+    def _buffer(self, proposal: Proposal, peer: Peer) -> list[Action]:
+        ref = proposal.ref
+        if peer is None:
+            return []
+        if ref.height <= self.head.height + MAX_HEIGHTS_AHEAD:
+            waiting = self._future.setdefault(ref.height, {})
+            if len(waiting) < MAX_BLOCKS_PER_HEIGHT:
+                waiting[ref.root] = (proposal, peer)
+            else:
+                self.stats["blocks_dropped"] += 1
+        return [RequestSync(peer, self.head.height + 1)]
+
+    def _penalize(self, peer: Peer, reason: str) -> list[Action]:
+        self.stats["penalties"] += 1
+        return [] if peer is None else [Penalize(peer, reason)]
