@@ -16,9 +16,12 @@ in llhttp's words. On top of llhttp:
   ``max_body`` → 413 (before any of it is taken in);
 - any other method with a body → 400.
 
-A request asking to upgrade (``Connection: Upgrade``) ends the HTTP part of the connection:
-it is the last request returned, marked ``upgrade``, and :attr:`RequestParser.rest` holds the
-bytes that followed it (the first WebSocket frames).
+A WebSocket handshake (a ``GET`` with ``Connection: Upgrade`` and ``Upgrade: websocket``) ends
+the HTTP part of the connection: it is the last request returned, marked ``upgrade``, and
+:attr:`RequestParser.rest` holds the bytes that followed it (the first WebSocket frames). Any
+other request asking to upgrade (curl's ``Upgrade: h2c`` on a POST) is served as HTTP/1.1, as
+RFC 9110 §7.8 lets a server do: llhttp stops before such a request's body, so the parser takes
+the body itself and goes on with a fresh llhttp parser.
 """
 
 from __future__ import annotations
@@ -78,8 +81,8 @@ class _Stop(Exception):
 class RequestParser:
     """Requests from a connection's bytes; see the module docstring."""
 
-    __slots__ = ("_body", "_done", "_headers", "_in_head", "_parser", "_pending_head", "_url",
-                 "current", "error", "max_body", "max_header", "rest")
+    __slots__ = ("_body", "_done", "_headers", "_in_head", "_owed", "_parser", "_pending_head",
+                 "_url", "current", "error", "max_body", "max_header", "rest")
 
     def __init__(self, max_header: int, max_body: int) -> None:
         self.max_header = max_header
@@ -93,32 +96,67 @@ class RequestParser:
         self._pending_head = -1  # bytes read since the read an incomplete head began in
         self.current: Request | None = None  # the request whose body is being read
         self.error: BadRequest | None = None
-        self.rest: bytes | None = None  # bytes after an upgrade request
+        self.rest: bytes | None = None  # bytes after a WebSocket handshake
+        self._owed = 0  # body bytes still to take of a request llhttp stopped at (an upgrade)
 
     def feed(self, data: bytes) -> list[Request]:
         """The requests ``data`` completes; check :attr:`error` and :attr:`rest` after."""
         if self.error is not None or self.rest is not None:
             return []
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0]
-            self.rest = data[offset:]
-            if self._done:
-                self._done[-1].upgrade = True
-        except httptools.HttpParserError as exc:
-            if self.error is None:  # not stopped by a callback: llhttp's own verdict
-                self.error = BadRequest(400, f"bad HTTP request: {exc}", self._headers)
+        read = len(data)
+        while data:
+            if self._owed:
+                data = self._take_body(data)
+                continue
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                data = data[upgrade.args[0]:]
+                request = self._done[-1] if self._done else None
+                if request is None or (request.method == b"GET" and b"websocket" in
+                                       request.headers.get(b"upgrade", b"").lower()):
+                    self.rest = data
+                    if request is not None:
+                        request.upgrade = True
+                    break
+                self._serve_as_http(request)
+                continue
+            except httptools.HttpParserError as exc:
+                if self.error is None:  # not stopped by a callback: llhttp's own verdict
+                    self.error = BadRequest(400, f"bad HTTP request: {exc}", self._headers)
+            break
         if self._in_head and self.error is None:
             if self._pending_head < 0:
                 self._pending_head = 0  # this read may hold earlier requests: not counted
             else:
-                self._pending_head += len(data)
+                self._pending_head += read
                 if self._pending_head > self.max_header:
                     self.error = BadRequest(
                         431, f"request head over {self.max_header} bytes", self._headers)
         done, self._done = self._done, []
         return done
+
+    def _serve_as_http(self, request: Request) -> None:
+        """A request that asked to upgrade to something other than a WebSocket: llhttp
+        returned it without its body; take the body from the bytes that follow, then parse on
+        with a fresh llhttp parser (the old one stays stopped at the upgrade)."""
+        self._parser = httptools.HttpRequestParser(self)
+        connection = request.headers.get(b"connection", b"").lower()
+        request.keep_alive = (b"close" not in connection if request.version == "1.1"
+                              else b"keep-alive" in connection)
+        self._owed = int(request.headers.get(b"content-length") or 0)
+        if self._owed:
+            self._done.pop()
+            self.current = request
+
+    def _take_body(self, data: bytes) -> bytes:
+        """Take what is owed of :attr:`current`'s body from ``data``; the bytes after it."""
+        taken = data[:self._owed]
+        self._body.append(taken)
+        self._owed -= len(taken)
+        if not self._owed:
+            self.on_message_complete(keep_alive=self.current.keep_alive)
+        return data[len(taken):]
 
     def _fail(self, status: int, message: str) -> None:
         self.error = BadRequest(status, message, self._headers)
@@ -174,12 +212,13 @@ class RequestParser:
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
-    def on_message_complete(self) -> None:
+    def on_message_complete(self, keep_alive: bool | None = None) -> None:
         request = self.current
         assert request is not None
         if self._body:
             request.body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
             self._body = []
-        request.keep_alive = self._parser.should_keep_alive()
+        request.keep_alive = (self._parser.should_keep_alive() if keep_alive is None
+                              else keep_alive)
         self._done.append(request)
         self.current = None

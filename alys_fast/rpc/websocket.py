@@ -37,6 +37,12 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
 _NO_STATUS = 1005  # what wsproto reports for a close frame without a code
+# The close reasons for the violations wsproto reports, by close code (RFC 6455 §7.4.1).
+_VIOLATIONS = {
+    1002: "protocol error",
+    1007: "a text message that is not valid UTF-8",
+    1009: "a frame over the size limit",
+}
 
 _H16 = struct.Struct("!H")
 _Q64 = struct.Struct("!Q")
@@ -130,7 +136,9 @@ class WebSocket:
             code = CLOSE_NORMAL if event.code == _NO_STATUS else event.code
             self._write(self._conn.send(CloseConnection(code)))
         elif self._conn.state is ConnectionState.OPEN:  # a violation: the frame was not a close
-            self._fail(event.code, event.reason or "protocol error")
+            # wsproto's reason can be Python's own text (a UnicodeDecodeError's): the close
+            # frame says the violation in words of ours instead.
+            self._fail(event.code, _VIOLATIONS.get(event.code, "protocol error"))
         self.done = True
 
     def _fail(self, code: int, reason: str) -> None:

@@ -75,6 +75,30 @@ def test_pipelined_requests_are_answered_in_order(loop):
     run_on(loop, main())
 
 
+def test_a_post_asking_to_upgrade_to_h2c_is_served_as_http_1_1(loop):
+    """curl --http2 on http:// asks for h2c on every request; only a WebSocket handshake
+    upgrades, anything else is answered as HTTP/1.1 (RFC 9110 §7.8), its body read whole
+    even when it arrives in pieces, and the requests after it still parsed."""
+    async def main():
+        async with serving() as server:
+            http = await Http.open(server.port)
+            body = msgspec.json.encode(call("eth_chainId", id_=7))
+            head = (b"POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body))
+            http.send(head + body[:5])
+            await asyncio.sleep(0.05)
+            after = msgspec.json.encode(call("eth_blockNumber", id_=8))
+            http.send(body[5:] + b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(after)
+                      + after)
+            first, second = await http.response(), await http.response()
+            assert first.json() == {"jsonrpc": "2.0", "id": 7, "result": "0x1d97c"}
+            assert second.json()["id"] == 8
+            http.close()
+
+    run_on(loop, main())
+
+
 def test_concurrent_clients(loop):
     async def main():
         async with serving() as server:
