@@ -27,6 +27,7 @@ from tests.engine.contracts import (
     runtime_code,
 )
 from tests.node.harness import ThreadNode, rpc, running_node
+from tests.node.test_durability import wait_for
 
 GWEI = 10**9
 ACCOUNTS = [Account.from_key(key) for _, key in DEV_ACCOUNTS]
@@ -441,6 +442,9 @@ def test_the_call_and_prestate_tracers_agree_with_anvils(node: ThreadNode,
         hashes = []
         for call in (lambda *a: rpc(ours, *a), anvil.call):
             hashes.append(call("eth_sendRawTransaction", raw_tx))
+        # anvil automines after it answers: its block can lag on a busy machine
+        wait_for(lambda: anvil.call("eth_getTransactionReceipt", hashes[1]),
+                 what="anvil's receipt")
         return hashes[0], hashes[1]
 
     token_tx = both(data=creation_code("Token", ["uint256"], [SUPPLY]))
