@@ -1,4 +1,5 @@
-"""Actor runtime: isolated actors, typed messages, bounded mailboxes, OTP-style supervision.
+"""Actor runtime: isolated actors, typed messages and replies, bounded mailboxes, topics,
+OTP-style supervision.
 
 >>> from alys_fast.actors import Actor, ActorSystem, ChildSpec, SupervisorSpec, Strategy
 """
@@ -8,12 +9,16 @@ from alys_fast.actors.cell import ActorRef
 from alys_fast.actors.errors import (
     ActorCrashed,
     ActorError,
+    ActorKilled,
     ActorStopped,
     AskTimeout,
+    BadReply,
     CircuitOpen,
     Escalation,
     MailboxFull,
+    Refused,
     RemoteError,
+    Shutdown,
     StartFailed,
 )
 from alys_fast.actors.policies import (
@@ -25,15 +30,18 @@ from alys_fast.actors.policies import (
 )
 from alys_fast.actors.supervisor import ChildSpec, Strategy, Supervisor, SupervisorSpec
 from alys_fast.actors.system import ActorSystem
+from alys_fast.actors.topics import Topic
 
 __all__ = [
     "Actor",
     "ActorCrashed",
     "ActorError",
+    "ActorKilled",
     "ActorRef",
     "ActorStopped",
     "ActorSystem",
     "AskTimeout",
+    "BadReply",
     "ChildSpec",
     "CircuitBreaker",
     "CircuitOpen",
@@ -42,10 +50,13 @@ __all__ = [
     "Immediate",
     "MailboxFull",
     "Never",
+    "Refused",
     "RemoteError",
     "Restart",
+    "Shutdown",
     "StartFailed",
     "Strategy",
     "Supervisor",
     "SupervisorSpec",
+    "Topic",
 ]

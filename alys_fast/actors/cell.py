@@ -8,17 +8,28 @@ costs one C call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
+import types
+import typing
 from typing import TYPE_CHECKING, Any
 
 from alys_fast._cext import require
-from alys_fast.actors.errors import AskTimeout, CircuitOpen, StartFailed
+from alys_fast.actors.errors import (
+    ActorKilled,
+    AskTimeout,
+    BadReply,
+    CircuitOpen,
+    Refused,
+    StartFailed,
+)
 
 if TYPE_CHECKING:
     from alys_fast.actors.actor import Actor
     from alys_fast.actors.remote import RemoteCell
     from alys_fast.actors.supervisor import ChildSpec, Supervisor
+    from alys_fast.actors.system import ActorSystem
 
 _mailbox = require("mailbox")
 Mailbox = _mailbox.Mailbox
@@ -38,6 +49,27 @@ class Stop:
     """System message: finish the current message, then stop normally."""
 
     __slots__ = ()
+
+
+@functools.cache
+def reply_classes(message_type: type) -> tuple[type, ...] | None:
+    """The classes a reply to ``message_type`` may be an instance of, from its ``reply_type``
+    (``None``, ``X``, ``X | None``, ``list[X]``...: generic arguments are not walked); None
+    when it declares none (or ``Any``): unchecked."""
+    declared = getattr(message_type, "reply_type", Any)
+    if declared is Any:
+        return None
+    members = typing.get_args(declared) if isinstance(
+        declared, types.UnionType) or typing.get_origin(declared) is typing.Union else (declared,)
+    classes = []
+    for member in members:
+        if member is None or member is type(None):
+            classes.append(type(None))
+        elif member is Any:
+            return None
+        else:
+            classes.append(typing.get_origin(member) or member)
+    return tuple(classes)
 
 
 def _expire(future: asyncio.Future, path: str, message: Any, timeout: float) -> None:
@@ -70,20 +102,35 @@ class ActorRef:
         inbox.tell(message)
 
     async def ask(self, message: Any, timeout: float = 5.0) -> Any:
-        """Send and wait for the reply; raises AskTimeout, or the handler's own error
-        (``RemoteError`` / ``ActorCrashed`` for a remote actor)."""
+        """Send and wait for the reply, checked against the message's ``reply_type``.
+
+        Raises ``Refused`` when the handler declined, AskTimeout, BadReply, or the crashing
+        handler's own error (``RemoteError`` / ``ActorCrashed`` for a remote actor)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._inbox.ask(message, future)
         timer = loop.call_later(timeout, _expire, future, self.path, message, timeout)
         try:
-            return await future
+            reply = await future
         finally:
             timer.cancel()
+        expected = reply_classes(type(message))
+        if expected is not None and not isinstance(reply, expected):
+            raise BadReply(self.path, message, type(message).reply_type, reply)
+        return reply
+
+    @property
+    def system(self) -> ActorSystem:
+        return self._cell.parent.system
 
     def stop(self) -> None:
         """Ask the actor to stop normally after its current message."""
         self._cell.request_stop()
+
+    def kill(self) -> None:
+        """End the actor at once, mid-message (a cancelled task; SIGKILL for a remote one):
+        an abnormal exit its supervisor handles as OTP's ``killed``."""
+        self._cell.kill()
 
     def __repr__(self) -> str:
         return f"ActorRef({self.path!r})"
@@ -109,6 +156,7 @@ class ActorCell:
         self.up_since = 0.0
         self._probe_mark = -1        # handled count when a half-open probe started
         self.serving = False
+        self._killed = False         # kill() cancelled the task: report it as an exit
 
     # -- supervisor side -------------------------------------------------------------
     async def start(self) -> None:
@@ -123,6 +171,7 @@ class ActorCell:
         self.up_since = monotonic()
         self.state = "running"
         self.serving = False        # True once started() returned: messages are being read
+        self._killed = False
         self.mailbox.accept()
         self.task = asyncio.get_running_loop().create_task(
             self._run(instance, self.generation), name=self.path
@@ -160,6 +209,12 @@ class ActorCell:
 
     def request_stop(self) -> None:
         self.mailbox.put_system(Stop())
+
+    def kill(self) -> None:
+        task = self.task
+        if task is not None and not task.done():
+            self._killed = True
+            task.cancel()
 
     def open_circuit(self, retry_at: float) -> None:
         self.state = "open"
@@ -218,18 +273,36 @@ class ActorCell:
                     except BaseException as exc:
                         mailbox.settle(error=exc)
                         message, crashed = mailbox.clear_failure()
-                        break
+                        if not self._refused(message, crashed):
+                            break
+                        message = crashed = None
+                        continue
                     mailbox.settle(result)
                 else:  # FAILED
                     message, crashed = mailbox.clear_failure()
-                    break
+                    if not self._refused(message, crashed):
+                        break
+                    message = crashed = None
         except asyncio.CancelledError:
-            raise
+            if not (self._killed and generation == self.generation):
+                raise                # a shutdown's cancel: the supervisor expects no exit
+            crashed = ActorKilled(self.path, "killed")
+            pending = mailbox.pending
+            if pending is not None:  # killed while awaiting a handler: fail its ask
+                mailbox.settle(error=crashed)
+                message = mailbox.clear_failure()[0]
         except Exception as exc:  # started() raised
             crashed = exc
         if generation == self.generation:
             self.state = "crashed" if crashed is not None else "exited"
             self.parent.child_exited(self, crashed, message)
+
+    def _refused(self, message: Any, error: BaseException | None) -> bool:
+        """A handler's ``Refused`` is its answer, not a crash (the asker already has it)."""
+        if not isinstance(error, Refused):
+            return False
+        self.parent.system.note_refusal(self.path, message, error)
+        return True
 
     # -- inspection ----------------------------------------------------------------------
     def health(self, now: float) -> dict:

@@ -53,6 +53,19 @@ class ActorCrashed(ActorError):
         self.reason = reason
 
 
+class ActorKilled(ActorCrashed):
+    """The actor was killed: its task cancelled by ``kill()``, or its process by a signal.
+    An abnormal exit (OTP's ``killed``): a transient child is restarted."""
+
+
+class Shutdown(ActorError):
+    """Raise from a handler to stop with OTP's ``shutdown`` reason: not a crash, so a
+    transient child is not restarted (a permanent one is); no alert, no backoff."""
+
+    def __init__(self, reason: str = "shutdown") -> None:
+        super().__init__(reason)
+
+
 class RemoteError(ActorError):
     """A remote actor's handler raised; the original type and message travel as text."""
 
@@ -61,6 +74,32 @@ class RemoteError(ActorError):
         self.owner = owner
         self.error_type = error_type
         self.text = text
+
+
+class Refused(ActorError):
+    """A handler declined a message without failing: raised to the asker, the actor runs on.
+
+    Raise it (or a subclass: a package's own refusals, e.g. ``MiningError``) from ``receive``
+    for a request the actor cannot or will not serve — a bad argument, a state that forbids
+    it. Unlike any other exception it is not a crash: no restart, no dead letter for an ask.
+    From a remote actor it arrives as a ``Refused`` whose ``kind`` names the subclass raised.
+    """
+
+    def __init__(self, reason: str, kind: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind or type(self).__name__
+
+
+class BadReply(ActorError):
+    """An ask's reply is not of the ``reply_type`` its message declares (a bug in the actor)."""
+
+    def __init__(self, owner: str, message: object, expected: object, reply: object) -> None:
+        super().__init__(
+            f"{owner!r} answered {type(message).__name__} with a {type(reply).__name__}, "
+            f"not {getattr(expected, '__name__', expected)}"
+        )
+        self.owner = owner
 
 
 class StartFailed(ActorError):

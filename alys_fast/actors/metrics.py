@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class ActorMetrics(Collector):
-    """Per actor: handled, handler latency, mailbox depth, full mailbox, restarts, dead letters."""
+    """Per actor: handled, handler latency, mailbox depth, full mailbox, restarts, dead letters,
+    refusals; per topic and subscriber: missed notifications."""
 
     def __init__(self, system: ActorSystem) -> None:
         self.system = system
@@ -40,6 +41,11 @@ class ActorMetrics(Collector):
             "alys_actor_restarts", "Restarts by the supervisor", labels=["actor"])
         dead = CounterMetricFamily(
             "alys_actor_dead_letters", "Messages never handled", labels=["actor"])
+        refused = CounterMetricFamily(
+            "alys_actor_refusals", "Messages declined with Refused", labels=["actor"])
+        missed = CounterMetricFamily(
+            "alys_topic_missed", "Notifications a subscriber missed (mailbox full or down)",
+            labels=["topic", "actor"])
         alerts = GaugeMetricFamily("alys_actor_alerts", "Alerts raised (actors left down)")
         for node in self.system.nodes():
             path = node.path
@@ -55,8 +61,11 @@ class ActorMetrics(Collector):
             depth.add_metric([path], len(mailbox))
             full.add_metric([path], mailbox.rejected)
             dead.add_metric([path], self.system.dead_letters.counts.get(path, 0))
+            refused.add_metric([path], self.system.refusals.get(path, 0))
+        for (topic, path), count in self.system.topics.missed.items():
+            missed.add_metric([topic, path], count)
         alerts.add_metric([], len(self.system.alerts))
-        yield from (handled, latency, depth, full, restarts, dead, alerts)
+        yield from (handled, latency, depth, full, restarts, dead, refused, missed, alerts)
 
 
 def _bound(bound: float) -> str:

@@ -1,20 +1,41 @@
-"""Restart types, restart policies and the intensity window: every restart decision lives here.
+"""Restart types, exit kinds, restart policies and the intensity window: every restart
+decision lives here, and :func:`restart_due` is the whole truth table (OTP's ``do_restart``).
 
-Semantics (as in Erlang/OTP's ``supervisor``, plus the seed's policies):
+Semantics (as Erlang/OTP's ``supervisor``; where this runtime adds to OTP it says so):
 
-- Restart type of a child — *whether* an exit is followed by a restart:
-  ``PERMANENT`` always restarted (even after a normal stop); ``TRANSIENT`` restarted only after
-  a crash; ``TEMPORARY`` never restarted. Default: ``PERMANENT``.
-- Restart policy of a child — *how* it comes back once a restart is due:
-  ``Immediate`` at once (default); ``ExponentialBackoff`` after ``base * factor**n`` seconds
-  (capped, with ± ``jitter``; ``n`` resets once the child stayed up ``reset_after`` seconds);
-  ``CircuitBreaker`` at once until ``max_failures`` crashes fall within ``window`` seconds, then
-  the circuit opens (calls fail fast with ``CircuitOpen``) for ``open_for`` seconds, after which
-  the child is started half-open: its first handled message closes the circuit, a crash opens
-  it again; ``Never`` leaves the child down and raises an alert.
-- Restart intensity of a supervisor: more than ``max_restarts`` restarts within ``period``
-  seconds (a sliding window on a monotonic clock) and the supervisor gives up: it stops its
-  children and escalates to its parent as a crash of its own. Default: 3 in 5 s, as OTP.
+- Exit kind — how a child ended (:func:`exit_kind`): ``NORMAL`` (it stopped itself with
+  ``stop()``, or its process exited 0: OTP's ``normal``); ``SHUTDOWN`` (a handler raised
+  :class:`~alys_fast.actors.errors.Shutdown`, or a child supervisor gave up after its restart
+  intensity: OTP's ``shutdown``); ``KILLED`` (``kill()`` cancelled its task, or a signal ended
+  its process: OTP's ``killed``); ``CRASH`` (any other exception, or a non-zero exit).
+  A child stopped by its own supervisor (shutdown, group restart) reports no exit.
+- Restart type of a child — *whether* its own exit is followed by a restart:
+  ``PERMANENT`` always (every exit kind); ``TRANSIENT`` only after an abnormal exit
+  (``CRASH`` or ``KILLED``; not after ``NORMAL`` or ``SHUTDOWN``); ``TEMPORARY`` never.
+  Default: ``PERMANENT``. A child that is not restarted is closed for good (state
+  ``stopped``; asks to it raise ``ActorStopped``) until its supervisor itself is started
+  again, which starts every child from its spec, as OTP's ``init`` does.
+- Group restarts (``ONE_FOR_ALL``, ``REST_FOR_ONE``) terminate the siblings they take along,
+  then start again only those that can be restarted: a ``TEMPORARY`` child (and a ``Never``
+  one) is terminated and stays down, as OTP deletes a temporary child it terminates; a child
+  already down for good stays down.
+- Restart policy of a child — *how* it comes back once a restart is due (this runtime's
+  addition; OTP restarts at once): ``Immediate`` at once (default); ``ExponentialBackoff``
+  after ``base * factor**n`` seconds (capped, with ± ``jitter``; ``n`` resets once the child
+  stayed up ``reset_after`` seconds), only after an abnormal exit (a normal exit of a
+  permanent child restarts at once); ``CircuitBreaker`` at once until ``max_failures``
+  abnormal exits fall within ``window`` seconds, then the circuit opens (calls fail fast with
+  ``CircuitOpen``) for ``open_for`` seconds, after which the child is started half-open: its
+  first handled message closes the circuit, an abnormal exit opens it again; ``Never``: the
+  child is never restarted, whatever its restart type — on an exit its restart type would
+  have restarted it leaves it down (state ``down``) and raises an alert, and it is treated as
+  ``TEMPORARY`` by its siblings' group restarts.
+- Restart intensity of a supervisor: every restart it makes (a group restart counts once; a
+  circuit opening does not, its half-open probe does) is recorded; more than
+  ``max_restarts`` within ``period`` seconds (a sliding window on a monotonic clock, OTP's
+  ``add_restart``) and the supervisor gives up: it terminates its children (reverse start
+  order) and exits with ``SHUTDOWN`` to its parent, which applies the supervisor's own
+  restart type and policy (the root ends the system). Default: 3 in 5 s (OTP's is 1 in 5).
 
 All state machines take an injected clock, so tests drive time explicitly.
 """
@@ -27,6 +48,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from alys_fast.actors.errors import ActorKilled, Escalation, RemoteError, Shutdown
+
 Clock = Callable[[], float]
 
 
@@ -36,12 +59,36 @@ class Restart(enum.Enum):
     TEMPORARY = "temporary"
 
 
-def restart_due(restart: Restart, crashed: bool) -> bool:
-    """OTP's truth table: is an exit (a crash, or a normal stop) followed by a restart?"""
+class ExitKind(enum.Enum):
+    NORMAL = "normal"
+    SHUTDOWN = "shutdown"
+    CRASH = "crash"
+    KILLED = "killed"
+
+    @property
+    def abnormal(self) -> bool:
+        return self in (ExitKind.CRASH, ExitKind.KILLED)
+
+
+def exit_kind(error: BaseException | None) -> ExitKind:
+    """The kind of a child's exit from the error it reported (None: it stopped normally)."""
+    if error is None:
+        return ExitKind.NORMAL
+    if isinstance(error, Shutdown | Escalation) or (
+        isinstance(error, RemoteError) and error.error_type == Shutdown.__name__
+    ):
+        return ExitKind.SHUTDOWN
+    if isinstance(error, ActorKilled):
+        return ExitKind.KILLED
+    return ExitKind.CRASH
+
+
+def restart_due(restart: Restart, kind: ExitKind) -> bool:
+    """OTP's truth table: is an exit of this kind followed by a restart of this type?"""
     if restart is Restart.PERMANENT:
         return True
     if restart is Restart.TRANSIENT:
-        return crashed
+        return kind.abnormal
     return False
 
 

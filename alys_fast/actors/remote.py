@@ -12,11 +12,13 @@ Semantics
   arrive as msgpack builtins (tuples become lists). Both are checked when the cell is built.
 - In the child the actor runs exactly as a local one, on the same compiled mailbox:
   ``started()`` before the first message, plain or ``async`` ``receive``, the return value is
-  the ask's reply. A handler that raises is a crash: the ask (if any) gets
-  ``RemoteError(owner, type, text)``, the child flushes its replies, calls ``pre_restart`` and
-  exits with :data:`EXIT_CRASHED`; the parent dead-letters the crashing message and reports
-  the crash to the supervisor. A message the child cannot decode as ``Actor.Message`` is
-  handled the same way (its decoding is the first step of handling it).
+  the ask's reply. A handler that raises ``Refused`` declines the message: the ask gets a
+  ``Refused`` of the same reason and ``kind``, the child runs on. Any other raise is a
+  crash: the ask (if any) gets ``RemoteError(owner, type, text)``, the child flushes its
+  replies, calls ``pre_restart`` and exits with :data:`EXIT_CRASHED`; the parent
+  dead-letters the crashing message and reports the crash to the supervisor. A message the
+  child cannot decode as ``Actor.Message`` is handled the same way (its decoding is the
+  first step of handling it).
 - The *mailbox* is the parent's: ``spec.mailbox`` bounds the messages not yet handled by the
   child (buffered + in flight). ``tell`` raises ``MailboxFull`` beyond it, ``send`` waits.
   The buffer outlives incarnations, as a local mailbox outlives restarts: messages told while
@@ -79,9 +81,12 @@ from alys_fast.actors.cell import (
 )
 from alys_fast.actors.errors import (
     ActorCrashed,
+    ActorError,
+    ActorKilled,
     ActorStopped,
     CircuitOpen,
     MailboxFull,
+    Refused,
     RemoteError,
     StartFailed,
 )
@@ -179,8 +184,21 @@ def _socket(ctx: zmq.Context, linger: int) -> zmq.Socket:
     return sock
 
 
+# Error-type prefix of a handler's refusal on the wire: the asker raises ``Refused``.
+REFUSED_PREFIX = "Refused:"
+
+
 def _error_info(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, Refused):
+        return REFUSED_PREFIX + exc.kind, exc.reason
     return type(exc).__name__, str(exc)
+
+
+def _answer_error(owner: str, error_type: str, text: str) -> ActorError:
+    """The exception an asker gets for an error frame: a refusal, or the handler's crash."""
+    if error_type.startswith(REFUSED_PREFIX):
+        return Refused(text, error_type.removeprefix(REFUSED_PREFIX))
+    return RemoteError(owner, error_type, text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,6 +420,13 @@ class RemoteCell:
         elif link is None:
             self._stop_pending = True
 
+    def kill(self) -> None:
+        """SIGKILL the process: an exit without a final frame, reported as ``ActorKilled``."""
+        link = self._link
+        if link is not None and link.proc is not None and link.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                link.proc.kill()
+
     @property
     def handled(self) -> int:
         link = self._link
@@ -491,7 +516,7 @@ class RemoteCell:
         for ask_id, error_type, text in up.errors:
             future = asks.pop(ask_id, None)
             if future is not None and not future.done():
-                future.set_exception(RemoteError(self.path, error_type, text))
+                future.set_exception(_answer_error(self.path, error_type, text))
         if up.handled > link.acked:
             self._ack(link, up.handled)
         if up.stats is not None:
@@ -659,7 +684,7 @@ class RemoteCell:
             self._requeue(unhandled)
             return error, culprit
         # No final frame: whatever was in flight may or may not have been handled.
-        crash = ActorCrashed(self.path, reason)
+        crash = (ActorKilled if code < 0 else ActorCrashed)(self.path, reason)
         self._depth -= len(unhandled)
         dead_letters = self.parent.system.dead_letters
         for message, ask_id in unhandled:
@@ -780,8 +805,9 @@ class _Child:
         self.errors: list[tuple[int, str, str]] = []
         #: runs of (from parent?, count) in mailbox order, to count parent messages handled
         self.runs: deque[list] = deque()
-        self.seen = 0          # mailbox.handled already attributed to runs
+        self.seen = 0          # mailbox.handled (+ refused) already attributed to runs
         self.handled = 0       # parent messages handled
+        self.refused = 0       # messages the handler declined: handled too, not counted by C
         self.reported = 0
         self.poison: BaseException | None = None
         self.stats_at = 0.0
@@ -863,7 +889,7 @@ class _Child:
     # -- output -------------------------------------------------------------------------
     def attribute(self) -> None:
         """Turn the mailbox's handled count into parent messages handled."""
-        done = self.mailbox.handled - self.seen
+        done = self.mailbox.handled + self.refused - self.seen
         if not done:
             return
         self.seen += done
@@ -1003,12 +1029,19 @@ class _Child:
                     result = await mailbox.pending[2]
                 except asyncio.CancelledError:
                     raise
-                except BaseException as exc:  # a handler crash of any kind
+                except BaseException as exc:  # a handler crash of any kind, or a refusal
                     mailbox.settle(error=exc)
-                    return mailbox.clear_failure()[1]
+                    error = mailbox.clear_failure()[1]
+                    if not isinstance(error, Refused):
+                        return error
+                    self.refused += 1
+                    continue
                 mailbox.settle(result)
             elif outcome == FAILED:
-                return mailbox.clear_failure()[1]
+                error = mailbox.clear_failure()[1]
+                if not isinstance(error, Refused):   # a refusal is the ask's answer
+                    return error
+                self.refused += 1
 
     def check_parent(self, loop: asyncio.AbstractEventLoop) -> None:
         if os.getppid() != self.parent_pid:

@@ -2,16 +2,18 @@
 
 Strategies (which children a restart takes along):
 - ``ONE_FOR_ONE``: only the child that exited is restarted.
-- ``ONE_FOR_ALL``: every other child is stopped (reverse start order), then all are started
-  again in start order — for children that cannot work without each other.
-- ``REST_FOR_ONE``: the children started after the one that exited are stopped (reverse
+- ``ONE_FOR_ALL``: every other child is terminated (reverse start order), then all are
+  started again in start order — for children that cannot work without each other.
+- ``REST_FOR_ONE``: the children started after the one that exited are terminated (reverse
   order), then it and they are started again in order — for pipelines.
+In both group strategies a sibling that is ``TEMPORARY`` (or has the ``Never`` policy) is
+terminated and not started again, and a sibling already down for good stays down, as OTP.
 
-Whether and when a restart happens is decided in :mod:`alys_fast.actors.policies` (restart
-type, restart policy, intensity); this module only carries the decisions out. A supervisor
-handles its children's exits one at a time from its own task, as an OTP supervisor handles
-its ``EXIT`` messages; a delayed restart is a timer that posts an event, so a backoff never
-holds up the other children.
+Whether and when a restart happens is decided in :mod:`alys_fast.actors.policies` (exit
+kind, restart type, restart policy, intensity — the semantics are written there); this
+module only carries the decisions out. A supervisor handles its children's exits one at a
+time from its own task, as an OTP supervisor handles its ``EXIT`` messages; a delayed restart
+is a timer that posts an event, so a backoff never holds up the other children.
 
 Shutdown of children is always in reverse start order (later children may depend on earlier
 ones), each in three steps: a ``Stop`` through the priority lane, a bounded wait, a cancel.
@@ -31,11 +33,13 @@ from alys_fast.actors.cell import ActorCell, Ask
 from alys_fast.actors.errors import ActorStopped, Escalation, StartFailed
 from alys_fast.actors.policies import (
     IMMEDIATE,
+    Never,
     Policy,
     PolicyState,
     Restart,
     RestartIntensity,
     Verdict,
+    exit_kind,
     restart_due,
 )
 
@@ -98,6 +102,16 @@ class _StartAgain:
 class _HalfOpen:
     child: Any
     generation: int
+
+
+def _restartable(child: ActorCell | Supervisor) -> bool:
+    """May a sibling's group restart start this child again? Not a temporary or Never one."""
+    return child.spec.restart is not Restart.TEMPORARY and not isinstance(child.spec.policy, Never)
+
+
+def _down_for_good(child: ActorCell | Supervisor) -> bool:
+    """Closed after an exit that was not followed by a restart (stopped, or down by Never)."""
+    return child.state in ("stopped", "down")
 
 
 class Supervisor:
@@ -239,10 +253,11 @@ class Supervisor:
     async def _handle_exit(
         self, child: ActorCell | Supervisor, error: BaseException | None
     ) -> None:
-        crashed = error is not None
-        if crashed:
-            log.warning("%s crashed: %r", child.path, error)
-        if not restart_due(child.spec.restart, crashed):
+        kind = exit_kind(error)
+        crashed = kind.abnormal
+        if error is not None:
+            log.warning("%s exited (%s): %r", child.path, kind.value, error)
+        if not restart_due(child.spec.restart, kind):
             child.call_hook("stopped")
             self._dead_letter_leftovers(child, child.close_for_good("stopped"))
             return
@@ -264,10 +279,14 @@ class Supervisor:
             child.open_circuit(self.system.clock() + decision.delay)
             self._later(decision.delay, _HalfOpen(child, self.generation))
             return
-        targets = self._targets(child)
-        for sibling in reversed(targets):
-            if sibling is not child:
-                await sibling.shutdown()
+        siblings = [c for c in self._group(child) if c is not child and not _down_for_good(c)]
+        for sibling in reversed(siblings):
+            await sibling.shutdown()
+        targets = [child, *(c for c in siblings if _restartable(c))]
+        targets.sort(key=self.children.index)
+        for sibling in siblings:
+            if not _restartable(sibling):   # OTP: a terminated temporary child is gone
+                self._dead_letter_leftovers(sibling, sibling.close_for_good("stopped"))
         for target in targets:
             target.state = "restarting"
         if decision.delay > 0:
@@ -281,7 +300,8 @@ class Supervisor:
                              f"{child.path}: {cause}")
         self._restarts[child.path] += 1
 
-    def _targets(self, child: ActorCell | Supervisor) -> list[ActorCell | Supervisor]:
+    def _group(self, child: ActorCell | Supervisor) -> list[ActorCell | Supervisor]:
+        """The children a restart of ``child`` takes along, by strategy (``child`` included)."""
         strategy = self.spec.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return [child]

@@ -1,4 +1,4 @@
-"""The actor system: the root supervisor, dead letters, alerts, health and metrics.
+"""The actor system: the root supervisor, dead letters, alerts, topics, health and metrics.
 
 Escalation to the root ends the system: every actor is stopped (reverse start order) and
 :meth:`ActorSystem.wait` returns a non-zero exit code, after a log line that says why.
@@ -17,6 +17,7 @@ from alys_fast.actors.errors import Escalation
 from alys_fast.actors.metrics import ActorMetrics
 from alys_fast.actors.policies import Clock
 from alys_fast.actors.supervisor import Supervisor, SupervisorSpec
+from alys_fast.actors.topics import Topic, Topics
 
 log = logging.getLogger("alys.system")
 
@@ -58,6 +59,9 @@ class ActorSystem:
         self.rng = random.Random(seed)
         self.dead_letters = DeadLetters()
         self.alerts: list[tuple[str, str]] = []
+        #: Messages handlers declined with ``Refused``, per actor path.
+        self.refusals: Counter[str] = Counter()
+        self.topics = Topics(self.ref)
         self.exit_code: int | None = None
         self.exit_reason = ""
         self._nodes: dict[str, ActorCell | Supervisor] = {}
@@ -72,6 +76,17 @@ class ActorSystem:
         if node.path in self._nodes:
             raise ValueError(f"duplicate actor path {node.path!r}")
         self._nodes[node.path] = node
+        if node.kind != "supervisor":
+            for topic in node.spec.actor.subscribes:
+                self.topics.subscribe(topic, node.path)
+
+    def publish(self, topic: Topic, message: object) -> int:
+        """Tell ``message`` to the subscribers of ``topic`` (see :mod:`.topics`)."""
+        return self.topics.publish(topic, message)
+
+    def note_refusal(self, path: str, message: object, refusal: BaseException) -> None:
+        self.refusals[path] += 1
+        log.debug("%s refused %s: %s", path, type(message).__name__, refusal)
 
     def nodes(self) -> list[ActorCell | Supervisor]:
         return list(self._nodes.values())

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
+from typing import ClassVar
 
 import msgspec
 
-from alys_fast.actors import Actor
+from alys_fast.actors import Actor, Refused, Shutdown
+
+_instances = itertools.count(1)
 
 
 class Add(msgspec.Struct, tag=True):
@@ -54,7 +58,23 @@ class Ping(msgspec.Struct, tag=True):
     n: int
 
 
-Command = Add | Total | Boom | Slow | Block | Pid | Halt | Ping
+class Incarnation(msgspec.Struct, tag=True):
+    """Reply with a number unique to this instance (pid and a per-process count)."""
+
+    reply_type: ClassVar[type] = int
+
+
+class ShutDown(msgspec.Struct, tag=True):
+    """Raise ``Shutdown``: stop with OTP's ``shutdown`` reason."""
+
+
+class Decline(msgspec.Struct, tag=True):
+    """Raise ``Refused(reason)``: decline without crashing."""
+
+    reason: str
+
+
+Command = Add | Total | Boom | Slow | Block | Pid | Halt | Ping | Incarnation | ShutDown | Decline
 
 
 class Counter(Actor):
@@ -67,6 +87,7 @@ class Counter(Actor):
         if fail_start:
             raise RuntimeError("told to fail at start")
         self.total = start
+        self.incarnation = os.getpid() * 1_000_000 + next(_instances)
 
     def receive(self, message: Command) -> object:
         match message:
@@ -89,4 +110,10 @@ class Counter(Actor):
                 return 0
             case Ping(n=n):
                 return n
+            case Incarnation():
+                return self.incarnation
+            case ShutDown():
+                raise Shutdown()
+            case Decline(reason=reason):
+                raise Refused(reason)
         raise TypeError(f"unexpected message {message!r}")

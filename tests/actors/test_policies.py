@@ -6,11 +6,24 @@ import random
 
 import pytest
 
-from alys_fast.actors import CircuitBreaker, ExponentialBackoff, Immediate, Never, Restart
+from alys_fast.actors import (
+    ActorCrashed,
+    ActorKilled,
+    CircuitBreaker,
+    Escalation,
+    ExponentialBackoff,
+    Immediate,
+    Never,
+    RemoteError,
+    Restart,
+    Shutdown,
+)
 from alys_fast.actors.policies import (
+    ExitKind,
     PolicyState,
     RestartIntensity,
     Verdict,
+    exit_kind,
     restart_due,
 )
 
@@ -24,18 +37,41 @@ class Clock:
 
 
 @pytest.mark.parametrize(
-    ("restart", "crashed", "due"),
+    ("restart", "kind", "due"),
     [
-        (Restart.PERMANENT, True, True),
-        (Restart.PERMANENT, False, True),
-        (Restart.TRANSIENT, True, True),
-        (Restart.TRANSIENT, False, False),
-        (Restart.TEMPORARY, True, False),
-        (Restart.TEMPORARY, False, False),
+        (Restart.PERMANENT, ExitKind.NORMAL, True),
+        (Restart.PERMANENT, ExitKind.SHUTDOWN, True),
+        (Restart.PERMANENT, ExitKind.CRASH, True),
+        (Restart.PERMANENT, ExitKind.KILLED, True),
+        (Restart.TRANSIENT, ExitKind.NORMAL, False),
+        (Restart.TRANSIENT, ExitKind.SHUTDOWN, False),
+        (Restart.TRANSIENT, ExitKind.CRASH, True),
+        (Restart.TRANSIENT, ExitKind.KILLED, True),
+        (Restart.TEMPORARY, ExitKind.NORMAL, False),
+        (Restart.TEMPORARY, ExitKind.SHUTDOWN, False),
+        (Restart.TEMPORARY, ExitKind.CRASH, False),
+        (Restart.TEMPORARY, ExitKind.KILLED, False),
     ],
 )
-def test_restart_type_truth_table(restart, crashed, due):
-    assert restart_due(restart, crashed) is due
+def test_restart_type_truth_table(restart, kind, due):
+    assert restart_due(restart, kind) is due
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (None, ExitKind.NORMAL),
+        (Shutdown(), ExitKind.SHUTDOWN),
+        (RemoteError("a", "Shutdown", "shutdown"), ExitKind.SHUTDOWN),
+        (Escalation("sup", 3, 5.0, "boom"), ExitKind.SHUTDOWN),
+        (ActorKilled("a", "process exited with code -9"), ExitKind.KILLED),
+        (ActorCrashed("a", "process exited with code 1"), ExitKind.CRASH),
+        (RemoteError("a", "ValueError", "boom"), ExitKind.CRASH),
+        (ValueError("boom"), ExitKind.CRASH),
+    ],
+)
+def test_exit_kind_of_each_reported_error(error, kind):
+    assert exit_kind(error) is kind
 
 
 def test_immediate_restarts_at_once():
