@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from alys_fast import __version__
+from alys_fast.errors import CliError
 
 # Sub-command groups, each a module with ``register(subparsers) -> None``.
 COMMAND_MODULES = (
@@ -22,10 +23,6 @@ COMMAND_MODULES = (
     "alys_fast.system.cli",
     "alys_fast.validation.cli",
 )
-
-
-class CliError(Exception):
-    """An error the user can fix: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

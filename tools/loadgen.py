@@ -140,8 +140,7 @@ from alys_fast.chain.spec import (
     DEV_CHAIN_ID,
     ETHER,
 )
-from alys_fast.validation import recover_transaction
-from alys_fast.validation.blocks import address_of
+from alys_fast.validation import address_of, recover_transaction
 
 keccak256 = require("hashing").keccak256
 rlp_encode = require("rlp").encode

@@ -49,7 +49,7 @@ from alys_fast.auxpow import (
     verify_header,
 )
 from alys_fast.auxpow.miner import MM_HEADER, NONCES, AuxBlock, AuxBlockError, MiningJob, grind
-from alys_fast.cli import CliError
+from alys_fast.errors import CliError
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from alys_fast.actors import Refused
 from alys_fast.auxpow import AuxPowError, parse_auxpow, target_from_bits, verify_auxpow
 from alys_fast.auxpow.retarget import next_work_required
 from alys_fast.chain.spec import ChainSpec
@@ -135,9 +136,9 @@ class AuxWork:
     height: int
 
 
-class NoWork(Exception):
+class NoWork(Refused):
     """Nothing to mine: no block after the last finalized one, or the queued proof ends at the
-    head."""
+    head (the chain actor refuses ``CreateAuxBlock`` with it)."""
 
 
 class Finality:

@@ -17,8 +17,9 @@ result shapes, HTTP statuses and error codes:
 - ``getqueuedpow``: the queued AuxPoW header or ``null``; ``getheadblock``,
   ``getblockbyheight`` (a bare number), ``getblockbyhash`` (bare hex): a block as Alys's
   ``SignedConsensusBlock`` JSON is laid out, with this chain's fields (one hash is both the
-  consensus and the execution block hash; the signature is the author's ECDSA one; the proof is
-  its consensus hex).
+  consensus and the execution block hash; ``signature`` is the block's approvals as Alys's
+  ``AggregateApproval``: ``aggregation_bits``, the SSZ bit list's hex, and
+  ``aggregate_signature``; the proof is its consensus hex).
 
 ``createauxblock`` remembers what each hash covers (:class:`ConsensusApi`, as Alys's miner
 does, in memory, bounded); ``submitauxblock`` must come to the node that handed the work out.
@@ -41,14 +42,15 @@ import msgspec
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from alys_fast.actors import Actor, ActorError
+from alys_fast.actors import Actor, ActorError, Refused
 from alys_fast.auxpow import AuxPowError, parse_auxpow, target_from_bits
 from alys_fast.auxpow.finality import AuxWork, NoWork
 from alys_fast.chain.actor import ChainClient
+from alys_fast.chain.topics import FINALIZED, Finalized
 from alys_fast.node.context import NodeContext
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import BlockRecord
-from alys_fast.validation import InvalidBlock, decode_header
+from alys_fast.validation import decode_header
 from alys_fast.validation.blocks import AuxPowHeader
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,10 @@ def consensus_block_json(record: BlockRecord) -> dict[str, Any]:
             "pegout_payment_proposal": None,
             "finalized_pegouts": [],
         },
-        "signature": "0x" + header.signature.hex(),
+        "signature": {
+            "aggregation_bits": "0x" + header.signature[:2].hex(),
+            "aggregate_signature": "0x" + header.signature[2:].hex(),
+        },
     }
 
 
@@ -244,9 +249,15 @@ class ConsensusApi:
         )
         try:
             await self.chain.queue_pow(header)
-        except InvalidBlock as exc:
-            raise ConsensusError(DEBUG_ERROR, str(exc)) from None
+        except Refused as exc:   # the rule the proof breaks
+            raise ConsensusError(DEBUG_ERROR, exc.reason) from None
         self.pending.pop(block_hash, None)
+
+    def forget_finalized(self, finalized: Finalized) -> None:
+        """Drop the work whose range a landed proof finalized: no second proof can use it."""
+        for block_hash, pending in list(self.pending.items()):
+            if pending.work.range_end == finalized.block_hash:
+                del self.pending[block_hash]
 
     async def get_queued_pow(self, params: Any) -> dict[str, Any] | None:
         queued = await self.chain.queued_pow()
@@ -358,7 +369,10 @@ class ConsensusRpcServer:
 
 class AuxPowActor(Actor):
     """Serves the consensus RPC on ``ctx.consensus_rpc_port`` (None: not served); a restart
-    re-binds the same port and forgets the work handed out."""
+    re-binds the same port and forgets the work handed out. Follows the chain's
+    :data:`~alys_fast.chain.topics.FINALIZED` to forget work a landed proof used up."""
+
+    subscribes = (FINALIZED,)
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -375,8 +389,10 @@ class AuxPowActor(Actor):
         ctx.consensus_rpc_bound = self.server.port
         log.info("consensus RPC (AuxPoW mining) on %s", self.server.url)
 
-    def receive(self, message: object) -> None:
-        raise TypeError(f"auxpow: unexpected message {message!r}")
+    def receive(self, message: Finalized) -> None:
+        if type(message) is not Finalized:
+            raise TypeError(f"auxpow: unexpected message {message!r}")
+        self.api.forget_finalized(message)
 
     def pre_restart(self, error: BaseException) -> None:
         self._close()

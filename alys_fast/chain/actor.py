@@ -29,39 +29,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
-from alys_fast.actors import Actor, ActorStopped, CircuitOpen, MailboxFull
+from alys_fast.actors import Actor, ActorStopped, CircuitOpen, MailboxFull, Refused
 from alys_fast.auxpow.finality import (
     AuxWork,
     Finality,
     FinalityState,
-    NoWork,
     UnfinalizedHashes,
 )
 from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms
 from alys_fast.chain.mining import MiningError
-from alys_fast.chain.pool_actor import BlockIncluded, PoolClient, Resync
+from alys_fast.chain.pool_actor import PoolClient
+from alys_fast.chain.topics import (
+    FINALIZED,
+    NEW_HEAD,
+    STATE_EDITED,
+    Finalized,
+    NewHead,
+    StateEdited,
+)
 from alys_fast.chain.workflows import (
     FINALITY_KEY,
     BlockImportWorkflow,
     ImportedBlock,
-    authority_addresses,
     build_block,
     child_base_fee,
 )
+from alys_fast.consensus import SecretKey
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.errors import EngineError
 from alys_fast.engine.interface import BlockEnv, StateOverrides
 from alys_fast.metrics.histogram import Histogram
-from alys_fast.node.context import CHAIN, RPC, TXPOOL, NodeContext
+from alys_fast.node.context import NodeContext
 from alys_fast.node.offload import Worker
+from alys_fast.paths import CHAIN
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
 from alys_fast.validation import Header, InvalidBlock, decode_header
-from alys_fast.validation.blocks import AuxPowHeader, address_of
+from alys_fast.validation.blocks import AuxPowHeader
 
 log = logging.getLogger(__name__)
 
@@ -72,41 +80,41 @@ class Tick(msgspec.Struct, frozen=True):
     slot: int
 
 
-class NewHead(msgspec.Struct, frozen=True):
-    """Told to the RPC actor when the head moves (``imported`` None after a restart), with the
-    number of the last finalized block (the ``finalized`` and ``safe`` tags)."""
-
-    header: Header
-    imported: ImportedBlock | None = None
-    finalized: int = 0
-
-
 class CreateAuxBlock(msgspec.Struct, frozen=True):
-    """-> the :class:`AuxWork` over every unfinalized block, or the :class:`NoWork` refusing it."""
+    """-> the :class:`AuxWork` over every unfinalized block; refused with :class:`NoWork`."""
+
+    reply_type: ClassVar = AuxWork
 
 
 class QueuePow(msgspec.Struct, frozen=True):
     """-> True if ``header`` was checked and queued for the next block this node authors, False
-    if a proof of the same range already is, or the InvalidBlock naming the broken rule. A
+    if a proof of the same range already is; refused (``Refused``) naming the broken rule. A
     proof submitted here and one a peer gossips take this one path."""
 
+    reply_type: ClassVar = bool
     header: AuxPowHeader
 
 
 class GetQueuedPow(msgspec.Struct, frozen=True):
     """-> the queued AuxPowHeader, or None."""
 
+    reply_type: ClassVar = AuxPowHeader | None
+
 
 class GetFinality(msgspec.Struct, frozen=True):
     """-> the chain's :class:`FinalityState`."""
+
+    reply_type: ClassVar = FinalityState
 
 
 class Mine(msgspec.Struct, frozen=True):
     """-> the numbers of the blocks made (dev chains): ``count`` blocks, the first at
     ``timestamp`` if given, each ``interval`` seconds after the one before (the first after
     the head) if given, as anvil's. ``auto``:
-    after a submission, blocks only if the chain automines and the pool has transactions."""
+    after a submission, blocks only if the chain automines and the pool has transactions.
+    Refused with :class:`MiningError` (as every dev message on an Aura node)."""
 
+    reply_type: ClassVar = list[int]
     count: int = 1
     timestamp: int | None = None
     interval: int | None = None
@@ -116,6 +124,8 @@ class Mine(msgspec.Struct, frozen=True):
 class SetMining(msgspec.Struct, frozen=True):
     """-> None: ``automine`` on or off, or ``interval_ms`` (0: interval mining off)."""
 
+    reply_type: ClassVar = None
+
     automine: bool | None = None
     interval_ms: int | None = None
 
@@ -124,12 +134,15 @@ class MoveTime(msgspec.Struct, frozen=True):
     """-> the dev clock's total offset in seconds: forward by ``increase`` seconds, or the next
     block at ``next_timestamp``."""
 
+    reply_type: ClassVar = int
     increase: int | None = None
     next_timestamp: int | None = None
 
 
 class SetNextBaseFee(msgspec.Struct, frozen=True):
     """-> None: the next block's base fee (dev chains)."""
+
+    reply_type: ClassVar = None
 
     base_fee: int
 
@@ -139,21 +152,27 @@ class EditState(msgspec.Struct, frozen=True):
     given balance, nonce, code and slots (``state_diff``), visible at once and made part of
     the next block's state."""
 
+    reply_type: ClassVar = None
     edits: StateOverrides
 
 
 class GetMining(msgspec.Struct, frozen=True):
     """-> the dev chain's (mode, interval_ms, clock offset in seconds)."""
 
+    reply_type: ClassVar = tuple[str, int, int]
+
 
 class TakeSnapshot(msgspec.Struct, frozen=True):
     """-> the id of a snapshot of the head, the pool and the dev clock."""
+
+    reply_type: ClassVar = int
 
 
 class Revert(msgspec.Struct, frozen=True):
     """-> True if the chain, its state, the pool and the clock went back to the snapshot
     ``snapshot_id`` (then forgotten, with every later one); False if there is no such one."""
 
+    reply_type: ClassVar = bool
     snapshot_id: int
 
 
@@ -184,11 +203,12 @@ class ChainActor(Actor):
         # A dev chain's state after edits since the head block (None: the head's own).
         self.edited_root: bytes | None = None
         if ctx.authority_key is not None:
-            me = address_of(ctx.authority_key)
-            authors = authority_addresses(self.spec)
-            if me not in authors:
-                raise ValueError(f"the authority key's address 0x{me.hex()} is not in the spec")
-            self.my_slot = authors.index(me)
+            me = SecretKey.from_bytes(ctx.authority_key).public_key()
+            authorities = self.spec.authority_keys()
+            if me not in authorities:
+                raise ValueError(
+                    f"the authority key's public key 0x{me.to_bytes().hex()} is not in the spec")
+            self.my_slot = authorities.index(me)
         # Owned here, copied out by the metrics actor.
         self.stats = ctx.stats.setdefault("chain", {
             "head": 0, "blocks": 0, "transactions": 0, "missed_slots": 0,
@@ -213,8 +233,7 @@ class ChainActor(Actor):
         self.edited_root = edited
         self.stats["head"] = head.number
         self.finality = await self._load_finality(head)
-        self.ctx.tell(TXPOOL, Resync(child_base_fee(self.spec, head)))
-        self.ctx.tell(RPC, NewHead(head, finalized=self.finality.state.finalized_number))
+        self.system.publish(NEW_HEAD, NewHead(head, finalized=self.finality.state.finalized_number))
         log.info("chain at head %d 0x%s", head.number, head.hash.hex())
         self._schedule()
 
@@ -235,37 +254,34 @@ class ChainActor(Actor):
             raise TypeError(f"chain: unexpected message {message!r}")
         dev = self.dev
         if dev is None:
-            return MiningError("this node authors in its Aura slots: it is not a dev chain")
-        try:
-            if kind is Mine:
-                return await self._mine(message)
-            if kind is SetMining:
-                if message.automine is not None:
-                    dev.set_automine(message.automine)
-                if message.interval_ms is not None:
-                    dev.set_interval(message.interval_ms)
-                self._schedule()
-                return None
-            if kind is MoveTime:
-                if message.increase is not None:
-                    return dev.increase_time(message.increase)
-                if message.next_timestamp is not None:
-                    assert self.head is not None
-                    dev.set_next_timestamp(message.next_timestamp, self.head.timestamp)
-                return dev.offset_ms // 1000
-            if kind is EditState:
-                return await self._edit(message.edits)
-            if kind is SetNextBaseFee:
-                dev.next_base_fee = message.base_fee
-                return None
-            if kind is GetMining:
-                return dev.mode, dev.interval_ms, dev.offset_ms // 1000
-            if kind is TakeSnapshot:
+            raise MiningError("this node authors in its Aura slots: it is not a dev chain")
+        if kind is Mine:
+            return await self._mine(message)
+        if kind is SetMining:
+            if message.automine is not None:
+                dev.set_automine(message.automine)
+            if message.interval_ms is not None:
+                dev.set_interval(message.interval_ms)
+            self._schedule()
+            return None
+        if kind is MoveTime:
+            if message.increase is not None:
+                return dev.increase_time(message.increase)
+            if message.next_timestamp is not None:
                 assert self.head is not None
-                return dev.snapshot(self.head.number, self.head.hash, await self.pool.dump())
-            return await self._revert(message.snapshot_id)
-        except MiningError as exc:  # the asker's mistake, not this actor's crash
-            return exc
+                dev.set_next_timestamp(message.next_timestamp, self.head.timestamp)
+            return dev.offset_ms // 1000
+        if kind is EditState:
+            return await self._edit(message.edits)
+        if kind is SetNextBaseFee:
+            dev.next_base_fee = message.base_fee
+            return None
+        if kind is GetMining:
+            return dev.mode, dev.interval_ms, dev.offset_ms // 1000
+        if kind is TakeSnapshot:
+            assert self.head is not None
+            return dev.snapshot(self.head.number, self.head.hash, await self.pool.dump())
+        return await self._revert(message.snapshot_id)
 
     def pre_restart(self, error: BaseException) -> None:
         self._cancel()
@@ -278,15 +294,12 @@ class ChainActor(Actor):
         assert finality is not None
         kind = type(message)
         if kind is CreateAuxBlock:
-            try:
-                return finality.work()
-            except NoWork as exc:
-                return exc
+            return finality.work()   # NoWork refuses
         if kind is QueuePow:
             try:
                 queued = finality.queue(message.header)
             except InvalidBlock as exc:
-                return exc
+                raise Refused(str(exc)) from None
             if queued:
                 log.info("queued an AuxPoW for the blocks up to 0x%s",
                          message.header.range_end.hex())
@@ -347,6 +360,8 @@ class ChainActor(Actor):
         finality = self.finality
         assert finality is not None
         state = finality.state
+        if state.finalized_number > self.pow_stats.get("finalized", state.finalized_number):
+            self.system.publish(FINALIZED, Finalized(state.finalized_number, state.finalized_hash))
         self.pow_stats.update(
             finalized=state.finalized_number,
             finalized_hash=state.finalized_hash,
@@ -458,7 +473,7 @@ class ChainActor(Actor):
         await self.store.write_edit(execution.changes, execution.state_root)
         await self.engine.commit(execution, None)
         self.edited_root = execution.state_root
-        self.ctx.tell(TXPOOL, BlockIncluded((), execution.changes.accounts, env.base_fee))
+        self.system.publish(STATE_EDITED, StateEdited(execution.changes.accounts, env.base_fee))
 
     async def _revert(self, snapshot_id: int) -> bool:
         """Go back to a snapshot: storage unwinds to its block, the engine reloads from
@@ -483,7 +498,7 @@ class ChainActor(Actor):
         self.stats["head"] = head.number
         await self._load_finality(head)
         await self.pool.replace(snapshot.transactions, child_base_fee(self.spec, head))
-        self.ctx.tell(RPC, NewHead(head, finalized=finality.finalized_number))
+        self.system.publish(NEW_HEAD, NewHead(head, finalized=finality.finalized_number))
         self._schedule()
         return True
 
@@ -550,29 +565,20 @@ class ChainActor(Actor):
         self.stats["head"] = header.number
         self.stats["blocks"] += 1
         self.stats["transactions"] += len(execution.transactions)
-        self.ctx.tell(
-            TXPOOL,
-            BlockIncluded(
-                execution.transactions, execution.changes.accounts,
-                child_base_fee(self.spec, header), tuple(tx.hash for tx, _ in execution.skipped),
-            ),
-        )
-        self.ctx.tell(RPC, NewHead(header, imported, self.finality.state.finalized_number))
+        self.system.publish(
+            NEW_HEAD, NewHead(header, imported, self.finality.state.finalized_number))
 
 
 class ChainClient:
     """Typed asks to the chain actor: a dev chain's mining, clock and snapshots. A refusal
-    (:class:`MiningError`, e.g. a timestamp before the head's) is raised here."""
+    (:class:`MiningError`, e.g. a timestamp before the head's) is raised by the ask."""
 
     def __init__(self, ctx: NodeContext, timeout: float = 10.0) -> None:
         self.ctx = ctx
         self.timeout = timeout
 
     async def _ask(self, message: ChainMessage, timeout: float | None = None) -> Any:
-        result = await self.ctx.ref(CHAIN).ask(message, timeout or self.timeout)
-        if isinstance(result, MiningError):
-            raise result
-        return result
+        return await self.ctx.ref(CHAIN).ask(message, timeout or self.timeout)
 
     async def mine(self, count: int = 1, timestamp: int | None = None,
                    interval: int | None = None) -> list[int]:
@@ -608,17 +614,11 @@ class ChainClient:
 
     async def create_aux_block(self) -> AuxWork:
         """The work over every unfinalized block; NoWork if there is none."""
-        work = await self._ask(CreateAuxBlock())
-        if isinstance(work, NoWork):
-            raise work
-        return work
+        return await self._ask(CreateAuxBlock())
 
     async def queue_pow(self, header: AuxPowHeader) -> bool:
-        """Check and queue a proof for the next block (InvalidBlock names the broken rule)."""
-        queued = await self._ask(QueuePow(header))
-        if isinstance(queued, InvalidBlock):
-            raise queued
-        return queued
+        """Check and queue a proof for the next block (``Refused`` names the broken rule)."""
+        return await self._ask(QueuePow(header))
 
     async def queued_pow(self) -> AuxPowHeader | None:
         return await self._ask(GetQueuedPow())

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from alys_fast.chain.spec import ChainSpec
 
+# /health fails an authority whose head is older than this many of its own slots.
+STALL_SLOTS = 3
+
 
 def slot_at(unix_ms: int, slot_ms: int) -> int:
     """The slot that contains the instant ``unix_ms``."""

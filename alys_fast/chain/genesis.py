@@ -1,9 +1,11 @@
 """Block 0 of a chain, derived from its spec alone, so every node computes the same one.
 
-The genesis header has no parent (zero hash), slot 0, the spec's timestamp, no author and no
-signature; its state root is the Ethereum state root of the spec's ``alloc`` (accounts, code
-and storage) and its base fee is the spec's initial base fee. Its hash identifies the chain: a
-data directory whose block 0 has another hash belongs to another chain.
+The genesis header has no parent (zero hash), slot 0, the spec's timestamp, the spec's fee
+recipient as its author (as every block's, so eth RPC's ``miner`` is the header's everywhere)
+and no approvals (the empty aggregate, as Alys's genesis: nobody signs block 0); its state root
+is the Ethereum state root of the spec's ``alloc`` (accounts, code and storage) and its base
+fee is the spec's initial base fee. Its hash identifies the chain: a data directory whose
+block 0 has another hash belongs to another chain.
 """
 
 from __future__ import annotations
@@ -49,14 +51,14 @@ def genesis_state_root(spec: ChainSpec) -> bytes:
 
 
 def genesis_header(spec: ChainSpec) -> Header:
-    """The genesis header of ``spec`` (unsigned: nobody authors block 0)."""
+    """The genesis header of ``spec`` (without approvals: nobody authors block 0)."""
     empty_root = ordered_trie_root([])
     return Header(
         parent_hash=bytes(32),
         number=0,
         slot=0,
         timestamp=spec.genesis_timestamp,
-        author=bytes(20),
+        author=spec.fee_recipient_bytes(),
         state_root=genesis_state_root(spec),
         transactions_root=empty_root,
         receipts_root=empty_root,

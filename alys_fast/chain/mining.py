@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from alys_fast.actors import Refused
+
 MODES = ("auto", "interval", "off")
 # The latest block timestamp the dev clock may reach (seconds; about the year 36,800): every
 # value derived from it (milliseconds, slots) stays within the 64 bits headers and the engine
@@ -31,8 +33,9 @@ MODES = ("auto", "interval", "off")
 MAX_TIMESTAMP = 2**40
 
 
-class MiningError(ValueError):
-    """A timing request the chain cannot honour; the message is the client's."""
+class MiningError(Refused):
+    """A timing request the chain cannot honour; the message is the client's. The chain actor
+    refuses with it (the asker gets it, the actor runs on)."""
 
 
 @dataclass(frozen=True)

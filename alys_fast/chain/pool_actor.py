@@ -3,7 +3,10 @@
 The pool judges transactions against the head state, which the engine owns. It keeps its own
 copy of the few accounts it needs (its senders' nonce and balance): fetched from the engine in
 one ask when a batch brings new senders, and kept current by the state changes each new block
-carries (:class:`BlockIncluded`), so admission never waits on another actor for known senders.
+carries (the chain's :class:`~alys_fast.chain.topics.NewHead`, which the pool follows, with
+:class:`~alys_fast.chain.topics.StateEdited`), so admission never waits on another actor for
+known senders; a ``NewHead`` without its block (the chain restarted, or reverted) re-reads
+every sender.
 Accounts whose transactions all left the pool are pruned, so the copy stays the size of the
 pool's senders, not of everyone who ever sent.
 
@@ -29,13 +32,16 @@ from functools import partial
 
 import msgspec
 
-from alys_fast.actors import Actor, ActorError
+from alys_fast.actors import Actor, ActorError, MailboxFull
 from alys_fast.chain.journal import JOURNAL_FILE, TxJournal
+from alys_fast.chain.topics import NEW_HEAD, STATE_EDITED, NewHead, StateEdited
 from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError
+from alys_fast.chain.workflows import child_base_fee
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.state import Account
-from alys_fast.node.context import TXPOOL, NodeContext
+from alys_fast.node.context import NodeContext
 from alys_fast.node.offload import Worker
+from alys_fast.paths import TXPOOL
 from alys_fast.validation import InvalidTransaction, Transaction, recover_transactions
 
 log = logging.getLogger(__name__)
@@ -63,16 +69,6 @@ class Best(msgspec.Struct, frozen=True):
     base_fee: int
 
 
-class BlockIncluded(msgspec.Struct, frozen=True):
-    """A new head: its transactions leave the pool, its state changes update the senders."""
-
-    transactions: Sequence[Transaction]
-    changes: Mapping[bytes, Account | None]
-    base_fee: int
-    # Transactions the builder skipped (they cannot apply at this head): they leave the pool.
-    dropped: Sequence[bytes] = ()
-
-
 class PendingNonce(msgspec.Struct, frozen=True):
     """-> the nonce the address's next transaction should use."""
 
@@ -95,12 +91,6 @@ class Maintain(msgspec.Struct, frozen=True):
     """Told by the actor's own timer: expire queued transactions, rewrite an old journal."""
 
 
-class Resync(msgspec.Struct, frozen=True):
-    """Re-read every sender from the engine (the head moved without a BlockIncluded)."""
-
-    base_fee: int
-
-
 class Dump(msgspec.Struct, frozen=True):
     """-> every pooled transaction, pending and queued (a dev chain's snapshot)."""
 
@@ -120,12 +110,14 @@ class Drop(msgspec.Struct, frozen=True):
     tx_hashes: Sequence[bytes]
 
 
-PoolMessage = Submit | Best | BlockIncluded | PendingNonce | GetPooled | PoolStats | Resync
+PoolMessage = Submit | Best | NewHead | StateEdited | PendingNonce | GetPooled | PoolStats
 PoolMessage |= Dump | Replace | Drop | Maintain
 
 
 class TxPoolActor(Actor):
     """Admits, orders and hands out transactions; see the module docstring."""
+
+    subscribes = (NEW_HEAD, STATE_EDITED)
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
@@ -181,7 +173,10 @@ class TxPoolActor(Actor):
     async def _maintain_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.ctx.tell(TXPOOL, Maintain())
+            try:
+                self.ref.tell(Maintain())
+            except MailboxFull:   # busy: the next round maintains
+                log.warning("txpool: mailbox full, maintenance skipped this round")
 
     async def receive(self, message: PoolMessage) -> object:
         pool = self.pool
@@ -202,15 +197,30 @@ class TxPoolActor(Actor):
             return results
         if type(message) is Best:
             return await self.worker.run(pool.best, message.gas_limit, message.base_fee)
-        if type(message) is BlockIncluded:
-            pool.drop(message.dropped)
-            self._apply(message.changes)
+        if type(message) is NewHead:
+            base_fee = child_base_fee(self.ctx.spec, message.header)
+            if message.imported is None:
+                await self._resync(base_fee)
+                return None
+            execution = message.imported.execution
+            changes = execution.changes.accounts
+            # Transactions the builder skipped (they cannot apply at this head) leave too.
+            pool.drop(tuple(tx.hash for tx, _ in execution.skipped))
+            self._apply(changes)
             if len(self.accounts) > 2 * len(pool.senders()) + _SPARE_ACCOUNTS:
                 self._prune()
             await self.worker.run(
+                partial(pool.remove_included, base_fee=base_fee, changed=changes.keys()),
+                execution.transactions, self.accounts.__getitem__,
+            )
+            pool.expire()
+            return None
+        if type(message) is StateEdited:
+            self._apply(message.changes)
+            await self.worker.run(
                 partial(pool.remove_included, base_fee=message.base_fee,
                         changed=message.changes.keys()),
-                message.transactions, self.accounts.__getitem__,
+                (), self.accounts.__getitem__,
             )
             pool.expire()
             return None
@@ -246,14 +256,15 @@ class TxPoolActor(Actor):
             pool.admit_many(message.transactions)
             await self._rewrite()
             return None
-        if type(message) is Resync:
-            self.accounts.clear()
-            senders = pool.senders()
-            await self._fetch(set(senders))
-            pool.base_fee = message.base_fee
-            pool.resync(senders, self.accounts.__getitem__)
-            return None
         raise TypeError(f"txpool: unexpected message {message!r}")
+
+    async def _resync(self, base_fee: int) -> None:
+        """Re-read every sender from the engine: the head moved without its block."""
+        self.accounts.clear()
+        senders = self.pool.senders()
+        await self._fetch(set(senders))
+        self.pool.base_fee = base_fee
+        self.pool.resync(senders, self.accounts.__getitem__)
 
     def pre_restart(self, error: BaseException) -> None:
         self._close()  # the journal stays as appended: the next instance replays it

@@ -9,9 +9,11 @@ Import states, one sentence each (the seed's names):
 - ``WAITING_FOR_BLOCK``: created with its parent and collaborators; :meth:`~BlockImportWorkflow.
   receive` hands it the one block it imports.
 - ``VALIDATING``: stateless checks against the parent header (:func:`validate_block`: link, slot,
-  Aura author and signature, transactions root, every transaction) plus the header rules that
-  need the spec (gas limit, EIP-1559 base fee) and, given the chain's :class:`Finality`, the
-  AuxPoW rules (a proof's range and work, or the no-PoW limit: ``MissingRequiredPow``).
+  the approvals — the slot's Aura author among them, at least ``(2n + 2) // 3``, one fast
+  aggregate BLS verify — transactions root, every transaction) plus the header rules that
+  need the spec (fee recipient, gas limit, EIP-1559 base fee) and, given the chain's
+  :class:`Finality`, the AuxPoW rules (a proof's range and work, or the no-PoW limit:
+  ``MissingRequiredPow``).
 - ``EXECUTING``: the engine executes the transactions on the parent's state without moving its
   head (a block built here, handed in with its execution, is not executed twice); state root,
   gas used, receipts root and logs bloom must equal the header's.
@@ -43,16 +45,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Protocol
 
 import msgspec
-from coincurve import PublicKey
 
-from alys_fast._cext import require
 from alys_fast.auxpow.finality import Finality
-from alys_fast.chain.aura import slot_timestamp
+from alys_fast.chain.aura import slot_author_index, slot_timestamp
 from alys_fast.chain.spec import ChainSpec
+from alys_fast.consensus import SecretKey
 from alys_fast.engine import BlockEnv, BlockExecution, StateDiff, next_base_fee
 from alys_fast.storage import BlockRecord, StorageError
 from alys_fast.validation import (
@@ -68,7 +68,6 @@ from alys_fast.validation import (
 from alys_fast.validation.blocks import AuxPowHeader
 from alys_fast.validation.receipts import Receipt
 
-_keccak256 = require("hashing").keccak256
 # The store's meta key of the chain's FinalityState.
 FINALITY_KEY = b"finality"
 
@@ -160,20 +159,6 @@ def is_transient(step: ImportState, exc: BaseException) -> bool:
     return step is ImportState.STORING and not isinstance(exc, StorageError)
 
 
-@lru_cache(maxsize=16)
-def _authority_addresses(authorities: tuple[str, ...]) -> tuple[bytes, ...]:
-    # The spec names authorities by compressed public key; headers name them by address.
-    return tuple(
-        _keccak256(PublicKey(bytes.fromhex(key[2:])).format(compressed=False)[1:])[12:]
-        for key in authorities
-    )
-
-
-def authority_addresses(spec: ChainSpec) -> tuple[bytes, ...]:
-    """The 20-byte addresses of the spec's authorities, in rotation order."""
-    return _authority_addresses(spec.authorities)
-
-
 def child_base_fee(spec: ChainSpec, parent: Header) -> int:
     """The EIP-1559 base fee a child of ``parent`` must carry under ``spec``'s fee rules."""
     return next_base_fee(
@@ -186,11 +171,12 @@ def child_base_fee(spec: ChainSpec, parent: Header) -> int:
 
 
 def block_env(spec: ChainSpec, header: Header) -> BlockEnv:
-    """What executing the block ``header`` heads sees of it (replays and traces see the same)."""
+    """What executing the block ``header`` heads sees of it (replays and traces see the same);
+    its ``author`` is the fee recipient (checked against the spec's on import)."""
     return BlockEnv(
         number=header.number,
         timestamp=header.timestamp,
-        fee_recipient=spec.fee_recipient_bytes(),
+        fee_recipient=header.author,
         gas_limit=header.gas_limit,
         base_fee=header.base_fee_per_gas,
     )
@@ -341,12 +327,17 @@ class BlockImportWorkflow:
         txs = validate_block(
             block,
             self.parent,
-            authorities=authority_addresses(self.spec),
+            authorities=self.spec.authority_keys(),
             chain_id=self.spec.chain_id,
             fork=self.fork,
             known=self._known,
         )
         # Header rules that need the spec, which validate_block does not take.
+        fee_recipient = self.spec.fee_recipient_bytes()
+        if header.author != fee_recipient:
+            raise InvalidBlock(
+                "author not the spec's fee recipient", author=header.author, expected=fee_recipient
+            )
         timestamp = slot_timestamp(header.slot, self.spec.slot_ms)
         if header.timestamp != timestamp:
             raise InvalidBlock(
@@ -459,12 +450,14 @@ async def build_block(
 
     Candidates the engine cannot apply are left out (``skip_invalid``); the engine's head does
     not move: the block still goes through :class:`BlockImportWorkflow`, like any other (hand it
-    the returned execution so it is not executed twice). The author is the address of
-    ``authority_key``; the import rejects it if that is not the slot's Aura author. Hashing the
-    transactions and signing run through ``offload``. ``base_fee`` replaces EIP-1559's (a dev
-    chain's ``anvil_setNextBlockBaseFeePerGas``); ``parent_state_root`` the state it builds on
-    if a dev chain edited the parent's (``anvil_setBalance``...); ``auxpow`` the queued proof
-    the block carries (signed with the rest of the header).
+    the returned execution so it is not executed twice). ``authority_key`` (a 32-byte BLS
+    secret) signs it as the slot's Aura author (its approvals hold that signature alone); the
+    import rejects it if the key is not that author's. Hashing the transactions and signing
+    run through ``offload``.
+    ``base_fee`` replaces EIP-1559's (a dev chain's ``anvil_setNextBlockBaseFeePerGas``);
+    ``parent_state_root`` the state it builds on if a dev chain edited the parent's
+    (``anvil_setBalance``...); ``auxpow`` the queued proof the block carries (signed with the
+    rest of the header).
     """
     if base_fee is None:
         base_fee = child_base_fee(spec, parent)
@@ -473,7 +466,7 @@ async def build_block(
         number=parent.number + 1,
         slot=slot,
         timestamp=slot_timestamp(slot, spec.slot_ms),
-        author=bytes(20),
+        author=spec.fee_recipient_bytes(),
         state_root=bytes(32),
         transactions_root=bytes(32),
         receipts_root=bytes(32),
@@ -496,4 +489,6 @@ async def build_block(
         logs_bloom=execution.logs_bloom,
         gas_used=execution.gas_used,
     )
-    return Block(await offload(sign_header, header, authority_key), raws), execution
+    key = SecretKey.from_bytes(authority_key)
+    signed = await offload(sign_header, header, key, slot_author_index(spec, slot))
+    return Block(signed, raws), execution

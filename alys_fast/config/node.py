@@ -59,10 +59,11 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from alys_fast.chain.aura import STALL_SLOTS
 from alys_fast.chain.journal import JournalSettings
 from alys_fast.chain.spec import ChainSpec, SpecError, dev_spec, load_spec
 from alys_fast.chain.txpool import TxPoolLimits
-from alys_fast.node.context import STALL_SLOTS
+from alys_fast.consensus import BlsError, SecretKey
 from alys_fast.rpc import Limits
 from alys_fast.rpc.auth import ALL_NAMESPACES, PUBLIC_NAMESPACES, ApiKey, check_namespaces
 from alys_fast.rpc.server import cors_origins
@@ -182,7 +183,7 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return dev_spec() if self.chain == "dev" else load_spec(self.chain)
 
     def authority_key(self) -> bytes | None:
-        """The block-signing key from ``authority_key_file`` (hex, 32 bytes), if any."""
+        """The BLS block-signing secret from ``authority_key_file`` (hex, 32 bytes), if any."""
         if self.authority_key_file is None:
             return None
         path = Path(self.authority_key_file)
@@ -194,7 +195,7 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def parse_key(text: str, where: str) -> bytes:
-    """A 32-byte secp256k1 secret from hex (with or without ``0x``)."""
+    """A 32-byte BLS12-381 secret key from hex (with or without ``0x``), checked to be one."""
     body = text[2:] if text.startswith("0x") else text
     try:
         key = bytes.fromhex(body)
@@ -202,6 +203,10 @@ def parse_key(text: str, where: str) -> bytes:
         raise ConfigError(f"{where}: not a hex private key") from None
     if len(key) != 32:
         raise ConfigError(f"{where}: a private key is 32 bytes, got {len(key)}")
+    try:
+        SecretKey.from_bytes(key)
+    except BlsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return key
 
 

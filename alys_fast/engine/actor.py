@@ -37,8 +37,9 @@ from alys_fast.engine.interface import (
 )
 from alys_fast.engine.revm import AccessList, RevmEngine, Steps
 from alys_fast.engine.state import EMPTY_CODE_HASH, Account, Loaded, word
-from alys_fast.node.context import ENGINE, NodeContext
+from alys_fast.node.context import NodeContext
 from alys_fast.node.offload import Worker
+from alys_fast.paths import ENGINE
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
 from alys_fast.validation import Transaction

@@ -14,8 +14,8 @@ import tarfile
 
 import msgspec
 
-from alys_fast.cli import CliError
 from alys_fast.engine.statetest import StateTestError, read_sources, run_sources
+from alys_fast.errors import CliError
 
 
 def _statetest(args: argparse.Namespace) -> int:

@@ -42,7 +42,6 @@ from alys_fast.rpc.auth import (
     check_namespaces,
 )
 from alys_fast.rpc.server import Limits, cors_origins
-from alys_fast.validation.blocks import address_of
 from alys_fast.validation.transactions import MAX_CHAIN_ID
 
 MAX_DEV_ACCOUNTS = 1000  # each is a BIP-32 derivation at start and a line of the banner
@@ -122,7 +121,7 @@ def _rpc_args(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
 
 def _rpc_limits(args: argparse.Namespace, limits: Limits) -> Limits:
     """``limits`` with what the command line sets instead."""
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     given = {"ip_connections": args.ip_connections, "ip_rate": args.ip_rate,
              "unsent_budget": None if args.unsent_budget_mib is None
@@ -135,7 +134,7 @@ def _rpc_limits(args: argparse.Namespace, limits: Limits) -> Limits:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     if not (args.block_time == 0 or 0.001 <= args.block_time <= 3600):
         raise CliError(f"--block-time must be 0 (automine) or 0.001 to 3600 seconds, got "
@@ -192,21 +191,20 @@ def _dev(args: argparse.Namespace) -> int:
     try:
         return _serve(ctx, args.log_level,
                       banner=lambda url: _banner(ctx, url, accounts, args.balance, args.mnemonic),
-                      miner=_fee_recipient(accounts) if args.mine else None)
+                      miner=_fee_recipient(accounts, spec.fee_recipient) if args.mine else None)
     finally:
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _fee_recipient(accounts: tuple[tuple[str, str], ...]) -> str:
-    """Whom the dev miner pays: the first dev account, else the dev authority."""
-    if accounts:
-        return accounts[0][0]
-    return "0x" + address_of(bytes.fromhex(DEV_AUTHORITY_KEY[2:])).hex()
+def _fee_recipient(accounts: tuple[tuple[str, str], ...], fallback: str) -> str:
+    """Whom the dev miner pays: the first dev account, else ``fallback`` (the chain's fee
+    recipient: a BLS authority has no address)."""
+    return accounts[0][0] if accounts else fallback
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     try:
         config: NodeConfig = load_config(args.config)
@@ -248,7 +246,7 @@ def _access(data_dir: Path, public: tuple[str, ...], *, api_keys: tuple[ApiKey, 
             jwt_secret_file: Path | None = None,
             jwt_namespaces: tuple[str, ...] = (ALL_NAMESPACES,)) -> Authenticator:
     """The port's policy, its JWT secret (made on first start) and audit log in ``data_dir``."""
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     try:
         secret = None if jwt_secret_file is None else load_jwt_secret(jwt_secret_file)
@@ -268,7 +266,7 @@ def _access(data_dir: Path, public: tuple[str, ...], *, api_keys: tuple[ApiKey, 
 
 def _http_api(names: str) -> tuple[str, ...]:
     """``--http-api``: the comma-separated namespaces, checked."""
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     namespaces = tuple(name.strip() for name in names.split(",") if name.strip())
     try:
@@ -280,7 +278,7 @@ def _http_api(names: str) -> tuple[str, ...]:
 
 def _tls(cert: Path | str | None, key: Path | str | None) -> ssl.SSLContext | None:
     """The TLS context of ``--tls-cert``/``--tls-key`` (or the config's), None without."""
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     if cert is None and key is None:
         return None
@@ -294,7 +292,7 @@ def _tls(cert: Path | str | None, key: Path | str | None) -> ssl.SSLContext | No
 
 def _cors(origins: str) -> tuple[str, ...]:
     """``--cors``: the comma-separated origins, checked."""
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     try:
         return cors_origins(o for o in origins.split(",") if o.strip())
@@ -304,7 +302,7 @@ def _cors(origins: str) -> tuple[str, ...]:
 
 def _wei(ether: str) -> int:
     """``--balance`` (ETH, decimals allowed) in wei."""
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     try:
         amount = Decimal(ether) * ETHER
@@ -322,7 +320,7 @@ def _serve(ctx: NodeContext, log_level: str, *,
     """Run the node until a signal stops it; print ``banner(url)``, or only the URL. With
     ``miner`` (a fee recipient) a CPU merge miner runs beside it, as its own process."""
     from alys_fast.actors.runtime import run
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,16 +1,15 @@
 """What every actor of one node is built with: the spec, the config and how to reach the others.
 
-Actors never hold each other: they hold the :class:`NodeContext` and look a peer up by path at
-the moment they message it (:meth:`NodeContext.ref`), so a restarted peer (a new cell
-generation, same path) is reached without anyone re-wiring. :meth:`NodeContext.tell` is for
-notifications whose loss is acceptable while the receiver is down (a head for the RPC's
-subscribers, a pool update a restarted pool rebuilds anyway); it logs instead of raising.
+Actors never hold each other: they hold the :class:`NodeContext` and look a peer up by path
+(:mod:`alys_fast.paths`) at the moment they ask it (:meth:`NodeContext.ref`), so a restarted
+peer (a new cell generation, same path) is reached without anyone re-wiring. Notifications
+are not told to known paths: the chain publishes them on topics (:mod:`alys_fast.chain.topics`)
+that the actors interested subscribe to.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from alys_fast.actors import ActorStopped, CircuitOpen, MailboxFull
+from alys_fast.chain.aura import STALL_SLOTS
 from alys_fast.chain.journal import JournalSettings
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import ChainSpec
@@ -28,20 +27,6 @@ from alys_fast.rpc import Limits, RpcServer
 if TYPE_CHECKING:
     from alys_fast.actors import ActorRef, ActorSystem
     from alys_fast.rpc.auth import Authenticator
-
-log = logging.getLogger(__name__)
-
-# Where each service lives in the supervision tree (alys_fast/system/tree.py).
-STORAGE = "storage/storage"
-ENGINE = "chain/engine"
-TXPOOL = "chain/txpool"
-CHAIN = "chain/chain"
-RPC = "rpc/rpc"
-RECOVERY = ("rpc/recovery-0", "rpc/recovery-1")  # taken in turn
-METRICS = "storage/metrics"
-
-# /health fails an authority whose head is older than this many of its own slots.
-STALL_SLOTS = 3
 
 
 @dataclass
@@ -91,12 +76,3 @@ class NodeContext:
         """The current ref of the actor at ``path``."""
         assert self.system is not None, "the node's actor system is not built yet"
         return self.system.ref(path)
-
-    def tell(self, path: str, message: Any) -> bool:
-        """Tell ``message`` if the actor can take it now; False (logged) if it cannot."""
-        try:
-            self.ref(path).tell(message)
-        except (ActorStopped, CircuitOpen, MailboxFull) as exc:
-            log.warning("could not tell %s %s: %r", path, type(message).__name__, exc)
-            return False
-        return True

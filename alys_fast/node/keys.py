@@ -1,9 +1,10 @@
 """``alys-fast keys new``: make a block-signing key for an authority; ``keys api`` and
 ``keys jwt``: credentials for the JSON-RPC port (:mod:`alys_fast.rpc.auth`).
 
-The key is written as hex (as ``authority_key_file`` reads it), to a file created with mode
-0600 that must not exist yet: an authority's key is never overwritten by mistake. The printed
-compressed public key is what a chain spec lists under ``authorities``.
+An authority key is a BLS12-381 secret (Alys's ``--aura-secret-key``: 32 bytes, big-endian),
+written as hex (as ``authority_key_file`` reads it) to a file created with mode 0600 that must
+not exist yet: an authority's key is never overwritten by mistake. The printed 48-byte public
+key is what a chain spec lists under ``authorities``.
 
 ``keys api`` prints a new API key once, with the ``[[rpc.api_keys]]`` stanza that holds its
 SHA-256; ``keys jwt`` prints a token signed with a node's JWT secret (valid for a minute
@@ -21,12 +22,10 @@ import time
 from pathlib import Path
 
 import jwt
-from coincurve import PrivateKey
 
 from alys_fast.config import ConfigError
+from alys_fast.consensus import SecretKey
 from alys_fast.rpc.auth import new_api_key
-from alys_fast.rpc.formats import checksum_address
-from alys_fast.validation.blocks import address_of
 
 JWT_SECRET_FILE = "jwtsecret"  # in the data directory, unless the config names another
 
@@ -35,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="authority keys: make a new one")
     inner = keys.add_subparsers(dest="keys_command", metavar="SUBCOMMAND", required=True)
     new = inner.add_parser(
-        "new", help="write a new authority key (hex, mode 0600) and print its address")
+        "new", help="write a new BLS authority key (hex, mode 0600) and print its public key")
     new.add_argument("--out", type=Path, default=Path("authority.key"),
                      help="the key file to create; never overwritten (default ./authority.key)")
     new.set_defaults(handler=_new)
@@ -52,13 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     token.set_defaults(handler=_jwt)
 
 
-def write_new_key(path: Path) -> PrivateKey:
-    """A fresh secp256k1 key, written to ``path`` (created, mode 0600); raises
+def write_new_key(path: Path) -> SecretKey:
+    """A fresh BLS secret key, written to ``path`` (created, mode 0600); raises
     ``FileExistsError`` if something is already there."""
-    key = PrivateKey()
+    key = SecretKey.random()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write("0x" + key.secret.hex() + "\n")
+        out.write("0x" + key.to_bytes().hex() + "\n")
     return key
 
 
@@ -90,7 +89,7 @@ def load_jwt_secret(path: Path) -> bytes:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     try:
         key = write_new_key(args.out)
@@ -98,15 +97,14 @@ def _new(args: argparse.Namespace) -> int:
         raise CliError(f"{args.out} exists: a key file is never overwritten") from None
     except OSError as exc:
         raise CliError(f"cannot write {args.out}: {exc.strerror}") from None
-    print(f"address      {checksum_address(address_of(key.secret))}")
-    print(f"public key   0x{key.public_key.format(compressed=True).hex()}  (a chain spec's "
+    print(f"public key   0x{key.public_key().to_bytes().hex()}  (a chain spec's "
           f"authorities entry)")
     print(f"key file     {args.out}")
     return 0
 
 
 def _api(args: argparse.Namespace) -> int:
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     try:
         key, record = new_api_key(args.id, (n.strip() for n in args.namespaces.split(",")))
@@ -127,7 +125,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _jwt(args: argparse.Namespace) -> int:
-    from alys_fast.cli import CliError
+    from alys_fast.errors import CliError
 
     if not args.secret.is_file():
         raise CliError(f"{args.secret}: no such file (a node writes it on its first start)")

@@ -16,8 +16,8 @@ from prometheus_client import PlatformCollector, ProcessCollector
 
 from alys_fast.actors import ActorSystem, StartFailed
 from alys_fast.auxpow.service import FinalityCollector
-from alys_fast.metrics.actor import NodeCollector
 from alys_fast.node.context import NodeContext
+from alys_fast.node.metrics import NodeCollector
 from alys_fast.node.offload import tune_interpreter
 from alys_fast.storage.actor import open_store
 from alys_fast.storage.store import StorageError

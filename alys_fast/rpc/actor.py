@@ -3,11 +3,11 @@
 It owns the :class:`RpcServer` (bound when the actor starts, released when it stops, so a
 restart re-binds the same port) and the :class:`EthApi` method table. Requests are answered by
 the server's connection tasks, which ask the owning actors; the actor's own mailbox carries the
-chain's head announcements, which move ``latest`` and feed ``newHeads`` subscribers, the block
-and log filters and the ``logs`` subscribers (the new block's receipts travel in the
-announcement). Newly pooled transactions (:attr:`EthApi.on_pending`) feed
-``newPendingTransactions`` subscribers and pending-transaction filters. Filters live with the
-actor: a restart forgets them, as a geth restart does.
+chain's head announcements (it follows :data:`~alys_fast.chain.topics.NEW_HEAD`), which
+move ``latest`` and feed ``newHeads`` subscribers, the block and log filters and the ``logs``
+subscribers (the new block's receipts travel in the announcement). Newly pooled transactions
+(:attr:`EthApi.on_pending`) feed ``newPendingTransactions`` subscribers and pending-transaction
+filters. Filters live with the actor: a restart forgets them, as a geth restart does.
 
 It also serves the operator's views: ``/health`` (:mod:`alys_fast.node.health`), the status
 page ``status.html`` at ``/`` (package data, read once), and the per-method call counts,
@@ -23,7 +23,7 @@ from importlib.resources import files
 from typing import Any
 
 from alys_fast.actors import Actor
-from alys_fast.chain.actor import NewHead
+from alys_fast.chain.topics import NEW_HEAD, NewHead
 from alys_fast.chain.workflows import ImportedBlock
 from alys_fast.node.context import NodeContext
 from alys_fast.node.health import health_report
@@ -70,6 +70,8 @@ def status_page() -> bytes:
 
 class RpcActor(Actor):
     """JSON-RPC for the node; see the module docstring."""
+
+    subscribes = (NEW_HEAD,)
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx

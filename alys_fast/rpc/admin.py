@@ -1,8 +1,8 @@
 """The operator's methods (the ``admin`` namespace, served only with credentials where the port
 has an access policy, :mod:`alys_fast.rpc.auth`), and geth's ``rpc_modules``, always public.
 
-- ``admin_nodeInfo``: the node's version, chain id, head, authority address (null on a full
-  node), RPC endpoints and data directory.
+- ``admin_nodeInfo``: the node's version, chain id, head, authority (its BLS public key as the
+  chain spec lists it; null on a full node), RPC endpoints and data directory.
 - ``admin_datadir``: the data directory, as geth answers it.
 - ``rpc_modules``: the namespaces this port serves without credentials, ``{name: "1.0"}`` as
   geth's; with no policy (a dev chain), every namespace of the table.
@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from alys_fast import __version__
+from alys_fast.consensus import SecretKey
 from alys_fast.node.context import NodeContext
 from alys_fast.rpc.auth import namespace_of
 from alys_fast.rpc.dispatch import Methods
 from alys_fast.rpc.eth import CLIENT_VERSION, EthApi
-from alys_fast.rpc.formats import checksum_address, hexdata
-from alys_fast.validation.blocks import address_of
+from alys_fast.rpc.formats import hexdata
 
 MODULE_VERSION = "1.0"  # what geth's rpc_modules says of every namespace
 
@@ -30,7 +30,8 @@ class AdminApi:
         self.ctx = ctx
         self.eth = eth
         key = ctx.authority_key
-        self.authority = None if key is None else checksum_address(address_of(key))
+        self.authority = (
+            None if key is None else hexdata(SecretKey.from_bytes(key).public_key().to_bytes()))
 
     def register(self, methods: Methods) -> None:
         """Add the methods to ``methods``; ``rpc_modules`` lists that table's namespaces."""

@@ -58,7 +58,8 @@ from alys_fast.engine.interface import (
     CallResult,
     StateOverrides,
 )
-from alys_fast.node.context import RECOVERY, NodeContext
+from alys_fast.node.context import NodeContext
+from alys_fast.paths import RECOVERY
 from alys_fast.rpc.dispatch import (
     InvalidParams,
     Methods,

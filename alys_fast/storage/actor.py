@@ -17,8 +17,9 @@ import msgspec
 from alys_fast.actors import Actor
 from alys_fast.chain.genesis import genesis_diff, genesis_header
 from alys_fast.engine.state import Account, Loaded, Miss, StateDiff
-from alys_fast.node.context import STORAGE, NodeContext
+from alys_fast.node.context import NodeContext
 from alys_fast.node.offload import Worker
+from alys_fast.paths import STORAGE
 from alys_fast.storage.store import (
     BlockRecord,
     ChainStore,

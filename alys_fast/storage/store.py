@@ -70,8 +70,9 @@ _SCHEME = b"state-scheme"
 STATE_SCHEME = b"ethereum-mpt-1"
 _FORMAT = b"block-format"
 # The header layout blocks are stored (and hashed) with. Directories written before headers
-# carried the AuxPoW header hold blocks whose hashes no longer verify, and are refused at open.
-BLOCK_FORMAT = b"auxpow-header-1"
+# carried the AuxPoW header, or BLS approvals (``auxpow-header-1``: one secp256k1 signature),
+# hold blocks whose hashes and signatures no longer verify, and are refused at open.
+BLOCK_FORMAT = b"bls-approvals-1"
 
 
 class StorageError(Exception):
@@ -200,7 +201,9 @@ class ChainStore:
             self.close()
             raise StorageError(
                 f"{path} holds blocks in format {block_format.decode(errors='replace')}, not "
-                f"{BLOCK_FORMAT.decode()}: start with a new data dir"
+                f"{BLOCK_FORMAT.decode()}: it was written by an older alys-fast (before blocks "
+                "carried BLS approvals, when authorities signed with secp256k1), so its blocks "
+                "cannot be imported again; start with a new data dir (or delete this one)"
             )
         head = self.head()
         if head is not None and meta.get(_OLDEST) is None:

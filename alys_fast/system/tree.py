@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import Any
 
 from alys_fast.actors import (
     ChildSpec,
@@ -28,9 +28,6 @@ from alys_fast.actors import (
     SupervisorSpec,
 )
 from alys_fast.actors.policies import Policy
-
-if TYPE_CHECKING:
-    from alys_fast.node.context import NodeContext
 
 ROOT = "alys"
 ROOT_STRATEGY = Strategy.ONE_FOR_ALL
@@ -57,7 +54,7 @@ class Row:
 # supervisor  child         restart policy          actor class    built by
 TREE: tuple[Row, ...] = (
     Row("storage", "storage", Immediate(), "alys_fast.storage.actor:StorageActor", "issue 5"),
-    Row("storage", "metrics", Never(), "alys_fast.metrics.actor:MetricsActor", "issue 5"),
+    Row("storage", "metrics", Never(), "alys_fast.node.metrics:MetricsActor", "issue 5"),
     Row("chain", "engine", CircuitBreaker(), "alys_fast.engine.actor:EngineActor", "issue 5"),
     Row("chain", "txpool", Immediate(), "alys_fast.chain.pool_actor:TxPoolActor", "issue 5"),
     Row("chain", "chain", ExponentialBackoff(), "alys_fast.chain.actor:ChainActor", "issue 5"),
@@ -80,7 +77,7 @@ def _load(target: str) -> type:
     return getattr(import_module(module), name)
 
 
-def _child(row: Row, ctx: NodeContext) -> ChildSpec:
+def _child(row: Row, ctx: Any) -> ChildSpec:
     assert row.actor is not None
     actor = _load(row.actor)
     if row.process:  # a child process gets msgpack-able arguments, not the context
@@ -90,9 +87,10 @@ def _child(row: Row, ctx: NodeContext) -> ChildSpec:
 
 
 def build_spec(
-    ctx: NodeContext | None, extra: tuple[SupervisorSpec | ChildSpec, ...] = ()
+    ctx: Any, extra: tuple[SupervisorSpec | ChildSpec, ...] = ()
 ) -> SupervisorSpec:
-    """The root spec with every built actor of :data:`TREE`, each made with ``ctx``, plus
+    """The root spec with every built actor of :data:`TREE`, each made with ``ctx`` (the
+    node's context, passed through: this module sits below the node that defines it), plus
     ``extra`` children. Without a context (``None``) only the supervisors are built: the bare
     tree the supervision demo runs its own workers in."""
     supervisors = []

@@ -1,4 +1,4 @@
-"""Alys block headers and blocks: wire format, hashes, authority signatures, stateless checks.
+"""Alys block headers and blocks: wire format, hashes, authority approvals, stateless checks.
 
 Header wire format, an RLP list of 15 items (integers canonical, no leading zero bytes):
 
@@ -9,7 +9,9 @@ Header wire format, an RLP list of 15 items (integers canonical, no leading zero
    1  number              uint64        parent's number + 1
    2  slot                uint64        Aura slot; strictly increasing along the chain
    3  timestamp           uint64        seconds since the Unix epoch, not below the parent's
-   4  author              20 bytes      the Aura authority that signs the header
+   4  author              20 bytes      the fee recipient: the EVM's ``COINBASE`` and eth
+                                        RPC's ``miner`` (the chain spec's ``fee_recipient``,
+                                        checked on import; Alys's payload ``fee_recipient``)
    5  state_root          32 bytes      state trie root after the block
    6  transactions_root   32 bytes      ordered trie of the transactions (``trie.py``)
    7  receipts_root       32 bytes      ordered trie of the receipts
@@ -19,7 +21,9 @@ Header wire format, an RLP list of 15 items (integers canonical, no leading zero
   11  base_fee_per_gas    uint256       every transaction's fee cap must reach it
   12  extra_data          <= 32 bytes
   13  auxpow              list          the AuxPoW header below, or the empty list
-  14  signature           65 bytes      ``r || s || recovery id`` (0/1, low s); empty unsigned
+  14  signature           98 bytes      the approvals: Alys's ``AggregateApproval``
+                                        (``consensus/approvals.py``), authorities' BLS
+                                        signatures of ``hash``, aggregated
 ====  ==================  ============  ==============================================
 
 The AuxPoW header (Alys's ``AuxPowHeader``, ALYS-PROTOCOL §1.3), an RLP list of 7 items:
@@ -36,16 +40,25 @@ The AuxPoW header (Alys's ``AuxPowHeader``, ALYS-PROTOCOL §1.3), an RLP list of
    6  fee_recipient       20 bytes      the miner's EVM address
 ====  ==================  ============  ==============================================
 
-Two hashes, both Keccak-256 of the RLP of a prefix of that list:
-
-* ``seal_hash`` covers items 0-13: what the author signs, the AuxPoW header included;
-* ``hash`` covers items 0-14: the block's identity, what children and proofs refer to.
+``hash``, the Keccak-256 of the RLP of items 0-13, is both the block's identity (what children,
+proofs and the store refer to) and what authorities sign: Alys's ``signing_root``, which covers
+the block's message and not its approvals. Approvals gathered after publication therefore never
+change a block's hash; the author publishes its block with its own signature alone and the
+stored copy carries the aggregate that reached the threshold.
 
 As in Alys, a proof travels in the header of a block after the ones it finalizes (it commits
 to their hashes, so it cannot be in them): the author of that block signs it like any field.
 
-Aura: authority ``authorities[slot % len(authorities)]`` owns ``slot``; a block must come from
-the owner of its slot and be signed by it.
+Aura: authority ``authorities[slot % len(authorities)]`` owns ``slot``. A block is imported
+only when its approvals include that author's (Alys commented this check out; here it stays, so
+a slot's rotation means something and an author's two blocks for one slot are equivocation) and
+hold at least ``(2n + 2) // 3`` of the ``n`` authorities, verified with one fast aggregate
+verify per block. A gossiped candidate needs only its author's signature (``min_approvals=1``).
+
+Item 14's size and bit-list delimiter are checked wherever a header is decoded; the signature's
+curve point (about 0.1 ms to check) when the approvals are used (:func:`header_approvals`:
+``validate_block``, and ``decode_block``, the form blocks travel in), so reading stored headers
+for RPC stays cheap.
 
 Block wire format: ``rlp([header, [tx, ...]])`` where each transaction is its consensus encoding
 as a byte string (typed and legacy alike), exactly the bytes the transactions root commits to.
@@ -57,20 +70,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from coincurve import PrivateKey
 
 from alys_fast._cext import require
 from alys_fast.auxpow import AuxPowError, parse_auxpow
+from alys_fast.consensus.approvals import (
+    AGGREGATE_SIZE,
+    AggregateApproval,
+    ApprovalError,
+    threshold,
+)
+from alys_fast.consensus.bls import PublicKey, SecretKey
 from alys_fast.validation.errors import InvalidBlock, InvalidRLP, InvalidTransaction
 from alys_fast.validation.transactions import Fork, Transaction, recover_transactions
 from alys_fast.validation.trie import ordered_trie_root
 
 _rlp = require("rlp")
 _hashing = require("hashing")
-_txcore = require("txcore")
 
 MAX_EXTRA_DATA = 32
-SIGNATURE_SIZE = 65
+# Item 14 of a header nobody signed yet (genesis, a block being built): no bits, the empty
+# aggregate, as Alys's ``AggregateApproval::new()``.
+NO_APPROVALS = AggregateApproval().encode()
+# The aggregation bits' length delimiter (bit 15 of the little-endian 2-byte bit list).
+_DELIMITER_BYTE, _DELIMITER_BIT = 1, 0x80
 # A parent coinbase plus two merkle branches (at most 30 hashes each) and an 80-byte header:
 # real proofs are a few hundred bytes; the bound keeps a hostile header small.
 MAX_AUXPOW_SIZE = 64 * 1024
@@ -109,7 +131,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
     base_fee_per_gas: int
     extra_data: bytes = b""
     auxpow: AuxPowHeader | None = None
-    signature: bytes = b""
+    signature: bytes = NO_APPROVALS
 
     def items(self) -> list[Any]:
         """The 15 RLP items of the header."""
@@ -118,14 +140,10 @@ class Header(msgspec.Struct, frozen=True, kw_only=True):
         return items
 
     @property
-    def seal_hash(self) -> bytes:
-        """Keccak-256 of items 0-13: what the author signs (the AuxPoW header included)."""
-        return _hashing.keccak256(_rlp.encode(self.items()[:14]))
-
-    @property
     def hash(self) -> bytes:
-        """Keccak-256 of all 15 items: the block's identity."""
-        return _hashing.keccak256(_rlp.encode(self.items()))
+        """Keccak-256 of items 0-13: the block's identity and what authorities sign (the
+        AuxPoW header included, the approvals not)."""
+        return _hashing.keccak256(_rlp.encode(self.items()[:14]))
 
     def encode(self) -> bytes:
         """The header's wire encoding (all 15 items)."""
@@ -149,8 +167,8 @@ class Block(msgspec.Struct, frozen=True):
 
 _FIELDS = msgspec.structs.fields(Header)
 _AUXPOW_FIELDS = msgspec.structs.fields(AuxPowHeader)
-# Per field: ("uint", bits), ("size", allowed lengths), ("max", longest length) or
-# ("auxpow", None) for the nested AuxPoW header.
+# Per field: ("uint", bits), ("size", allowed lengths), ("max", longest length), ("approvals",
+# size) for item 14 or ("auxpow", None) for the nested AuxPoW header.
 _SHAPES: dict[str, tuple[str, Any]] = {
     "parent_hash": ("size", (32,)),
     "number": ("uint", 64),
@@ -166,7 +184,7 @@ _SHAPES: dict[str, tuple[str, Any]] = {
     "base_fee_per_gas": ("uint", 256),
     "extra_data": ("max", MAX_EXTRA_DATA),
     "auxpow": ("auxpow", None),
-    "signature": ("size", (0, SIGNATURE_SIZE)),
+    "signature": ("approvals", AGGREGATE_SIZE),
 }
 _AUXPOW_SHAPES: dict[str, tuple[str, Any]] = {
     "range_start": ("size", (32,)),
@@ -197,6 +215,11 @@ def _check_shapes(struct: msgspec.Struct, shapes: dict[str, tuple[str, Any]], pr
                 raise _malformed(field, f"not a {bound}-bit unsigned integer", value)
         elif type(value) is not bytes:
             raise _malformed(field, "not bytes", value)
+        elif kind == "approvals":
+            if len(value) != bound:
+                raise _malformed(field, f"approvals are {bound} bytes", len(value))
+            if not value[_DELIMITER_BYTE] & _DELIMITER_BIT:
+                raise _malformed(field, "the aggregation bits lack their delimiter", value[:2])
         elif kind == "size" and len(value) not in bound:
             raise _malformed(field, f"expected {' or '.join(map(str, bound))} bytes", value)
         elif kind == "max" and len(value) > bound:
@@ -266,45 +289,59 @@ def decode_header(raw: bytes) -> Header:
 
 
 def decode_block(raw: bytes) -> Block:
-    """Parse a block's wire encoding; raise InvalidBlock if it is malformed."""
+    """Parse a block's wire encoding, its approvals' signature included (a block from a peer or
+    sync is refused here, before anything uses it); raise InvalidBlock if it is malformed."""
     items = _decode_list(raw)
     if len(items) != 2 or not isinstance(items[1], list):
         raise InvalidBlock("malformed block", reason="expected [header, [transactions]]")
     if not all(isinstance(tx, bytes) for tx in items[1]):
         raise InvalidBlock("malformed block", reason="a transaction is not a byte string")
-    return Block(_header_from_items(items[0]), tuple(items[1]))
+    header = _header_from_items(items[0])
+    header_approvals(header)
+    return Block(header, tuple(items[1]))
 
 
-def _address(key: PrivateKey) -> bytes:
-    return _hashing.keccak256(key.public_key.format(compressed=False)[1:])[12:]
-
-
-def address_of(private_key: bytes) -> bytes:
-    """The 20-byte address of a secp256k1 private key."""
-    return _address(PrivateKey(private_key))
-
-
-def sign_header(header: Header, private_key: bytes) -> Header:
-    """Return ``header`` authored and signed by ``private_key`` (author set to its address).
-
-    The author is whoever signs, so it is derived from the key rather than trusted from the
-    caller; any previous signature is replaced.
-    """
-    key = PrivateKey(private_key)
-    unsigned = msgspec.structs.replace(header, author=_address(key), signature=b"")
-    check_header_shape(unsigned)
-    signature = key.sign_recoverable(unsigned.seal_hash, hasher=None)
-    return msgspec.structs.replace(unsigned, signature=signature)
-
-
-def header_signer(header: Header) -> bytes:
-    """The address that signed ``header``; raise InvalidBlock for a missing or bad signature."""
-    if len(header.signature) != SIGNATURE_SIZE:
-        raise InvalidBlock("header not signed", number=header.number)
+def header_approvals(header: Header) -> AggregateApproval:
+    """Item 14 strictly decoded (the signature a point of G2's subgroup); InvalidBlock if not."""
     try:
-        return _txcore.recover_address(header.seal_hash, header.signature)
-    except ValueError as exc:
-        raise InvalidBlock("invalid header signature", reason=str(exc)) from exc
+        return AggregateApproval.decode(header.signature)
+    except ApprovalError as exc:
+        raise _malformed("signature", str(exc), len(header.signature)) from None
+
+
+def sign_header(header: Header, secret_key: SecretKey, index: int) -> Header:
+    """``header`` as its author publishes it: approvals holding only authority ``index``'s
+    (``secret_key``'s) signature of its hash; any previous approvals are replaced.
+
+    The signature covers ``hash``, which excludes item 14, so the block keeps its identity as
+    approvals are added to it.
+    """
+    check_header_shape(header)
+    approvals = AggregateApproval().add(index, secret_key.sign(header.hash))
+    return msgspec.structs.replace(header, signature=approvals.encode())
+
+
+def check_approvals(
+    header: Header, authorities: Sequence[PublicKey], min_approvals: int | None = None
+) -> AggregateApproval:
+    """The header's approvals if they include its slot author's, count at least
+    ``min_approvals`` (default: the threshold, ``(2n + 2) // 3``) and verify as one aggregate
+    signature of ``hash`` (a single fast aggregate verify); raise InvalidBlock otherwise."""
+    approvals = header_approvals(header)
+    author = header.slot % len(authorities)
+    if not approvals.has(author):
+        raise InvalidBlock("not approved by the slot's author", slot=header.slot, author=author)
+    needed = threshold(len(authorities)) if min_approvals is None else min_approvals
+    if approvals.count < needed:
+        raise InvalidBlock(
+            "too few approvals", approvals=approvals.count, needed=needed,
+            authorities=len(authorities),
+        )
+    if not approvals.signature_valid(header.hash, authorities):
+        raise InvalidBlock(
+            "approvals do not verify", number=header.number, signers=approvals.count
+        )
+    return approvals
 
 
 def _recover(
@@ -328,19 +365,22 @@ def validate_block(
     block: Block,
     parent: Header,
     *,
-    authorities: Sequence[bytes],
+    authorities: Sequence[PublicKey],
     chain_id: int,
     fork: Fork = Fork.CANCUN,
     threads: int | None = None,
     known: Mapping[bytes, Transaction] | None = None,
+    min_approvals: int | None = None,
 ) -> tuple[Transaction, ...]:
     """Check everything about ``block`` that needs no state; return its recovered transactions.
 
     ``parent`` must already be valid. Checks, in order: header shape, parent link (hash and
-    number), slot and timestamp strictly after the parent's, gas used <= gas limit, the slot's
-    Aura author and its signature, the transactions root, every transaction (in parallel, see
-    :func:`recover_transactions`) and every fee cap against the base fee. Raises InvalidBlock
-    naming the first failed rule; for a bad transaction its InvalidTransaction is the cause.
+    number), slot and timestamp strictly after the parent's, gas used <= gas limit, the
+    approvals (:func:`check_approvals`: the slot's Aura author among them, at least
+    ``min_approvals``, default the threshold for import; 1 for a gossiped candidate), the
+    transactions root, every transaction (in parallel, see :func:`recover_transactions`) and
+    every fee cap against the base fee. Raises InvalidBlock naming the first failed rule; for a
+    bad transaction its InvalidTransaction is the cause.
 
     ``known`` maps raw encodings to transactions this node already validated (its pool's):
     those are not recovered again, since recovery is a pure function of the bytes.
@@ -365,17 +405,7 @@ def validate_block(
         )
     if not authorities:
         raise ValueError("the authority set is empty")
-    expected_author = authorities[header.slot % len(authorities)]
-    if header.author != expected_author:
-        raise InvalidBlock(
-            "wrong author for slot",
-            slot=header.slot,
-            author=header.author,
-            expected=expected_author,
-        )
-    signer = header_signer(header)
-    if signer != header.author:
-        raise InvalidBlock("signer is not the author", signer=signer, author=header.author)
+    check_approvals(header, authorities, min_approvals)
     root = ordered_trie_root(block.transactions)
     if root != header.transactions_root:
         raise InvalidBlock(

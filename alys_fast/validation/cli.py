@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import msgspec
 
 from alys_fast._cext import require
-from alys_fast.cli import CliError
+from alys_fast.errors import CliError
 from alys_fast.validation.errors import InvalidRLP, InvalidTransaction
 from alys_fast.validation.transactions import (
     MAX_CHAIN_ID,

@@ -23,11 +23,13 @@ from functools import cache
 from typing import ClassVar
 
 import msgspec
+from coincurve import PrivateKey
 
 from alys_fast._cext import require
 from alys_fast.validation.errors import InvalidTransaction
 
 _txcore = require("txcore")
+_keccak256 = require("hashing").keccak256
 
 # Largest chain id whose EIP-155 v (2 * id + 36) still fits the 64-bit core; EIP-2294's bound.
 MAX_CHAIN_ID = 2**63 - 37
@@ -142,6 +144,12 @@ def recover_transaction(raw: bytes, chain_id: int, fork: Fork = Fork.CANCUN) -> 
 
 # Below this many transactions per thread, handing work to other threads costs more than it saves.
 _MIN_PER_THREAD = 16
+
+
+def address_of(private_key: bytes) -> bytes:
+    """The 20-byte address whose transactions the secp256k1 ``private_key`` signs."""
+    public = PrivateKey(private_key).public_key.format(compressed=False)
+    return _keccak256(public[1:])[12:]
 
 
 def with_sender(raw: bytes, sender: bytes, chain_id: int, fork: Fork = Fork.CANCUN) -> Transaction:

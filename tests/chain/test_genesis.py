@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import coincurve
 import msgspec
 import pytest
 from eth_utils import keccak
@@ -13,12 +12,20 @@ from eth_utils import keccak
 from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms, slot_timestamp
 from alys_fast.chain.genesis import genesis_alloc, genesis_diff, genesis_header, genesis_state_root
 from alys_fast.chain.spec import ETHER, GenesisAccount, dev_spec
-from alys_fast.chain.workflows import authority_addresses
+from alys_fast.consensus import SecretKey
 from alys_fast.engine import EMPTY_CODE_HASH, EMPTY_ROOT, Account, AllocAccount, RevmEngine
 from alys_fast.engine.interface import BlockEnv, CallRequest
 from alys_fast.engine.revm import finish
 from alys_fast.engine.state import StorageDiff
-from alys_fast.validation import Block, ordered_trie_root, sign_header, validate_block
+from alys_fast.validation import (
+    Block,
+    InvalidBlock,
+    header_approvals,
+    ordered_trie_root,
+    sign_header,
+    validate_block,
+)
+from alys_fast.validation.blocks import NO_APPROVALS
 from tests.engine.reference import reference_state_root, reference_storage_root
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "data" / "contracts"
@@ -39,7 +46,9 @@ def test_dev_genesis_is_deterministic_and_commits_to_the_alloc() -> None:
     assert header.base_fee_per_gas == spec.fees.initial_base_fee
     assert header.gas_limit == spec.gas_limit and header.gas_used == 0
     assert header.transactions_root == header.receipts_root == ordered_trie_root([])
-    assert header.author == bytes(20) and header.signature == b""
+    # The fee recipient, as every block's author; no approvals (the empty aggregate, Alys's).
+    assert header.author == spec.fee_recipient_bytes() and header.signature == NO_APPROVALS
+    assert header_approvals(header).count == 0
     alloc = genesis_alloc(spec)
     assert len(alloc) == 10
     assert all(a == AllocAccount(balance=10_000 * ETHER) for a in alloc.values())
@@ -134,19 +143,18 @@ def test_other_spec_fields_change_the_genesis_hash() -> None:
         msgspec.structs.replace(spec, fees=fees),
         msgspec.structs.replace(spec, gas_limit=spec.gas_limit - 1),
         msgspec.structs.replace(spec, genesis_timestamp=1_700_000_000),
+        msgspec.structs.replace(spec, fee_recipient="0x" + "ee" * 20),
     ):
         assert genesis_header(other).hash != genesis_header(spec).hash
 
 
 # --- Aura slots -------------------------------------------------------------------------------
 
-KEYS = [bytes([i]) * 32 for i in (1, 2, 3)]
+KEYS = [SecretKey.from_bytes(bytes([i]) * 32) for i in (1, 2, 3)]
 
 
 def _three_authorities():
-    pubkeys = tuple(
-        "0x" + coincurve.PrivateKey(k).public_key.format(compressed=True).hex() for k in KEYS
-    )
+    pubkeys = tuple("0x" + k.public_key().to_bytes().hex() for k in KEYS)
     return msgspec.structs.replace(dev_spec(), authorities=pubkeys)
 
 
@@ -167,6 +175,8 @@ def test_authors_rotate_through_the_authorities() -> None:
 
 
 def test_the_slot_author_is_the_author_validation_expects() -> None:
+    """A proposal (its author's signature alone, ``min_approvals=1``) is valid when signed by
+    its slot's author and only then."""
     spec = _three_authorities()
     parent = genesis_header(spec)
     for slot in range(1, 7):
@@ -177,11 +187,18 @@ def test_the_slot_author_is_the_author_validation_expects() -> None:
             slot=slot,
             timestamp=slot_timestamp(slot, spec.slot_ms),
         )
-        block = Block(sign_header(header, KEYS[slot_author_index(spec, slot)]))
-        validate_block(
-            block, parent, authorities=authority_addresses(spec), chain_id=spec.chain_id
-        )
-        parent = block.header
+        author = slot_author_index(spec, slot)
+        other = (author + 1) % 3
+
+        def check(index: int, header=header, parent=parent) -> None:
+            block = Block(sign_header(header, KEYS[index], index))
+            validate_block(block, parent, authorities=spec.authority_keys(),
+                           chain_id=spec.chain_id, min_approvals=1)
+
+        check(author)
+        with pytest.raises(InvalidBlock, match="not approved by the slot's author"):
+            check(other)
+        parent = header
 
 
 @pytest.mark.parametrize(

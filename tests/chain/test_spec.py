@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import coincurve
 import msgspec
 import pytest
 from eth_account import Account
@@ -23,6 +22,12 @@ from alys_fast.chain.spec import (
     load_spec,
     spec_from_dict,
 )
+from alys_fast.consensus import PublicKey, SecretKey
+
+# A public key off the curve (x = 1 has no y on G1) and the point at infinity, both well-formed
+# 48-byte hex.
+OFF_CURVE = "0x8" + "0" * 94 + "1"
+INFINITY = "0xc" + "0" * 95
 
 
 def test_dev_accounts_are_the_mnemonic_accounts() -> None:
@@ -49,9 +54,24 @@ def test_dev_accounts_of_another_mnemonic() -> None:
             dev_accounts(bad.strip(), 1)
 
 
-def test_dev_authority_pubkey_matches_key() -> None:
-    pub = coincurve.PrivateKey(bytes.fromhex(DEV_AUTHORITY_KEY[2:])).public_key.format(True)
-    assert "0x" + pub.hex() == DEV_AUTHORITY_PUBKEY
+def test_dev_authority_is_alys_dev_key() -> None:
+    """sk = 1 (Alys's DEV_SECRET_KEY); its public key is the one Alys's ``should_find_authority``
+    test and dev spec list (ALYS-PROTOCOL §1.1): 0x97f1d3a7...c6bb, the generator of G1."""
+    key = SecretKey.from_bytes(bytes.fromhex(DEV_AUTHORITY_KEY[2:]))
+    assert int.from_bytes(key.to_bytes(), "big") == 1
+    assert "0x" + key.public_key().to_bytes().hex() == DEV_AUTHORITY_PUBKEY
+    assert DEV_AUTHORITY_PUBKEY.startswith("0x97f1d3a7") and DEV_AUTHORITY_PUBKEY.endswith("c6bb")
+    assert dev_spec().authority_keys() == (key.public_key(),)
+
+
+def test_authority_keys_are_decoded_once() -> None:
+    keys = tuple(SecretKey.from_bytes(bytes([i]) * 32).public_key() for i in (1, 2, 3))
+    spec = msgspec.structs.replace(
+        dev_spec(), authorities=tuple("0x" + k.to_bytes().hex() for k in keys))
+    assert spec.authority_keys() == keys
+    assert all(isinstance(k, PublicKey) for k in spec.authority_keys())
+    # The same list (any spec holding it) answers from the cache: the very same objects.
+    assert spec.authority_keys() is msgspec.structs.replace(spec, name="again").authority_keys()
 
 
 def test_dev_spec_values() -> None:
@@ -119,8 +139,15 @@ def _base() -> dict:
         (lambda d: d.update(chain_id=0), r"\$\.chain_id"),
         (lambda d: d.update(slot_ms=-5), r"\$\.slot_ms"),
         (lambda d: d.update(authorities=[]), r"\$\.authorities"),
-        (lambda d: d.update(authorities=["0x02" + "00" * 32]), "not a point"),
+        (lambda d: d.update(authorities=["0x02" + "00" * 32]), r"\$\.authorities\[0\]"),
+        (lambda d: d.update(authorities=[OFF_CURVE]), "not a BLS public key"),
+        (lambda d: d.update(authorities=[INFINITY]), "point at infinity"),
         (lambda d: d.update(authorities=[DEV_AUTHORITY_PUBKEY] * 2), "twice"),
+        (lambda d: d.update(authorities=[DEV_AUTHORITY_PUBKEY, DEV_AUTHORITY_PUBKEY.upper()
+                                         .replace("0X", "0x")]), "twice"),
+        (lambda d: d.update(authorities=["0x" + SecretKey.from_bytes(bytes([i]) * 32)
+                                         .public_key().to_bytes().hex() for i in range(1, 17)]),
+         r"\$\.authorities"),
         (lambda d: d.update(gas_limit=100), r"\$\.gas_limit"),
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d.pop("chain_id"), "chain_id"),

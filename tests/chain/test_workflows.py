@@ -26,6 +26,7 @@ from alys_fast.chain.workflows import (
     build_block,
     child_base_fee,
 )
+from alys_fast.consensus import SecretKey
 from alys_fast.engine import BlockEnv, BlockExecution, RevmEngine, StateDiff
 from alys_fast.engine.state import Loaded
 from alys_fast.storage import BlockRecord, ChainStore, StorageError
@@ -34,6 +35,7 @@ from alys_fast.validation import (
     Header,
     InvalidBlock,
     Transaction,
+    header_approvals,
     ordered_trie_root,
     sign_header,
 )
@@ -41,7 +43,8 @@ from alys_fast.validation.receipts import Receipt, receipts_root
 from tests.engine.conftest import ADDRS, KEYS, sign
 from tests.engine.contracts import calldata, creation_code, hex_address, mapping_slot, runtime_code
 
-AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
+AUTHORITY = SecretKey.from_bytes(bytes.fromhex(DEV_AUTHORITY_KEY[2:]))
+OUTSIDER = SecretKey.from_bytes(b"\x07" * 32)  # a BLS key no spec here lists
 S = ImportState
 HAPPY = [S.WAITING_FOR_BLOCK, S.VALIDATING, S.EXECUTING, S.STORING, S.FINALIZING, S.COMPLETED]
 T = TypeVar("T")
@@ -142,13 +145,14 @@ class Chain:
         )
 
     def build_with_execution(
-        self, slot: int | None = None, key: bytes = AUTHORITY
+        self, slot: int | None = None, key: SecretKey = AUTHORITY
     ) -> tuple[Block, BlockExecution]:
         slot = self.head.slot + 1 if slot is None else slot
         candidates = self.pool.best(self.spec.gas_limit, child_base_fee(self.spec, self.head))
-        return run(build_block(self.spec, self.head, candidates, self.client, slot, key))
+        return run(
+            build_block(self.spec, self.head, candidates, self.client, slot, key.to_bytes()))
 
-    def build(self, slot: int | None = None, key: bytes = AUTHORITY) -> Block:
+    def build(self, slot: int | None = None, key: SecretKey = AUTHORITY) -> Block:
         return self.build_with_execution(slot, key)[0]
 
     def run(self, block: Block, **kwargs) -> ImportedBlock:
@@ -196,9 +200,10 @@ def _transfers(chain: Chain, count: int = 3, value: int = 1000) -> None:
         chain.pool.add(sign(KEYS[i], to=ADDRS[9], value=value, nonce=nonce, gasPrice=2 * 10**9))
 
 
-def _resign(block: Block, key: bytes = AUTHORITY, **changes) -> Block:
+def _resign(block: Block, key: SecretKey = AUTHORITY, **changes) -> Block:
+    """``block`` changed and signed again by the dev chain's one authority (index 0)."""
     return Block(
-        sign_header(msgspec.structs.replace(block.header, **changes), key), block.transactions
+        sign_header(msgspec.structs.replace(block.header, **changes), key, 0), block.transactions
     )
 
 
@@ -325,15 +330,70 @@ def _fails(
 
 def test_signature_by_someone_else_fails_validation(chain: Chain) -> None:
     block = chain.build()
-    other = sign_header(block.header, bytes.fromhex(KEYS[0][2:]))
+    other = sign_header(block.header, OUTSIDER, 0)
     forged = Block(msgspec.structs.replace(block.header, signature=other.signature))
-    error = _fails(chain, forged, S.VALIDATING, "signer is not the author")
+    error = _fails(chain, forged, S.VALIDATING, "approvals do not verify")
     assert isinstance(error.__cause__, InvalidBlock)
 
 
-def test_wrong_author_fails_validation(chain: Chain) -> None:
-    block = chain.build(key=bytes.fromhex(KEYS[0][2:]))
-    _fails(chain, block, S.VALIDATING, "wrong author for slot")
+def test_a_key_not_in_the_spec_cannot_author(chain: Chain) -> None:
+    _fails(chain, chain.build(key=OUTSIDER), S.VALIDATING, "approvals do not verify")
+
+
+def test_author_must_be_the_spec_fee_recipient(chain: Chain) -> None:
+    block = _resign(chain.build(), author=b"\x01" * 20)
+    _fails(chain, block, S.VALIDATING, "author not the spec's fee recipient")
+
+
+FEDERATION = [SecretKey.from_bytes(bytes([i]) * 32) for i in (1, 2, 3)]
+
+
+def _federation_chain(path: Path) -> Chain:
+    """A chain of three authorities (threshold 2) paying fees to a non-zero recipient."""
+    spec = msgspec.structs.replace(
+        dev_spec(),
+        authorities=tuple("0x" + k.public_key().to_bytes().hex() for k in FEDERATION),
+        fee_recipient="0x" + "fe" * 20,
+    )
+    return _open_chain(path, spec)
+
+
+def test_a_federation_block_imports_with_the_threshold_of_approvals(tmp_path: Path) -> None:
+    chain = _federation_chain(tmp_path / "db")
+    try:
+        _transfers(chain, 1)
+        block, execution = chain.build_with_execution(slot=4, key=FEDERATION[1])  # 4 % 3 == 1
+        assert block.header.author == b"\xfe" * 20  # the EVM's coinbase
+        assert list(header_approvals(block.header).indices()) == [1]
+        # As published, with its author's signature alone: 1 of 3 is below the threshold.
+        _fails(chain, block, S.VALIDATING, "too few approvals", execution=execution)
+        # Another authority's approval of the same hash certifies it; the hash is unchanged.
+        approvals = header_approvals(block.header).add(2, FEDERATION[2].sign(block.hash))
+        certified = Block(
+            msgspec.structs.replace(block.header, signature=approvals.encode()),
+            block.transactions,
+        )
+        assert certified.hash == block.hash
+        imported = chain.run(certified, execution=execution)
+        assert chain.store.head() == (1, block.hash)
+        assert imported.block.header.signature == approvals.encode()  # the stored certificate
+    finally:
+        chain.store.close()
+
+
+def test_a_federation_block_needs_its_slot_author(tmp_path: Path) -> None:
+    chain = _federation_chain(tmp_path / "db")
+    try:
+        block = chain.build(slot=4, key=FEDERATION[0])  # signs as slot 4's author, index 1
+        approved = header_approvals(block.header).add(2, FEDERATION[2].sign(block.hash))
+        posing = Block(msgspec.structs.replace(block.header, signature=approved.encode()))
+        _fails(chain, posing, S.VALIDATING, "approvals do not verify")
+        approvals = header_approvals(sign_header(block.header, FEDERATION[0], 0))
+        approvals = approvals.add(2, FEDERATION[2].sign(block.hash))  # a quorum, not the author
+        quorum = Block(msgspec.structs.replace(block.header, signature=approvals.encode()))
+        _fails(chain, quorum, S.VALIDATING, "not approved by the slot's author")
+    finally:
+        chain.store.close()
 
 
 def test_wrong_parent_fails_validation(chain: Chain) -> None:
@@ -391,6 +451,7 @@ def test_transaction_the_engine_rejects_fails_execution(chain: Chain) -> None:
         sign_header(
             msgspec.structs.replace(block.header, transactions_root=ordered_trie_root(raws)),
             AUTHORITY,
+            0,
         ),
         raws,
     )
@@ -487,7 +548,7 @@ def test_a_built_block_with_its_execution_is_not_executed_again(chain: Chain) ->
 
 
 def _other_signature(block: Block) -> Block:
-    other = sign_header(block.header, bytes.fromhex(KEYS[0][2:]))
+    other = sign_header(block.header, OUTSIDER, 0)
     return Block(msgspec.structs.replace(block.header, signature=other.signature))
 
 
@@ -497,7 +558,7 @@ def _other_signature(block: Block) -> Block:
         (lambda b: _resign(b, base_fee_per_gas=10**9), "wrong base fee"),
         (lambda b: _resign(b, timestamp=b.header.timestamp + 1), "timestamp not the slot's"),
         (lambda b: Block(b.header, b.transactions[:1]), "transactions root mismatch"),
-        (_other_signature, "signer is not the author"),
+        (_other_signature, "approvals do not verify"),
     ],
 )
 def test_a_tampered_built_block_still_fails_validation(chain: Chain, tamper, match: str) -> None:

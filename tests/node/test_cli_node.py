@@ -262,6 +262,8 @@ def test_run_from_a_config_file_produces_blocks_and_serves(
     pytest.param(GOOD, "0x1234", "32 bytes", id="key-too-short"),
     pytest.param(GOOD, None, "authority.key", id="key-file-missing"),
     pytest.param(GOOD, "0x" + "11" * 32, "not in the spec", id="key-of-no-authority"),
+    pytest.param(GOOD, "0x" + "ff" * 32, "below the curve order", id="key-not-a-bls-scalar"),
+    pytest.param(GOOD, "0x" + "00" * 32, "above 0", id="key-zero"),
 ])
 def test_run_refuses_a_bad_config_with_one_line(
     tmp_path: Path, text: str, key: str | None, named: str

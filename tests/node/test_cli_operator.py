@@ -12,12 +12,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from coincurve import PrivateKey
 
+from alys_fast.chain.spec import spec_from_dict
 from alys_fast.config import load_config
 from alys_fast.config.node import parse_key
-from alys_fast.rpc.formats import checksum_address
-from alys_fast.validation.blocks import address_of
+from alys_fast.consensus import SecretKey
 from tests.conftest import ROOT
 from tests.node.harness import rpc
 from tests.node.test_cli_node import CLI, GOOD, Running, fails, running, write_config
@@ -40,7 +39,7 @@ def origin_header(url: str, origin: str) -> str | None:
 
 # --- alys-fast keys new --------------------------------------------------------------------------
 
-def test_keys_new_writes_a_private_key_file_and_never_overwrites(tmp_path: Path) -> None:
+def test_keys_new_writes_a_bls_key_file_and_never_overwrites(tmp_path: Path) -> None:
     out = tmp_path / "authority.key"
     done = subprocess.run([*CLI, "keys", "new", "--out", str(out)], capture_output=True,
                           text=True, timeout=30)
@@ -48,9 +47,12 @@ def test_keys_new_writes_a_private_key_file_and_never_overwrites(tmp_path: Path)
     key = parse_key(out.read_text().strip(), str(out))  # what authority_key_file reads
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     printed = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in done.stdout.splitlines())
-    assert printed["address"] == checksum_address(address_of(key))
-    public = "0x" + PrivateKey(key).public_key.format(compressed=True).hex()
-    assert printed["public key"].split()[0] == public  # what a spec's authorities lists
+    public = "0x" + SecretKey.from_bytes(key).public_key().to_bytes().hex()
+    assert printed["public key"].split()[0] == public and len(public) == 2 + 96
+    # What a spec's authorities lists: a spec naming it loads and decodes it.
+    spec = spec_from_dict({"name": "k", "chain_id": 1, "slot_ms": 1000, "gas_limit": 30_000_000,
+                           "authorities": [public]})
+    assert spec.authority_keys() == (SecretKey.from_bytes(key).public_key(),)
     assert printed["key file"] == str(out)
 
     before = out.read_bytes()

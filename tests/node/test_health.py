@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from alys_fast import __version__
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_AUTHORITY_KEY, dev_spec
-from alys_fast.node.context import CHAIN, METRICS, NodeContext
+from alys_fast.node.context import NodeContext
 from alys_fast.node.health import head_age, health_report, stall_after
+from alys_fast.paths import CHAIN, METRICS
 from tests.node.harness import ThreadNode, rpc, running_node
 from tests.node.test_durability import transfer, wait_for
 from tests.node.test_supervision import crash

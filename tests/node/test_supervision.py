@@ -18,7 +18,7 @@ import pytest
 from eth_account import Account
 
 from alys_fast.chain.spec import DEV_ACCOUNTS, dev_spec
-from alys_fast.node.context import CHAIN, ENGINE, RPC, STORAGE, TXPOOL
+from alys_fast.paths import CHAIN, ENGINE, RPC, STORAGE, TXPOOL
 from tests.node.harness import ThreadNode, rpc
 from tests.node.test_durability import Load, block_hashes, check_survived, transfer, wait_for
 

@@ -22,18 +22,16 @@ import websockets.exceptions
 import websockets.sync.client
 
 from alys_fast.chain.mining import DevMining
-from alys_fast.chain.spec import DEV_AUTHORITY_KEY, DEV_CHAIN_ID
+from alys_fast.chain.spec import DEV_AUTHORITY_PUBKEY, DEV_CHAIN_ID
 from alys_fast.config.node import tls_context
 from alys_fast.rpc.auth import UNAUTHORIZED, ApiKey, AuditLog, Authenticator, AuthError
 from alys_fast.rpc.dispatch import METHOD_NOT_FOUND
-from alys_fast.rpc.formats import checksum_address
-from alys_fast.validation.blocks import address_of
 from tests.node.harness import ThreadNode, rpc, running_node
 
 DATA = Path(__file__).parent / "data"
 SECRET = bytes(range(32))
 OPS_KEY = "afk_" + "44" * 32
-AUTHORITY = checksum_address(address_of(bytes.fromhex(DEV_AUTHORITY_KEY[2:])))
+AUTHORITY = DEV_AUTHORITY_PUBKEY  # admin_nodeInfo names the authority by its BLS public key
 PUBLIC_MODULES = {name: "1.0" for name in ("eth", "net", "rpc", "txpool", "web3")}
 
 

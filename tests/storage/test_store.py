@@ -19,7 +19,7 @@ from alys_fast.engine import BlockEnv, RevmEngine, StateDiff, StorageDiff
 from alys_fast.engine.state import Account, Loaded, Miss, keccak256, storage_root
 from alys_fast.storage import BlockRecord, ChainStore, StorageError, TxLocation
 from alys_fast.storage.actor import resolve
-from alys_fast.storage.store import COLUMN_FAMILIES, STATE_SCHEME, StatePruned
+from alys_fast.storage.store import BLOCK_FORMAT, COLUMN_FAMILIES, STATE_SCHEME, StatePruned
 from alys_fast.validation.receipts import Log, Receipt, bloom_of
 from tests.engine.conftest import ADDRS, KEYS, sign
 from tests.engine.contracts import TRANSFER, calldata, creation_code, hex_address, runtime_code
@@ -287,6 +287,25 @@ def test_a_directory_of_another_state_scheme_is_refused(tmp_path: Path) -> None:
     # An empty directory is new, whatever wrote it: it takes the current scheme.
     with ChainStore(tmp_path / "fresh") as store:
         assert store.meta(b"state-scheme") == STATE_SCHEME
+
+
+def test_a_directory_of_secp256k1_signed_blocks_is_refused(tmp_path: Path) -> None:
+    """Blocks written before BLS approvals (format ``auxpow-header-1``) hash and verify
+    differently: their directory is refused with what to do, never misread."""
+    path = tmp_path / "db"
+    with ChainStore(path) as store:
+        assert store.meta(b"block-format") == BLOCK_FORMAT == b"bls-approvals-1"
+        _genesis(store)
+
+    def older_format(meta) -> None:
+        meta[b"block-format"] = b"auxpow-header-1"
+
+    _meta(path, older_format)
+    with pytest.raises(StorageError) as caught:
+        ChainStore(path)
+    message = str(caught.value)
+    assert "format auxpow-header-1, not bls-approvals-1" in message
+    assert "secp256k1" in message and "start with a new data dir" in message
 
 
 def _check_consistent(store: ChainStore) -> int:
