@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import queue
 import re
 import secrets
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import jwt
 import msgspec
@@ -313,6 +314,14 @@ AUDIT_QUEUE = 65_536  # lines waiting for the writer thread; beyond, lines are c
 _METHOD_CHARS = 64  # a client's made-up method name is cut, not logged whole
 
 
+class _PrivateRotatingFile(RotatingFileHandler):
+    """A rotating log only the node's user may read: who called what, and from where."""
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 class AuditLog:
     """JSON lines in ``path``, rotated at ``max_bytes`` keeping ``backups`` old files.
 
@@ -325,8 +334,8 @@ class AuditLog:
                  backups: int = AUDIT_BACKUPS) -> None:
         self.path = path
         self.dropped = 0
-        self._handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                            encoding="utf-8")
+        self._handler = _PrivateRotatingFile(path, maxBytes=max_bytes, backupCount=backups,
+                                             encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(message)s"))
         self._queue: queue.Queue[logging.LogRecord] = queue.Queue(AUDIT_QUEUE)
         self._listener: QueueListener | None = QueueListener(self._queue, self._handler)

@@ -389,6 +389,8 @@ def test_the_audit_log_rotates_within_its_bounds(tmp_path: Path) -> None:
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["audit.log", "audit.log.1", "audit.log.2", "audit.log.3"]
     assert all((tmp_path / name).stat().st_size <= 4000 for name in files)
+    # who called what and from where: only the node's user may read it, rotated files too
+    assert {(tmp_path / name).stat().st_mode & 0o777 for name in files} == {0o600}
     newest = [msgspec.json.decode(line) for line in (tmp_path / "audit.log").read_text()
               .splitlines()]
     assert newest[-1]["method"] == "admin_call399"
