@@ -23,6 +23,12 @@ Rules, one per case:
    ``following`` becomes ``syncing`` when a usable peer's head is at least
    :attr:`SyncLimits.sync_distance` blocks ahead, or at once when a gossiped block's parent is
    unknown (:meth:`RangeSync.on_unknown_parent`: the sender has at least the block before it).
+   That tolerance trusts gossip to bring the next blocks, so it holds only while the node is
+   *caught up*: since it last synced, it reached the highest head its usable peers told (a head
+   lowered by an empty answer does not count) and has had a usable peer ever since. A node that
+   follows without having caught up (the startup grace passed with no peer, its peers all went
+   away, or their heads were only lowered) syncs from the first peer ahead of it by any
+   distance, as at start: blocks gossiped while it was behind or alone are not gossiped again.
    :attr:`RangeSync.syncing` (not ``following``) is what stops the chain authoring/approving.
 2. Requests (only while ``syncing``). The lowest unclaimed height above the head is asked next,
    from the usable peer whose head covers it with the fewest requests in flight (then the best
@@ -238,7 +244,8 @@ class _Request:
 
 @dataclass(slots=True)
 class _Peer:
-    head: int
+    claimed: int   # the head it told: its Status, or the parent of a block it gossiped
+    head: int      # the highest height it is asked for: ``claimed``, lowered by an empty answer
     in_flight: int = 0
 
 
@@ -267,6 +274,7 @@ class RangeSync:
         self.ledger = ledger or PeerLedger(self.limits, clock)
         self.head = head
         self.state = SyncState.STARTING
+        self.caught_up = False                           # rule 1: gossip keeps this node current
         self.started_at = clock()
         self.peers: dict[str, _Peer] = {}
         self.requests: dict[int, _Request] = {}
@@ -309,17 +317,18 @@ class RangeSync:
             return []
         view = self.peers.get(peer)
         if view is None:
-            self.peers[peer] = _Peer(head)
+            self.peers[peer] = _Peer(head, head)
         else:
-            view.head = head
+            view.claimed = view.head = head
         return self._advance([])
 
     def on_unknown_parent(self, peer: str, number: int) -> list[Action]:
         """``peer`` gossiped block ``number`` whose parent the chain does not have."""
         if self.ledger.banned(peer) or number <= self.head + 1:
             return []
-        view = self.peers.setdefault(peer, _Peer(number - 1))
+        view = self.peers.setdefault(peer, _Peer(number - 1, number - 1))
         view.head = max(view.head, number - 1)
+        view.claimed = max(view.claimed, number - 1)
         actions: list[Action] = []
         if self.state is not SyncState.SYNCING:
             self._become(SyncState.SYNCING, actions)
@@ -419,6 +428,10 @@ class RangeSync:
 
     def _evaluate(self, actions: list[Action]) -> None:
         target, head, state = self.target, self.head, self.state
+        if not self.peers:
+            self.caught_up = False
+        elif head >= max(view.claimed for view in self.peers.values()):
+            self.caught_up = True
         if state is SyncState.STARTING:
             if target > head:
                 self._become(SyncState.SYNCING, actions)
@@ -427,11 +440,13 @@ class RangeSync:
         elif state is SyncState.SYNCING:
             if head >= target and not self.importing:
                 self._become(SyncState.FOLLOWING, actions)
-        elif target - head >= self.limits.sync_distance:
+        elif target - head >= (self.limits.sync_distance if self.caught_up else 1):
             self._become(SyncState.SYNCING, actions)
 
     def _become(self, state: SyncState, actions: list[Action]) -> None:
         self.state = state
+        if state is SyncState.SYNCING:
+            self.caught_up = False
         if state is SyncState.FOLLOWING:
             for request_id in list(self.requests):
                 self._finish(request_id)

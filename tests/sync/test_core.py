@@ -186,6 +186,39 @@ def test_following_until_a_peer_is_far_ahead_or_a_parent_is_unknown():
     assert alone.tick() == [Became(SyncState.FOLLOWING, False)]
 
 
+def test_a_node_that_follows_for_want_of_peers_syncs_from_any_peer_ahead():
+    # Hypothesis's length=1 case: the only peer went away mid-sync, the node followed at 0 and
+    # peers back at head 1 (under sync_distance) must still be synced from: no gossip brings it.
+    sync, _ = syncing_from()
+    [send] = of(Send, sync.on_status("a", 1))
+    assert sync.on_peer_gone("a") == [Became(SyncState.FOLLOWING, False)]
+    actions = sync.on_status("b", 1)
+    assert of(Became, actions) == [Became(SyncState.SYNCING, True)]
+    [again] = of(Send, actions)
+    assert (again.peer, again.request.start, again.request.count) == ("b", 1, 1)
+    assert of(Import, sync.on_response("a", send.request.request_id, 1, blocks(1, 1))) == []
+    [batch] = of(Import, sync.on_response("b", again.request.request_id, 1, blocks(1, 1)))
+    assert batch == Import(1, (block(1),))
+    assert sync.on_imported(1, 1) == [Became(SyncState.FOLLOWING, False)]
+    # Caught up with b: a lead under sync_distance is gossip's again.
+    assert sync.on_status("b", 2) == []
+    # Alone after the startup grace, then a peer one block ahead: synced from too.
+    alone, clock = syncing_from(head=7)
+    clock.now = SMALL.startup_grace
+    assert alone.tick() == [Became(SyncState.FOLLOWING, False)]
+    assert of(Became, alone.on_status("c", 8)) == [Became(SyncState.SYNCING, True)]
+    # A caught-up node left alone is no longer caught up: its returning peer is synced from.
+    assert sync.on_peer_gone("b") == []
+    assert of(Send, sync.on_status("b", 2)) == [Send("b", BlocksRequest(3, 2, 1))]
+    # A head lowered by an empty answer is not one the node caught up with (Hypothesis:
+    # length=1, others=['empty'], seed=74).
+    emptied, _ = syncing_from()
+    [send] = of(Send, emptied.on_status("e", 1))
+    emptied.on_response("e", send.request.request_id, 1, [])
+    assert emptied.state is SyncState.FOLLOWING
+    assert of(Send, emptied.on_status("h", 1)) == [Send("h", BlocksRequest(2, 1, 1))]
+
+
 def test_a_peer_that_goes_away_loses_its_requests_uncharged():
     sync, _ = syncing_from(limits=SyncLimits(per_peer=1, in_flight=2))
     sync.on_status("a", 10)

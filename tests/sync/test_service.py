@@ -136,10 +136,14 @@ def test_a_block_with_an_unknown_parent_makes_a_following_node_sync(source_chain
     async def main():
         net = FaultNetwork(seed=5)
         source = node(net, directory, "source")
+        twin = await node(net, tmp_path / "twin", "twin", settings=patient).start()
         follower = await node(net, tmp_path / "follower", "follower",
-                              [f"alys://{source.id}@source:1"], settings=patient).start()
-        # Alone past the startup grace: it follows what it has.
-        await eventually(lambda: follower.sync.state is SyncState.FOLLOWING, timeout=30)
+                              [twin.enode, f"alys://{source.id}@source:1"],
+                              settings=patient).start()
+        # Caught up with a peer at its own head: it follows, trusting gossip for what is near.
+        await eventually(lambda: follower.sync.state is SyncState.FOLLOWING
+                         and follower.sync.core is not None
+                         and twin.id in follower.sync.core.peers, timeout=30)
         # The source comes up far ahead, but less than this node's sync distance.
         await source.start()
         await eventually(lambda: follower.sync.core is not None
@@ -152,7 +156,7 @@ def test_a_block_with_an_unknown_parent_makes_a_following_node_sync(source_chain
                          and follower.chain.header.hash == truth[-1]
                          and not follower.sync.syncing, timeout=240, interval=0.1)
         assert follower.chain.transitions == [True, False, True, False]
-        await follower.stop()
-        await source.stop()
+        for each in (follower, twin, source):
+            await each.stop()
 
     run(main())
