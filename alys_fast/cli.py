@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "alys_fast.auxpow.cli",
     "alys_fast.engine.cli",
     "alys_fast.node.cli",
+    "alys_fast.node.devnet",
     "alys_fast.node.keys",
     "alys_fast.system.cli",
     "alys_fast.validation.cli",

@@ -10,5 +10,6 @@ ENGINE = "chain/engine"
 TXPOOL = "chain/txpool"
 CHAIN = "chain/chain"
 AUXPOW = "chain/auxpow"
+GOSSIP = "network/gossip"
 RPC = "rpc/rpc"
 RECOVERY = ("rpc/recovery-0", "rpc/recovery-1")  # taken in turn

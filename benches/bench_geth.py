@@ -15,6 +15,13 @@ the whole block (submission, calls and wait), the mean
 build wait, and transfers included per second (first submission → last block imported;
 every transfer is checked included at the end by the recipient's balance). ``--short`` for
 CI: 20 blocks of 200 transfers.
+
+Then the same comparison through a whole node (``"node"`` in the output): an Aura node
+authoring every 1 s slot, once on the embedded engine and once on geth (``ctx.execution``),
+is sent ``--waves`` waves of ``--wave`` pre-signed transfers over its JSON-RPC (to its pool,
+or forwarded to geth's), each wave sent when the one before is included; transfers included
+per second for each backend, the node's Engine API latency (p50/p95 from its histograms,
+bucket bounds), and the time from geth's return after a ``kill -9`` to the first new block.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,7 +46,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alys_fast.chain.spec import dev_spec  # noqa: E402
+from alys_fast.chain.spec import DEV_AUTHORITY_KEY, dev_spec  # noqa: E402
 from alys_fast.engine.engine_api import (  # noqa: E402
     EngineApi,
     EthRpc,
@@ -45,9 +54,13 @@ from alys_fast.engine.engine_api import (  # noqa: E402
     PayloadAttributes,
 )
 from alys_fast.engine.geth import GethProcess  # noqa: E402
+from alys_fast.metrics.histogram import Histogram  # noqa: E402
+from alys_fast.node.context import NodeContext  # noqa: E402
+from alys_fast.node.node import Node  # noqa: E402
 
 LOADGEN = ROOT / "tools" / "loadgen.py"
 GWEI = 10**9
+NODE_BATCH = 500  # calls per JSON-RPC batch to a node (its limit is 1,000)
 
 
 def load_loadgen() -> ModuleType:
@@ -150,17 +163,108 @@ async def drive(geth: GethProcess, blocks: list[list[bytes]], recipient: bytes
     }
 
 
+def histogram_spread(histogram: Histogram) -> dict[str, float]:
+    """p50/p95 of a node histogram, as the upper bounds of the buckets they fall in (ms)."""
+    buckets, _ = histogram.snapshot()
+    count = buckets[-1][1]
+    out = {}
+    for name, share in (("p50_ms", 0.5), ("p95_ms", 0.95)):
+        bound = next(float(le) for le, n in buckets if n >= share * count)
+        out[name] = round(bound * 1000, 3)
+    return out
+
+
+async def until(check: Any, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while not check():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"not within {timeout:g} s")
+        await asyncio.sleep(0.02)
+
+
+async def node_backend(spec: Any, waves: list[list[bytes]], data_dir: Path,
+                       binary: str | None) -> dict[str, Any]:
+    """Transfers/s through a node on one backend (geth when ``binary``); see the docstring."""
+    ctx = NodeContext(spec=spec, data_dir=data_dir / "node", rpc_port=0,
+                      authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]))
+    geth = None
+    if binary is not None:
+        geth = GethProcess(binary, data_dir / "geth", spec, extra_args=("--cache", "512"))
+        await asyncio.to_thread(geth.init)
+        geth.start()
+        await geth.wait_ready(60.0)
+        ctx.execution = geth.execution_settings()
+    node = await Node(ctx).start()
+    rpc = EthRpc(node.url, timeout=30.0)
+    chain = ctx.stats["chain"]
+    figures: dict[str, Any] = {}
+    try:
+        await until(lambda: chain["head"] >= 1, 30)
+        included = chain["transactions"]
+        started = time.perf_counter()
+        for raws in waves:
+            for first in range(0, len(raws), NODE_BATCH):
+                batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction",
+                          "params": ["0x" + raw.hex()]}
+                         for i, raw in enumerate(raws[first:first + NODE_BATCH])]
+                answers = msgspec.json.decode(await rpc.forward(msgspec.json.encode(batch)))
+                refused = [a["error"]["message"] for a in answers if "error" in a]
+                if refused:
+                    raise RuntimeError(f"{len(refused)} transfers refused: {refused[0]}")
+            included += len(raws)
+            await until(lambda goal=included: chain["transactions"] >= goal, 60)
+        elapsed = time.perf_counter() - started
+        figures["transfers_per_s"] = round(sum(map(len, waves)) / elapsed, 1)
+        if geth is not None:
+            engine = ctx.stats["engine"]
+            figures["engine_latency"] = {method: histogram_spread(h)
+                                         for method, h in sorted(engine.latency.items())}
+            os.kill(geth.pid, signal.SIGKILL)
+            await geth.stop()
+            await until(lambda: engine.breaker.state != "closed", 30)
+            stood = chain["head"]
+            geth.start()
+            await geth.wait_ready(60.0)
+            back = time.perf_counter()
+            await until(lambda: chain["head"] > stood, 60)
+            figures["first_block_after_geth_back_s"] = round(time.perf_counter() - back, 3)
+    finally:
+        await rpc.close()
+        await node.stop()
+        if geth is not None:
+            await geth.stop()
+    return figures
+
+
+def node_figures(binary: str, loadgen: ModuleType, waves: int, wave: int, senders: int
+                 ) -> dict[str, Any]:
+    """The embedded engine and geth behind one node each, the same transfers (see the
+    docstring)."""
+    per_sender = wave // senders
+    addresses, signed = presign(loadgen, 121212, senders, per_sender * waves)
+    batches = [[raws[i] for raws in signed
+                for i in range(w * per_sender, (w + 1) * per_sender)] for w in range(waves)]
+    spec = dev_spec(slot_ms=1000, accounts=["0x" + a.hex() for a in addresses])
+    out = {}
+    for name, which in (("embedded", None), ("geth", binary)):
+        with tempfile.TemporaryDirectory(prefix=f"bench-node-{name}-") as tmp:
+            out[name] = asyncio.run(node_backend(spec, batches, Path(tmp), which))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--short", action="store_true", help="CI mode: 20 blocks of 200")
     parser.add_argument("--blocks", type=int, default=200)
     parser.add_argument("--txs", type=int, default=500, help="transfers per block")
     parser.add_argument("--senders", type=int, default=100)
+    parser.add_argument("--waves", type=int, default=10, help="waves through a whole node")
+    parser.add_argument("--wave", type=int, default=1400, help="transfers per wave")
     args = parser.parse_args(argv)
     if args.short:
-        args.blocks, args.txs = 20, 200
-    if args.txs % args.senders:
-        parser.error("--txs must be a multiple of --senders")
+        args.blocks, args.txs, args.waves, args.wave = 20, 200, 3, 400
+    if args.txs % args.senders or args.wave % args.senders:
+        parser.error("--txs and --wave must be multiples of --senders")
     binary, why = find_geth()
     if binary is None:
         print(json.dumps({"bench": "geth", "note": f"geth unavailable: {why}"}))
@@ -186,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                 await geth.stop()
 
         figures = asyncio.run(run())
+    figures["node"] = node_figures(binary, loadgen, args.waves, args.wave, args.senders)
     print(json.dumps({"bench": "geth", "fork": "shanghai", "txs_per_block": args.txs,
                       "senders": args.senders, **figures}))
 

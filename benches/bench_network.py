@@ -39,7 +39,7 @@ TRANSFER_BYTES = 116  # a signed EIP-1559 transfer
 def messages() -> dict[str, wire.Payload]:
     return {
         "new_block_1000_transfers": NewBlock(os.urandom(1000 * TRANSFER_BYTES + 700)),
-        "approval": Approval(os.urandom(32), 3, os.urandom(96)),
+        "approval": Approval(os.urandom(32), 9, 3, os.urandom(96)),
         "transactions_100": Transactions([os.urandom(TRANSFER_BYTES) for _ in range(100)]),
     }
 

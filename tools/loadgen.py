@@ -78,7 +78,10 @@ prints the command to start the node; ``--slot-ms`` and ``--rate`` set its slot 
 limit, and the run's ``--senders`` must not exceed the prepared one's). Without ``--slot-ms``
 the inclusion goal uses the observed block interval. Pass ``--pid`` to get the node's RSS and
 CPU and ``--profile``. With ``--workload erc20`` the first sender deploys a new token at its
-current nonce on every run. ``--url`` serves one target (any node: ``--target`` is ignored).
+current nonce on every run. ``--url`` serves one target (any node: ``--target`` is ignored);
+``--url A,B,C`` sends to several nodes of one chain, round-robin by client (a sender's
+transactions all go to one node, in nonce order), watching and checking on ``A``
+(``benches/bench_devnet.py``).
 
 ``--profile FILE`` runs ``py-spy record`` on the node (``--nonblocking --threads``, 100 Hz) for
 ``--profile-seconds`` centred on the middle of the run; with a ``.txt`` file (py-spy's raw
@@ -866,7 +869,8 @@ async def run_load(url: str, plan: Plan, args: argparse.Namespace, pid: int | No
     if args.abuse_after:
         attacker = asyncio.ensure_future(run_abuse(url, args.abuse_after, stop_abuse, results))
     await asyncio.gather(*(
-        client(url, batches, interval, start + c * interval / args.clients, results)
+        client(args.urls[c % len(args.urls)] if args.urls else url, batches, interval,
+               start + c * interval / args.clients, results)
         for c, batches in enumerate(plan.per_client)
     ))
     results.load_ended = time.perf_counter()
@@ -990,8 +994,10 @@ async def verify(url: str, plan: Plan, results: Results, token: bytes | None, be
         included = [i for i, t in enumerate(results.seen_at) if t]
         moved = await amount_moved(conn, token) - before
         sample = included[::max(1, len(included) // RECEIPT_SAMPLE)][:RECEIPT_SAMPLE]
+        # (none included: an empty JSON-RPC batch is refused, so nothing to ask)
         receipts = [r for r in await conn.batch("eth_getTransactionReceipt",
-                                                [[plan.hashes[i]] for i in sample]) if r]
+                                                [[plan.hashes[i]] for i in sample]) if r
+                    ] if sample else []
         failed = 0
         if moved != len(included):
             index = {h: i for i, h in enumerate(plan.hashes)}
@@ -1237,7 +1243,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float,
                         help="seconds to wait for inclusion after the load (default 3 slots + 2)")
     parser.add_argument("--sign-workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--url", help="use a running node instead of starting one")
+    parser.add_argument("--url", help="use a running node instead of starting one; several, "
+                        "comma-separated (a federation): the clients send to them round-robin, "
+                        "the watcher and the checks use the first")
     parser.add_argument("--accounts", choices=("dev", "derived"), default="dev",
                         help="with --url: the 10 dev accounts or the derived senders")
     parser.add_argument("--pid", type=int, help="with --url: the node's pid (RSS, CPU, profile)")
@@ -1252,6 +1260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--abuse-after", type=float, default=0.0, metavar="S",
                         help="start tools/abuse.py S seconds into the load (default: never)")
     args = parser.parse_args(argv)
+    args.urls = args.url.split(",") if args.url else []
     short = args.short
     args.rate = args.rate or (4_000.0 if short else 10_000.0)
     args.duration = args.duration or (5.0 if short else 60.0)
@@ -1285,7 +1294,7 @@ def run_target(args: argparse.Namespace, target: str, signed: Signed, gas_limit:
                              "senders": len(signed.addresses)}
     try:
         if args.url:
-            url, pid = args.url, args.pid
+            url, pid = args.urls[0], args.pid
         else:
             workdir = Path(tempfile.mkdtemp(prefix="alys-fast-loadgen-"))
             port = free_port()
@@ -1390,7 +1399,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             keys = [sender_key(i) for i in range(args.senders)]
         args.clients = min(args.clients, len(keys))
         chain_id, starts, gas_limit = uvloop.run(
-            _chain_setup(args.url, [address_of(k) for k in keys]))
+            _chain_setup(args.urls[0], [address_of(k) for k in keys]))
         return run_target(args, "url", presign(args, keys, chain_id, starts), gas_limit)
     targets = ["alys-fast", "anvil"] if args.target == "both" else [args.target]
     anvil = find_anvil() if "anvil" in targets else None

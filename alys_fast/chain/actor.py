@@ -41,18 +41,24 @@ from alys_fast.auxpow.finality import (
     UnfinalizedHashes,
 )
 from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms
+from alys_fast.chain.federation import FEDERATION_MESSAGES, FederatedChain, FederationMessage
 from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.chain.topics import (
     FINALIZED,
     NEW_HEAD,
+    POW_QUEUED,
     STATE_EDITED,
+    TO_PEERS,
     Finalized,
     NewHead,
+    PowQueued,
     StateEdited,
+    ToPeers,
 )
 from alys_fast.chain.workflows import (
     FINALITY_KEY,
+    BlockImportError,
     BlockImportWorkflow,
     ImportedBlock,
     build_block,
@@ -60,15 +66,23 @@ from alys_fast.chain.workflows import (
 )
 from alys_fast.consensus import SecretKey
 from alys_fast.engine.actor import EngineClient
+from alys_fast.engine.engine_api import EngineApiError
 from alys_fast.engine.errors import EngineError
-from alys_fast.engine.interface import BlockEnv, StateOverrides
+from alys_fast.engine.interface import BlockEnv, BlockExecution, StateOverrides
 from alys_fast.metrics.histogram import Histogram
 from alys_fast.node.context import NodeContext
 from alys_fast.node.offload import Worker
 from alys_fast.paths import CHAIN
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
-from alys_fast.validation import Header, InvalidBlock, decode_header
+from alys_fast.validation import (
+    Block,
+    Header,
+    InvalidBlock,
+    Transaction,
+    decode_header,
+    recover_transactions,
+)
 from alys_fast.validation.blocks import AuxPowHeader
 
 log = logging.getLogger(__name__)
@@ -93,6 +107,7 @@ class QueuePow(msgspec.Struct, frozen=True):
 
     reply_type: ClassVar = bool
     header: AuxPowHeader
+    gossip: bool = True  # published for the peers (False: a peer's, which the network floods)
 
 
 class GetQueuedPow(msgspec.Struct, frozen=True):
@@ -178,6 +193,7 @@ class Revert(msgspec.Struct, frozen=True):
 
 ChainMessage = Tick | Mine | SetMining | MoveTime | SetNextBaseFee | GetMining | TakeSnapshot
 ChainMessage |= Revert | EditState | CreateAuxBlock | QueuePow | GetQueuedPow | GetFinality
+ChainMessage |= FederationMessage
 _DEV_MESSAGES = (
     Mine, SetMining, MoveTime, SetNextBaseFee, GetMining, TakeSnapshot, Revert, EditState)
 _POW_MESSAGES = (CreateAuxBlock, QueuePow, GetQueuedPow, GetFinality)
@@ -202,6 +218,10 @@ class ChainActor(Actor):
         self.finality: Finality | None = None  # loaded from storage when the actor starts
         # A dev chain's state after edits since the head block (None: the head's own).
         self.edited_root: bytes | None = None
+        # Fork choice with the federation's peers (None: a lone node imports what it builds).
+        self.federation: FederatedChain | None = None
+        # Why the last block could not be made, if the execution engine failed it.
+        self.engine_failure: str | None = None
         if ctx.authority_key is not None:
             me = SecretKey.from_bytes(ctx.authority_key).public_key()
             authorities = self.spec.authority_keys()
@@ -233,6 +253,11 @@ class ChainActor(Actor):
         self.edited_root = edited
         self.stats["head"] = head.number
         self.finality = await self._load_finality(head)
+        if self.ctx.network_settings is not None:
+            sync = self.ctx.sync
+            self.federation = FederatedChain(
+                self, self.spec, head, secret_key=self.ctx.authority_key,
+                syncing=sync is not None and sync.syncing, recover=self._recover)
         self.system.publish(NEW_HEAD, NewHead(head, finalized=self.finality.state.finalized_number))
         log.info("chain at head %d 0x%s", head.number, head.hash.hex())
         self._schedule()
@@ -250,6 +275,10 @@ class ChainActor(Actor):
             return None
         if kind in _POW_MESSAGES:
             return self._pow(message)
+        if kind in FEDERATION_MESSAGES:
+            if self.federation is None:
+                raise Refused("this node has no peers: it takes no blocks from them")
+            return await self.federation.receive(message)
         if kind not in _DEV_MESSAGES:
             raise TypeError(f"chain: unexpected message {message!r}")
         dev = self.dev
@@ -303,6 +332,8 @@ class ChainActor(Actor):
             if queued:
                 log.info("queued an AuxPoW for the blocks up to 0x%s",
                          message.header.range_end.hex())
+                if message.gossip:
+                    self.system.publish(POW_QUEUED, PowQueued(message.header))
             self._publish_finality()
             return queued
         if kind is GetQueuedPow:
@@ -408,6 +439,9 @@ class ChainActor(Actor):
         now = slot_at(time.time_ns() // 1_000_000, self.spec.slot_ms)
         head = self.head
         assert head is not None
+        if self.federation is not None:
+            await self.federation.on_slot(max(now, slot))
+            return
         if self.my_slot is None:
             return
         if now > slot:  # behind: count our own slots that passed without a block
@@ -447,10 +481,10 @@ class ChainActor(Actor):
             slot = dev.next_slot(head.slot, now_ms, self.spec.slot_ms, timestamp)
             dev.next_base_fee = None  # used once
             included = await self._author(head, slot, candidates, base_fee)
-            if included is None:  # halted for lack of PoW
+            if included is None:  # halted for lack of PoW, or the engine failed
                 if request.auto or made:
                     break
-                raise MiningError(str(self.pow_stats["halted"]))
+                raise MiningError(str(self.pow_stats["halted"] or self.engine_failure))
             made.append(head.number + 1)
             if request.auto and not included:
                 break  # nothing in the pool can go in a block: do not spin
@@ -509,47 +543,106 @@ class ChainActor(Actor):
         """Build, import and publish the block of ``slot`` on ``parent`` from ``candidates``
         (None: the pool's best), at ``base_fee`` (None: EIP-1559's), with the queued proof if
         there is one; the number of transactions it holds, or None if the slot is skipped
-        because the block would be invalid without a proof ("need PoW")."""
+        because the block would be invalid without a proof ("need PoW") or the execution
+        engine failed (``engine_failure`` says how: an external engine down or refusing)."""
         assert self.ctx.authority_key is not None and self.finality is not None
         spec = self.spec
         auxpow = self._proof_for_next_block()
-        if auxpow is None and self.finality.needs_pow(parent.number + 1):
-            halted = (
-                f"need PoW: block {parent.number + 1} would be "
-                f"{self.finality.blocks_since_finality(parent.number + 1)} blocks past the last "
-                f"finalized block {self.finality.state.finalized_number} (at most "
-                f"{spec.max_blocks_without_pow} without a proof); production is halted until "
-                "a proof is submitted to the consensus RPC (submitauxblock)"
-            )
-            if self.pow_stats["halted"] is None:
-                log.warning("%s", halted)
-            else:
-                log.info("need PoW: slot %d skipped", slot)
-            self.pow_stats["halted"] = halted
+        if self._halted_for_pow(parent, slot, auxpow):
             return None
-        self.pow_stats["halted"] = None
         started = time.perf_counter()
         if base_fee is None:
             base_fee = child_base_fee(spec, parent)
         if candidates is None:
             candidates = await self.pool.best(spec.gas_limit, base_fee)
-        block, execution = await build_block(
-            spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
-            offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
-            auxpow=auxpow,
-        )
-        built = time.perf_counter()
-        workflow = BlockImportWorkflow(
-            parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head,
-            offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
-            finality=self.finality,
-        )
-        known = {tx.raw: tx for tx in execution.transactions}
-        await workflow.run(block, execution=execution, known=known)
+        try:
+            block, execution = await build_block(
+                spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
+                offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
+                auxpow=auxpow,
+            )
+            built = time.perf_counter()
+            workflow = BlockImportWorkflow(
+                parent, spec=spec, engine=self.engine, store=self.store, on_head=self._on_head,
+                offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
+                finality=self.finality,
+            )
+            known = {tx.raw: tx for tx in execution.transactions}
+            await workflow.run(block, execution=execution, known=known)
+        except (EngineApiError, BlockImportError) as exc:
+            failure = exc if isinstance(exc, EngineApiError) else exc.__cause__
+            if not isinstance(failure, EngineApiError):
+                raise
+            # An external engine down, hung or refusing: nothing was stored; the slot passes.
+            reason = f"block {parent.number + 1} not made: {exc}"
+            (log.info if reason == self.engine_failure else log.warning)("%s", reason)
+            self.engine_failure = reason
+            return None
+        self.engine_failure = None
         stats = self.stats
         stats["build_seconds"].observe(built - started)
         stats["import_seconds"].observe(time.perf_counter() - built)
         return len(execution.transactions)
+
+    def _halted_for_pow(self, parent: Header, slot: int, auxpow: AuxPowHeader | None) -> bool:
+        """Whether the child of ``parent`` would be invalid without a proof and none is queued
+        ("need PoW": the slot is skipped, the halt is logged once and shown by ``/health``)."""
+        finality = self.finality
+        assert finality is not None
+        if auxpow is not None or not finality.needs_pow(parent.number + 1):
+            self.pow_stats["halted"] = None
+            return False
+        halted = (
+            f"need PoW: block {parent.number + 1} would be "
+            f"{finality.blocks_since_finality(parent.number + 1)} blocks past the last "
+            f"finalized block {finality.state.finalized_number} (at most "
+            f"{self.spec.max_blocks_without_pow} without a proof); production is halted until "
+            "a proof is submitted to the consensus RPC (submitauxblock)"
+        )
+        if self.pow_stats["halted"] is None:
+            log.warning("%s", halted)
+        else:
+            log.info("need PoW: slot %d skipped", slot)
+        self.pow_stats["halted"] = halted
+        return True
+
+    # --- the federation (a node with peers; alys_fast.chain.federation) ------------------------
+
+    async def build_proposal(
+        self, parent: Header, slot: int
+    ) -> tuple[Block, BlockExecution] | None:
+        """The block of ``slot`` on ``parent`` from the pool's best, built and signed but not
+        imported (the federation approves it first); None if the slot is skipped ("need
+        PoW")."""
+        assert self.ctx.authority_key is not None
+        auxpow = self._proof_for_next_block()
+        if self._halted_for_pow(parent, slot, auxpow):
+            return None
+        base_fee = child_base_fee(self.spec, parent)
+        candidates = await self.pool.best(self.spec.gas_limit, base_fee)
+        return await build_block(
+            self.spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
+            offload=self.worker.run, base_fee=base_fee, auxpow=auxpow)
+
+    def import_workflow(self, parent: Header, *, candidate: bool) -> BlockImportWorkflow:
+        """A workflow importing a child of ``parent`` under the chain's finality (a
+        ``candidate`` is only checked and executed: one approval, its author's, suffices)."""
+        return BlockImportWorkflow(
+            parent, spec=self.spec, engine=self.engine, store=self.store, on_head=self._on_head,
+            offload=self.worker.run, finality=self.finality,
+            min_approvals=1 if candidate else None)
+
+    def publish_to_peers(self, message: ToPeers) -> None:
+        self.system.publish(TO_PEERS, message)
+
+    async def _recover(self, block: Block) -> dict[bytes, Transaction]:
+        """``block``'s transactions by raw encoding, their signatures recovered off the loop
+        (the workflow then checks the rest without recovering them again)."""
+        def recover() -> dict[bytes, Transaction]:
+            txs = recover_transactions(block.transactions, self.spec.chain_id)
+            return {tx.raw: tx for tx in txs if isinstance(tx, Transaction)}
+
+        return await self.worker.run(recover)
 
     def _on_head(self, imported: ImportedBlock) -> None:
         header = imported.header
@@ -567,6 +660,8 @@ class ChainActor(Actor):
         self.stats["transactions"] += len(execution.transactions)
         self.system.publish(
             NEW_HEAD, NewHead(header, imported, self.finality.state.finalized_number))
+        if self.federation is not None:
+            self.federation.on_head(header)
 
 
 class ChainClient:

@@ -34,7 +34,14 @@ import msgspec
 
 from alys_fast.actors import Actor, ActorError, MailboxFull
 from alys_fast.chain.journal import JOURNAL_FILE, TxJournal
-from alys_fast.chain.topics import NEW_HEAD, STATE_EDITED, NewHead, StateEdited
+from alys_fast.chain.topics import (
+    NEW_HEAD,
+    NEW_TRANSACTIONS,
+    STATE_EDITED,
+    NewHead,
+    NewTransactions,
+    StateEdited,
+)
 from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError
 from alys_fast.chain.workflows import child_base_fee
 from alys_fast.engine.actor import EngineClient
@@ -60,6 +67,7 @@ class Submit(msgspec.Struct, frozen=True):
     """-> one result per item: the pooled Transaction or the TxPoolError refusing it."""
 
     items: Sequence[Transaction | InvalidTransaction]
+    gossip: bool = True  # admitted ones are published for the peers (False: from a peer)
 
 
 class Best(msgspec.Struct, frozen=True):
@@ -189,6 +197,10 @@ class TxPoolActor(Actor):
                 return [TxPoolError(RPC_TX_REJECTED, "state unavailable, retry", str(exc))
                         for _ in message.items]
             results = pool.admit_many(message.items)
+            if message.gossip and self.ctx.network_settings is not None:
+                admitted = tuple(r.raw for r in results if isinstance(r, Transaction))
+                if admitted:
+                    self.system.publish(NEW_TRANSACTIONS, NewTransactions(admitted))
             journal = self.journal
             if journal is not None:
                 journal.append([r.raw for r in results if isinstance(r, Transaction)])
@@ -310,9 +322,10 @@ class PoolClient:
         self.timeout = timeout
 
     async def submit(
-        self, items: Sequence[Transaction | InvalidTransaction]
+        self, items: Sequence[Transaction | InvalidTransaction], *, gossip: bool = True
     ) -> list[Transaction | TxPoolError]:
-        return await self.ctx.ref(TXPOOL).ask(Submit(items), self.timeout)
+        """Admit ``items``; with ``gossip``, the admitted ones go to the peers too."""
+        return await self.ctx.ref(TXPOOL).ask(Submit(items, gossip), self.timeout)
 
     async def best(self, gas_limit: int, base_fee: int) -> list[Transaction]:
         return await self.ctx.ref(TXPOOL).ask(Best(gas_limit, base_fee), self.timeout)

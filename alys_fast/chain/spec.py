@@ -14,6 +14,12 @@ Field meanings:
 - ``authorities``: the BLS12-381 public keys (48 bytes, hex: compressed G1 points, as Alys's
   ``authorities``) of the block authors, in rotation order, 1 to 15 of them (Alys's approval
   bit list has 15 bits). An authority's index is its position here.
+- ``node_keys``: the network keys of the federation's nodes (their CURVE public keys: 64 hex
+  digits, as in an ``alys://<key>@host:port`` address, or the 40-character z85 form), listed by
+  convention in the order of ``authorities``. Only these nodes may send consensus messages
+  (blocks, approvals, AuxPoW proofs); any node may sync and send transactions. Empty (the
+  default, and every spec written before the network): a chain of one node, which talks to
+  no one. :meth:`ChainSpec.member_ids` gives them as node ids (hex).
 - ``gas_limit``: the per-block gas limit (constant; no voting).
 - ``fees``: EIP-1559 parameters: genesis base fee, elasticity multiplier and max change
   denominator (London's defaults: 1 gwei, 2, 8).
@@ -55,6 +61,7 @@ from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+from zmq.utils import z85
 
 from alys_fast.auxpow import AuxPowError, target_from_bits
 from alys_fast.auxpow.retarget import U32, RetargetParams
@@ -66,6 +73,9 @@ Address = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
 BlsPublicKeyHex = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{96}$")]
 HexBytes = Annotated[str, Meta(pattern=r"^0x([0-9a-fA-F]{2})*$")]
 HexWord = Annotated[str, Meta(pattern=r"^0x[0-9a-fA-F]{1,64}$")]
+# A node's CURVE public key: 64 hex digits (0x optional) or 40 z85 characters.
+_Z85 = r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]"
+NodeKeyText = Annotated[str, Meta(pattern=rf"^(0x)?[0-9a-fA-F]{{64}}$|^{_Z85}{{40}}$")]
 # The forks the engine runs (alys_fast.engine.revm.FORKS); checked here so a bad spec fails at
 # load with the field's name.
 FORKS = ("shanghai", "cancun", "prague")
@@ -123,6 +133,7 @@ class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         tuple[BlsPublicKeyHex, ...], Meta(min_length=1, max_length=MAX_AUTHORITIES)
     ]
     gas_limit: Annotated[int, Meta(ge=21_000, le=2**63 - 1)]
+    node_keys: Annotated[tuple[NodeKeyText, ...], Meta(max_length=MAX_AUTHORITIES)] = ()
     fees: FeeRules = FeeRules()
     fee_recipient: Address = ZERO_ADDRESS
     genesis_timestamp: U64 = 0
@@ -156,6 +167,9 @@ class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         keys = self.authority_keys()
         if len(set(keys)) != len(keys):
             raise ValueError("authorities lists a key twice")
+        members = self.member_ids()
+        if len(members) != len(self.node_keys):
+            raise ValueError("node_keys lists a key twice")
 
     def alloc_bytes(self) -> dict[bytes, GenesisAccount]:
         """The alloc keyed by 20-byte addresses, as the engine and storage key accounts."""
@@ -164,6 +178,10 @@ class ChainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def authority_keys(self) -> tuple[PublicKey, ...]:
         """The authorities' BLS public keys, in rotation order (decoded once, then cached)."""
         return _decode_authorities(self.authorities)
+
+    def member_ids(self) -> frozenset[str]:
+        """The federation's node ids (``node_keys`` as 64 lower-case hex digits)."""
+        return frozenset(node_id(key) for key in self.node_keys)
 
     def fee_recipient_bytes(self) -> bytes:
         """The 20-byte fee recipient."""
@@ -183,6 +201,13 @@ def _decode_authorities(authorities: tuple[str, ...]) -> tuple[PublicKey, ...]:
         except BlsError as exc:
             raise ValueError(f"authority {key}: {exc}") from None
     return tuple(keys)
+
+
+def node_id(key: str) -> str:
+    """A node key as written in a spec (hex, ``0x`` optional, or z85) as its node id (hex)."""
+    if len(key) == 40:
+        return z85.decode(key.encode()).hex()
+    return key.removeprefix("0x").lower()
 
 
 def spec_from_dict(data: object, *, source: str = "spec") -> ChainSpec:

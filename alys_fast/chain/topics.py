@@ -15,8 +15,10 @@ import msgspec
 
 from alys_fast.actors import Topic
 from alys_fast.chain.workflows import ImportedBlock
+from alys_fast.consensus import Gossip, Penalize, RequestSync
 from alys_fast.engine.state import Account
 from alys_fast.validation import Header
+from alys_fast.validation.blocks import AuxPowHeader
 
 
 class NewHead(msgspec.Struct, frozen=True):
@@ -44,6 +46,29 @@ class StateEdited(msgspec.Struct, frozen=True):
     base_fee: int
 
 
+class ToPeers(msgspec.Struct, frozen=True):
+    """A consensus action for the federation's peers, from a chain that has them: ``Gossip``
+    an approval, or a proposal whose ``block`` is the encoded block with its approvals so far;
+    ``Penalize`` a peer; ``RequestSync`` from a peer."""
+
+    action: Gossip | Penalize | RequestSync
+
+
+class NewTransactions(msgspec.Struct, frozen=True):
+    """Raw transactions the pool admitted from this node's clients (never ones from peers)."""
+
+    raws: tuple[bytes, ...]
+
+
+class PowQueued(msgspec.Struct, frozen=True):
+    """An AuxPoW proof queued from this node's consensus RPC (never one from a peer)."""
+
+    header: AuxPowHeader
+
+
 NEW_HEAD = Topic("chain.new_head", NewHead)
 FINALIZED = Topic("chain.finalized", Finalized)
 STATE_EDITED = Topic("chain.state_edited", StateEdited)
+TO_PEERS = Topic("chain.to_peers", ToPeers)
+NEW_TRANSACTIONS = Topic("chain.new_transactions", NewTransactions)
+POW_QUEUED = Topic("chain.pow_queued", PowQueued)

@@ -42,6 +42,7 @@ commit loses nothing: the engine's state is rebuilt from the store (``load_state
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ from alys_fast.chain.aura import slot_author_index, slot_timestamp
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.consensus import SecretKey
 from alys_fast.engine import BlockEnv, BlockExecution, StateDiff, next_base_fee
+from alys_fast.engine.errors import TransactionRejected
+from alys_fast.engine.payload import el_hash_key
 from alys_fast.storage import BlockRecord, StorageError
 from alys_fast.validation import (
     Block,
@@ -61,6 +64,7 @@ from alys_fast.validation import (
     Header,
     InvalidBlock,
     Transaction,
+    decode_block,
     ordered_trie_root,
     sign_header,
     validate_block,
@@ -99,7 +103,11 @@ class ExecutionClient(Protocol):
         txs: Sequence[Transaction],
         *,
         skip_invalid: bool = False,
-    ) -> BlockExecution: ...
+        header: Header | None = None,
+    ) -> BlockExecution:
+        """``header``: the block's (building: its results still zero), from which an external
+        engine makes the Engine API payload; the embedded engine does not need it."""
+        ...
 
     async def commit(self, execution: BlockExecution, block_hash: bytes) -> None: ...
 
@@ -218,8 +226,11 @@ class BlockImportWorkflow:
         base_fee: int | None = None,
         parent_state_root: bytes | None = None,
         finality: Finality | None = None,
+        min_approvals: int | None = None,
     ) -> None:
         self.parent = parent
+        # Approvals the block must carry: the import threshold, unless checking a candidate.
+        self.min_approvals = min_approvals
         # The chain's finality on ``parent``: None skips the AuxPoW rules (tests of the rest).
         self.finality = finality
         # The state the block executes on: the parent's, unless a dev chain edited it since.
@@ -319,6 +330,18 @@ class BlockImportWorkflow:
         assert self.result is not None
         return self.result
 
+    async def execute(
+        self, block: Block, *, known: Mapping[bytes, Transaction] | None = None
+    ) -> tuple[BlockExecution, tuple[Transaction, ...]]:
+        """Validate and execute ``block`` without storing or committing it (a candidate the
+        federation has not approved yet): its execution and transactions, for a later
+        :meth:`run` of the certified block (``execution=``, ``known=``); or BlockImportError."""
+        self.receive(block, known=known)
+        while self.state is not ImportState.STORING:
+            await self.step()
+        assert self._execution is not None
+        return self._execution, self._txs
+
     # --- the steps ---------------------------------------------------------------------------
 
     def _validate(self, block: Block) -> tuple[Transaction, ...]:
@@ -331,6 +354,7 @@ class BlockImportWorkflow:
             chain_id=self.spec.chain_id,
             fork=self.fork,
             known=self._known,
+            min_approvals=self.min_approvals,
         )
         # Header rules that need the spec, which validate_block does not take.
         fee_recipient = self.spec.fee_recipient_bytes()
@@ -372,7 +396,8 @@ class BlockImportWorkflow:
             # against the header below, like an engine's.
             execution, built = local, " (built)"
         else:
-            execution = await self.engine.execute_block(self.parent_state_root, env, self._txs)
+            execution = await self.engine.execute_block(self.parent_state_root, env, self._txs,
+                                                         header=header)
             built = ""
         for field, computed, claimed in (
             ("state root", execution.state_root, header.state_root),
@@ -400,6 +425,8 @@ class BlockImportWorkflow:
             )
             finality = None if self.finality is None else self.finality.state_after(header)
             meta = {} if finality is None else {FINALITY_KEY: finality.encode()}
+            if self._execution.el_block_hash is not None:  # an external engine's hash of it
+                meta[el_hash_key(header.number)] = self._execution.el_block_hash
             await self.store.write_block(
                 record, self._execution.receipts, self._execution.changes, meta
             )
@@ -478,7 +505,7 @@ async def build_block(
     )
     execution = await engine.execute_block(
         parent_state_root or parent.state_root, block_env(spec, unsigned), candidates,
-        skip_invalid=True,
+        skip_invalid=True, header=unsigned,
     )
     raws = tuple(tx.raw for tx in execution.transactions)
     header = msgspec.structs.replace(
@@ -492,3 +519,61 @@ async def build_block(
     key = SecretKey.from_bytes(authority_key)
     signed = await offload(sign_header, header, key, slot_author_index(spec, slot))
     return Block(signed, raws), execution
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    """What :func:`import_segment` did: ``imported`` blocks went in (from the first), the head
+    is ``head``; when it stopped short, ``block_at_fault`` says whether the block was (invalid,
+    or its execution disagrees with its header) or the node (storage, engine), and ``reason``."""
+
+    imported: int
+    head: Header
+    block_at_fault: bool | None = None
+    reason: str = ""
+
+
+def block_at_fault(error: BlockImportError) -> bool:
+    """Whether a failed import is the block's fault (it would fail anywhere) or the node's."""
+    if error.step is ImportState.VALIDATING or isinstance(error, HeaderMismatch):
+        return True
+    return isinstance(error.__cause__, InvalidBlock | TransactionRejected)
+
+
+async def import_segment(
+    raws: Sequence[bytes],
+    head: Header,
+    workflow_for: Callable[[Header], BlockImportWorkflow],
+    recover: Callable[[Block], Awaitable[dict[bytes, Transaction]]],
+) -> SegmentReport:
+    """Import encoded consecutive blocks on ``head`` through one workflow each
+    (``workflow_for(parent)``), up to the first that fails; blocks at or below the head are
+    skipped as imported. The next block's signatures are recovered (``recover``, e.g. on a
+    thread with the GIL released) while this one executes and is stored."""
+    decoded: list[Block] = []
+    undecodable: str | None = None
+    for raw in raws:
+        try:
+            decoded.append(decode_block(raw))
+        except InvalidBlock as exc:
+            undecodable = str(exc)
+            break
+    recovering = asyncio.ensure_future(recover(decoded[0])) if decoded else None
+    try:
+        for index, block in enumerate(decoded):
+            assert recovering is not None
+            known = await recovering
+            recovering = (asyncio.ensure_future(recover(decoded[index + 1]))
+                          if index + 1 < len(decoded) else None)
+            if block.header.number <= head.number:
+                continue
+            try:
+                head = (await workflow_for(head).run(block, known=known)).header
+            except BlockImportError as exc:
+                return SegmentReport(index, head, block_at_fault(exc), str(exc))
+    finally:
+        if recovering is not None:
+            recovering.cancel()
+    if undecodable is not None:
+        return SegmentReport(len(decoded), head, True, undecodable)
+    return SegmentReport(len(raws), head)

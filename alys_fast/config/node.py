@@ -42,6 +42,21 @@ Example::
     journal = true                      # keep accepted txs in <data_dir>/transactions.rlp
     rejournal = 3600                    # seconds between rewrites of the journal
 
+    [network]                           # peers (omit the table: a node that talks to no one)
+    listen = "0.0.0.0:55444"            # host:port for peers (port 0: any free port)
+    advertise = "203.0.113.7:55444"     # host:port peers should dial (default: the bound one)
+    bootnodes = ["alys://<64 hex digits>@203.0.113.8:55444"]   # dialed, kept, redialed
+    max_peers = 64
+
+    [execution]                         # an external execution client (omit: the embedded EVM)
+    engine_url = "http://127.0.0.1:8551"   # geth's Engine API (--authrpc.*)
+    jwt_secret_file = "jwtsecret.hex"   # geth's --authrpc.jwtsecret
+    rpc_url = "http://127.0.0.1:8547"   # geth's public RPC, where state/tx methods are forwarded
+    timeout = 8                         # seconds per Engine API call
+
+The node key (``<data_dir>/network.key``, CURVE) is created on first start; its id (public key,
+hex) is what ``bootnodes`` addresses and the chain spec's ``node_keys`` list.
+
 ``examples/node.toml`` is a complete, commented one; :mod:`alys_fast.rpc.auth` says what the
 namespaces and credentials do.
 
@@ -64,6 +79,9 @@ from alys_fast.chain.journal import JournalSettings
 from alys_fast.chain.spec import ChainSpec, SpecError, dev_spec, load_spec
 from alys_fast.chain.txpool import TxPoolLimits
 from alys_fast.consensus import BlsError, SecretKey
+from alys_fast.engine.external import ExecutionSettings
+from alys_fast.network.peers import PeerLimits, parse_enode
+from alys_fast.network.service import NetworkSettings
 from alys_fast.rpc import Limits
 from alys_fast.rpc.auth import ALL_NAMESPACES, PUBLIC_NAMESPACES, ApiKey, check_namespaces
 from alys_fast.rpc.server import cors_origins
@@ -165,6 +183,46 @@ class PoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return JournalSettings(enabled=self.journal, rejournal=self.rejournal)
 
 
+NETWORK_PORT = 55444
+HostPort = Annotated[str, Meta(pattern=r"^\S+:\d{1,5}$")]
+
+
+class NetworkConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where this node listens for peers and whom it dials (``[network]``); the chain spec's
+    ``node_keys`` say which of them are federation members."""
+
+    listen: HostPort = f"127.0.0.1:{NETWORK_PORT}"
+    advertise: HostPort | None = None
+    bootnodes: tuple[str, ...] = ()
+    max_peers: Annotated[int, Meta(ge=1, le=1024)] = 64
+
+    def __post_init__(self) -> None:
+        for address in (self.listen, *(() if self.advertise is None else (self.advertise,))):
+            if not 0 <= int(address.rpartition(":")[2]) <= 65535:
+                raise ValueError(f"{address}: the port must be 0 to 65535")
+        for bootnode in self.bootnodes:
+            parse_enode(bootnode)  # its BadAddress (a ValueError) says what is wrong
+
+    def settings(self, members: frozenset[str]) -> NetworkSettings:
+        """The network actor's settings; ``members``: the spec's node ids."""
+        return NetworkSettings(
+            listen=f"tcp://{self.listen}", advertise=self.advertise, bootnodes=self.bootnodes,
+            members=members, limits=PeerLimits(max_peers=self.max_peers))
+
+
+class ExecutionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An external execution client (``[execution]``): geth over the Engine API."""
+
+    engine_url: str
+    jwt_secret_file: str
+    rpc_url: str | None = None
+    timeout: Annotated[float, Meta(gt=0, le=120)] = 8.0
+
+    def settings(self) -> ExecutionSettings:
+        return ExecutionSettings(self.engine_url, self.jwt_secret_file, self.rpc_url,
+                                 self.timeout)
+
+
 class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A node's settings; see the module docstring."""
 
@@ -177,6 +235,8 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rpc: RpcConfig = RpcConfig()
     consensus_rpc: ConsensusRpcConfig = ConsensusRpcConfig()
     pool: PoolConfig = PoolConfig()
+    network: NetworkConfig | None = None
+    execution: ExecutionConfig | None = None
 
     def spec(self) -> ChainSpec:
         """The chain spec this config names (``dev`` is built in)."""
@@ -259,6 +319,8 @@ def load_config(path: str | Path) -> NodeConfig:
         rpc=msgspec.structs.replace(
             config.rpc, jwt_secret_file=resolve(config.rpc.jwt_secret_file),
             tls_cert=resolve(config.rpc.tls_cert), tls_key=resolve(config.rpc.tls_key)),
+        execution=None if config.execution is None else msgspec.structs.replace(
+            config.execution, jwt_secret_file=resolve(config.execution.jwt_secret_file)),
     )
     try:
         config.spec()

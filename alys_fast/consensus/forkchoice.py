@@ -154,7 +154,8 @@ class Penalize:
 
 @dataclass(frozen=True, slots=True)
 class RequestSync:
-    """Ask ``peer`` for the certified blocks from ``height`` on."""
+    """``peer`` sent a block at ``height``, above the open height: sync from it up to there
+    (the blocks after the head first)."""
 
     peer: str
     height: int
@@ -431,7 +432,7 @@ class Consensus:
                 waiting[ref.root] = (proposal, peer)
             else:
                 self.stats["blocks_dropped"] += 1
-        return [RequestSync(peer, self.head.height + 1)]
+        return [RequestSync(peer, ref.height)]
 
     def _penalize(self, peer: Peer, reason: str) -> list[Action]:
         self.stats["penalties"] += 1

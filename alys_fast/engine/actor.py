@@ -17,17 +17,31 @@ rest from storage, so no override ever reaches the head's state. Each piece of a
 on the actor's worker thread with the GIL released, so the event loop keeps serving RPC while
 a block executes; the actor takes no other message until the block is done, so nothing sees a
 half-executed block.
+
+With an external execution client (``ctx.execution`` set: geth over the Engine API) the actor
+drives an :class:`~alys_fast.engine.external.ExternalEngine` instead, behind the same messages:
+:class:`Execute` builds or imports through geth, :class:`Commit` moves geth's head, the head
+state root is the stored head's. Engine API failures are the asker's answer, never a crash of
+this actor: the adapter's circuit breaker opens, the chain skips its slots, and a timer probes
+geth (each probe one :class:`Probe` in this mailbox, so never beside a block) once the breaker's
+backoff has passed, bringing it back to the head when it answers. State reads are geth's (the
+node's JSON-RPC forwards them), so the read messages are refused; so are a dev chain's state
+edits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from alys_fast.actors import Actor
+from alys_fast.actors import Actor, ActorError, MailboxFull
 from alys_fast.engine.errors import EngineError, TransactionRejected
+from alys_fast.engine.external import ExternalEngine
 from alys_fast.engine.interface import (
     BlockEnv,
     BlockExecution,
@@ -42,19 +56,30 @@ from alys_fast.node.offload import Worker
 from alys_fast.paths import ENGINE
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
-from alys_fast.validation import Transaction
+from alys_fast.validation import Header, Transaction, decode_header
+
+log = logging.getLogger(__name__)
 
 # BLOCKHASH reaches this far back (EIP-210's window, as every Ethereum fork since Frontier).
 BLOCK_HASH_WINDOW = 256
+# How often the actor checks whether an external engine needs a probe.
+PROBE_INTERVAL = 0.25
 
 
 class Execute(msgspec.Struct, frozen=True):
-    """-> BlockExecution of ``txs`` on the parent state (the head does not move)."""
+    """-> BlockExecution of ``txs`` on the parent state (the head does not move), or the
+    EngineError an external engine answered; ``header`` is the block's (building: unsigned,
+    its results still zero), which an external engine turns into the payload."""
 
     parent_state_root: bytes
     env: BlockEnv
     txs: Sequence[Transaction]
     skip_invalid: bool = False
+    header: Header | None = None
+
+
+class Probe(msgspec.Struct, frozen=True):
+    """An external engine's breaker allows a call: ask geth, and bring it to the head."""
 
 
 class Commit(msgspec.Struct, frozen=True):
@@ -150,7 +175,7 @@ class GetProof(msgspec.Struct, frozen=True):
 
 
 EngineMessage = Execute | Commit | GetAccounts | GetStateRoot | Reload | Call | GetCode
-EngineMessage |= GetStorage | GetProof | CreateAccessList | Edit | Trace
+EngineMessage |= GetStorage | GetProof | CreateAccessList | Edit | Trace | Probe
 
 
 _READS = (GetAccounts, Call, GetCode, GetStorage, GetProof, CreateAccessList, Trace)
@@ -188,9 +213,36 @@ class EngineActor(Actor):
         self.head_number = 0
         self.store = StoreClient(ctx)
         self.worker = Worker("engine")
+        self.external: ExternalEngine | None = None
+        self.prober: asyncio.Task[None] | None = None
 
     async def started(self) -> None:
-        await self._load()
+        if self.ctx.execution is None:
+            await self._load()
+            return
+        spec = self.ctx.spec
+        self.external = ExternalEngine(self.ctx.execution, spec.fork, spec.chain_id, self.store)
+        self.ctx.stats["engine"] = self.external.stats
+        await self._load_external()
+        self.prober = asyncio.get_running_loop().create_task(self._probe_when_due())
+
+    async def _load_external(self) -> bytes:
+        assert self.external is not None
+        genesis = await self.store.block(number=0)
+        assert genesis is not None, "the store holds the genesis block"
+        return await self.external.load(decode_header(genesis.header),
+                                        await self.store.head_header())
+
+    async def _probe_when_due(self) -> None:
+        """Tell this actor to probe geth whenever it may not be at our head and the breaker
+        lets a call through."""
+        external = self.external
+        assert external is not None
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            if not external.stats.synced and external.stats.breaker.retry_in() == 0:
+                with contextlib.suppress(MailboxFull, ActorError):
+                    self.ref.tell(Probe())
 
     async def _load(self) -> bytes:
         """Take the head state from storage, checked against the head header."""
@@ -221,6 +273,8 @@ class EngineActor(Actor):
         return block
 
     async def receive(self, message: EngineMessage) -> object:
+        if self.external is not None:
+            return await self._external(self.external, message)
         engine = self.engine
         assert engine is not None
         if type(message) in _READS:
@@ -249,7 +303,39 @@ class EngineActor(Actor):
             return engine.state_root
         if type(message) is Reload:
             return await self._load()
+        if type(message) is Probe:
+            return None
         raise TypeError(f"engine: unexpected message {message!r}")
+
+    async def _external(self, external: ExternalEngine, message: EngineMessage) -> object:
+        """A message for the external engine; its EngineErrors are answers, not crashes."""
+        kind = type(message)
+        try:
+            if kind is Execute:
+                if message.header is None:
+                    raise EngineError("the external engine needs the block's header")
+                return await external.execute(message.env, message.txs,
+                                              skip_invalid=message.skip_invalid,
+                                              header=message.header)
+            if kind is Commit:
+                if message.block_hash is None:
+                    raise EngineError("state edits need the embedded engine")
+                finalized = self.ctx.stats.get("auxpow", {}).get("finalized", 0)
+                await external.commit(message.execution, message.block_hash, finalized)
+                return None
+            if kind is GetStateRoot:
+                return external.head_state_root
+            if kind is Reload:
+                return await self._load_external()
+            if kind is Probe:
+                if await external.probe():
+                    log.info("geth answers again and is at head %d", external.head_number)
+                return None
+        except EngineError as exc:
+            return exc
+        what = ("state edits need the embedded engine" if kind is Edit
+                else "state is read from geth: the node's JSON-RPC forwards these methods")
+        return EngineError(what)
 
     async def _read(self, engine: RevmEngine, message: Any) -> object:
         """A state read or call, on the head or (``message.block`` older) from history."""
@@ -300,10 +386,21 @@ class EngineActor(Actor):
         return await drive(steps, self.worker, self.store)
 
     def pre_restart(self, error: BaseException) -> None:
-        self.worker.close()
+        self._close()
 
     def stopped(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         self.worker.close()
+        if self.prober is not None:
+            self.prober.cancel()
+            self.prober = None
+        if self.external is not None:
+            # Its sockets are closed by the loop if it is gone; nothing waits on them.
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self.external.close())
+            self.external = None
 
 
 def _call_steps(engine: RevmEngine, message: Call | CreateAccessList | Trace) -> Steps:
@@ -330,12 +427,19 @@ class EngineClient:
         txs: Sequence[Transaction],
         *,
         skip_invalid: bool = False,
+        header: Header | None = None,
     ) -> BlockExecution:
-        message = Execute(parent_state_root, env, txs, skip_invalid)
-        return await self.ctx.ref(ENGINE).ask(message, self.timeout)
+        """The block's execution (see :class:`Execute`); an EngineError is raised here."""
+        message = Execute(parent_state_root, env, txs, skip_invalid, header)
+        result = await self.ctx.ref(ENGINE).ask(message, self.timeout)
+        if isinstance(result, EngineError):
+            raise result
+        return result
 
     async def commit(self, execution: BlockExecution, block_hash: bytes | None) -> None:
-        await self.ctx.ref(ENGINE).ask(Commit(execution, block_hash), self.timeout)
+        result = await self.ctx.ref(ENGINE).ask(Commit(execution, block_hash), self.timeout)
+        if isinstance(result, EngineError):
+            raise result
 
     async def edit(self, env: BlockEnv, edits: StateOverrides) -> BlockExecution:
         result = await self.ctx.ref(ENGINE).ask(Edit(env, edits), self.timeout)
@@ -347,7 +451,7 @@ class EngineClient:
         """Ask a read; a refusal (StorageError: the block's state is not kept, or
         TransactionRejected: the call cannot start) is raised here."""
         result = await self.ctx.ref(ENGINE).ask(message, self.timeout)
-        if isinstance(result, (StorageError, TransactionRejected)):
+        if isinstance(result, (StorageError, EngineError)):
             raise result
         return result
 
@@ -400,4 +504,7 @@ class EngineClient:
         return await self._read(GetProof(address, slots, block))
 
     async def reload(self) -> bytes:
-        return await self.ctx.ref(ENGINE).ask(Reload(), self.timeout)
+        result = await self.ctx.ref(ENGINE).ask(Reload(), self.timeout)
+        if isinstance(result, EngineError):
+            raise result
+        return result

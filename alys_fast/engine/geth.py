@@ -31,6 +31,7 @@ import msgspec
 
 from alys_fast.engine.engine_api import EngineRpcError, EngineUnavailable, EthRpc
 from alys_fast.engine.errors import EngineError
+from alys_fast.engine.external import ExecutionSettings
 
 if TYPE_CHECKING:  # the engine sits below the chain: the spec is only read here
     from alys_fast.chain.spec import ChainSpec
@@ -167,6 +168,12 @@ class GethProcess:
 
     def jwt_secret(self) -> bytes:
         return ensure_jwt_secret(self.jwt_secret_path)
+
+    def execution_settings(self, **limits: float) -> ExecutionSettings:
+        """How a node reaches this geth: its Engine API, JWT secret and public RPC
+        (``limits``: the breaker's and the timeout, see ExecutionSettings)."""
+        return ExecutionSettings(self.auth_url, str(self.jwt_secret_path), self.http_url,
+                                 **limits)
 
     def init(self, timeout: float = 60.0) -> None:
         """Write the genesis and the JWT secret, and ``geth init`` the data dir (idempotent:

@@ -4,8 +4,9 @@ The shape follows the Engine API: the consensus side hands over a parent (by sta
 block's environment and its transactions; the engine returns receipts, gas used and the new
 state root without changing its head (``engine_newPayload``), and moves its head only on
 :meth:`ExecutionEngine.commit` (``engine_forkchoiceUpdated``). The revm engine
-(:mod:`alys_fast.engine.revm`) is the first implementation; geth or reth behind the Engine API
-would be another.
+(:mod:`alys_fast.engine.revm`) is the first implementation; geth behind the Engine API
+(:mod:`alys_fast.engine.external`) the second, which also takes the block's header: the
+payload it hands geth is made of the header's fields (:mod:`alys_fast.engine.payload`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BlockExecution:
     ``changes`` is the state diff (accounts, storage, code, previous values): what storage
     persists and history keeps.
     ``receipts_root`` and ``logs_bloom`` are what the header must carry for these receipts.
+    ``el_block_hash`` is an external execution client's hash of the block (None for the
+    embedded engine): stored with the block, so the payload can be rebuilt and replayed.
     """
 
     parent_state_root: bytes
@@ -57,6 +60,7 @@ class BlockExecution:
     logs_bloom: bytes
     skipped: tuple[tuple[Transaction, str], ...]
     changes: StateDiff
+    el_block_hash: bytes | None = None
 
 
 class ExecutionEngine(Protocol):

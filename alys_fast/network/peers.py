@@ -64,6 +64,7 @@ class Offence(enum.Enum):
     OVERSIZED = "oversized"            # over a size limit
     UNAUTHORIZED = "unauthorized"      # a consensus message from a non-member
     WRONG_NETWORK = "wrong_network"    # another chain id or genesis: banned at once
+    BAD_CONSENSUS = "bad_consensus"    # a block or approval breaking a consensus rule
 
     @property
     def points(self) -> int:
@@ -71,7 +72,7 @@ class Offence(enum.Enum):
 
 
 _POINTS = {Offence.MALFORMED: 25, Offence.OVERSIZED: 50, Offence.UNAUTHORIZED: 25,
-           Offence.WRONG_NETWORK: 100}
+           Offence.WRONG_NETWORK: 100, Offence.BAD_CONSENSUS: 25}
 
 
 @dataclass(frozen=True, slots=True)

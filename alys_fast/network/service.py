@@ -18,6 +18,8 @@ Messages (:class:`NetworkClient` sends them):
   whose mailbox is full misses the message (counted); a stopped one is unsubscribed.
 - :class:`SetStatus`: our head moved; peers are told (:class:`~alys_fast.network.wire.Status`).
 - :class:`PeerList` -> :class:`PeerInfo` for each known peer.
+- :class:`Charge`: a layer above found a peer's message wrong (an invalid block, a forged
+  approval): the peer is charged the offence, as for a malformed frame.
 
 Every frame a peer sends is checked in this order, and a failed check drops it: the sender is
 not banned and there is room for it (``PeerBook.heard``); the frame decodes (else charged
@@ -180,6 +182,14 @@ class SetStatus(msgspec.Struct, frozen=True):
     status: Status
 
 
+class Charge(msgspec.Struct, frozen=True):
+    """Charge ``peer`` with ``offence``; ``why`` is for the operator's log."""
+
+    peer: str
+    offence: Offence
+    why: str
+
+
 class PeerList(msgspec.Struct, frozen=True):
     """-> [PeerInfo, ...]"""
 
@@ -205,7 +215,7 @@ class _Tick(msgspec.Struct, frozen=True):
     pass
 
 
-NetworkMessage = Broadcast | SendTo | Subscribe | SetStatus | PeerList | _Inbound | _Tick
+NetworkMessage = Broadcast | SendTo | Subscribe | SetStatus | PeerList | Charge | _Inbound | _Tick
 
 
 class NetworkActor(Actor):
@@ -274,6 +284,11 @@ class NetworkActor(Actor):
             return None
         if kind is PeerList:
             return [_info(p) for p in self.book.peers.values()]
+        if kind is Charge:
+            peer = self.book.peers.get(message.peer)
+            if peer is not None:
+                self._charge(peer, message.offence, message.why)
+            return None
         raise TypeError(f"network: unexpected message {type(message).__name__}")
 
     # -- in ---------------------------------------------------------------------------
@@ -482,6 +497,9 @@ class NetworkClient:
 
     def set_status(self, status: Status) -> None:
         self.host.ref(NETWORK).tell(SetStatus(status))
+
+    def charge(self, peer: str, offence: Offence, why: str) -> None:
+        self.host.ref(NETWORK).tell(Charge(peer, offence, why))
 
     async def peers(self) -> list[PeerInfo]:
         return await self.host.ref(NETWORK).ask(PeerList(), self.timeout)

@@ -72,9 +72,11 @@ class NewBlock(msgspec.Struct, frozen=True, array_like=True, tag="new_block"):
 
 
 class Approval(msgspec.Struct, frozen=True, array_like=True, tag="approval"):
-    """An authority's BLS signature over a block's root."""
+    """An authority's BLS signature over a block's root; ``height`` (not signed) files one
+    that arrives before its block."""
 
     block_hash: Hash32
+    height: U64
     authority_index: Annotated[int, Meta(ge=0, lt=MAX_AUTHORITIES)]
     signature: Annotated[bytes, Meta(min_length=96, max_length=96)]
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import shutil
 import signal
 import ssl
@@ -29,7 +30,11 @@ from alys_fast.chain.spec import (
     dev_spec,
 )
 from alys_fast.config import ConfigError, NodeConfig, load_config
-from alys_fast.config.node import consensus_port, tls_context
+from alys_fast.config.node import NETWORK_PORT, NetworkConfig, consensus_port, tls_context
+from alys_fast.engine.errors import EngineError
+from alys_fast.engine.external import ExecutionSettings
+from alys_fast.engine.geth import GETH_VERSION, GethError, GethProcess
+from alys_fast.network.service import NetworkSettings
 from alys_fast.node.context import NodeContext
 from alys_fast.node.keys import JWT_SECRET_FILE, load_jwt_secret
 from alys_fast.node.node import Node, NodeStartError
@@ -74,10 +79,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     dev.add_argument("--auth", action="store_true",
                      help="require credentials (a JWT signed with <data dir>/jwtsecret) for the "
                           "namespaces beyond --http-api, as `run` does (default: all open)")
+    dev.add_argument("--execution", choices=("embedded", "geth"), default="embedded",
+                     help="the EVM: embedded (revm, default), or geth started as a child "
+                          "process over the Engine API (its genesis and JWT secret written to "
+                          "the data dir; blocks every --block-time, default 1 s)")
+    dev.add_argument("--geth", metavar="PATH",
+                     help="the geth binary for --execution geth (default: $ALYS_GETH, geth on "
+                          "PATH, ~/go/bin/geth; tools/install_geth.sh installs it)")
     _rpc_args(dev)
     dev.set_defaults(handler=_dev)
     run = sub.add_parser("run", help="run a node from a configuration file")
     run.add_argument("--config", type=Path, required=True, help="node config (TOML)")
+    run.add_argument("--execution", choices=("embedded", "engine-api"),
+                     help="the EVM: embedded (revm) or an execution client over the Engine API "
+                          "(default: engine-api if the config has [execution], else embedded)")
+    run.add_argument("--engine-url", metavar="URL",
+                     help="the execution client's Engine API, e.g. http://127.0.0.1:8551")
+    run.add_argument("--jwt-secret", metavar="FILE",
+                     help="the Engine API's JWT secret (hex), as geth's --authrpc.jwtsecret")
+    run.add_argument("--engine-rpc-url", metavar="URL",
+                     help="the execution client's public JSON-RPC, where state and transaction "
+                          "methods are forwarded (default: through the Engine API port)")
+    run.add_argument("--listen", metavar="HOST:PORT",
+                     help=f"listen for peers here (default: [network] listen, or "
+                          f"127.0.0.1:{NETWORK_PORT} when peers are configured)")
+    run.add_argument("--bootnode", action="append", default=[], metavar="ALYS_ADDRESS",
+                     help="a peer to dial, alys://<node id>@host:port (repeatable; added to "
+                          "[network] bootnodes)")
+    run.add_argument("--max-peers", type=int, metavar="N", help="peers at most (default 64)")
     _rpc_args(run, defaults=False)
     run.set_defaults(handler=_run)
 
@@ -151,6 +180,13 @@ def _dev(args: argparse.Namespace) -> int:
     except SpecError as exc:
         raise CliError(f"--mnemonic: {exc}") from None
     interval_ms = round(args.block_time * 1000)
+    geth_binary = None if args.execution == "embedded" else _geth_binary(args.geth)
+    if geth_binary is not None and not args.no_mining:
+        if interval_ms == 0:
+            interval_ms = 1000  # geth builds from its own pool: blocks by time, not automine
+        if interval_ms < 1000:
+            raise CliError("--execution geth needs a --block-time of at least 1 s: geth takes "
+                           "only strictly increasing whole-second timestamps")
     mining = DevMining(mode="off" if args.no_mining else "interval" if interval_ms else "auto",
                        interval_ms=interval_ms or 1000)
     try:
@@ -188,10 +224,15 @@ def _dev(args: argparse.Namespace) -> int:
         dev_mining=mining,
         dev_keys=tuple(bytes.fromhex(key[2:]) for _, key in accounts),
     )
+    geth = None
+    if geth_binary is not None:
+        geth = GethProcess(geth_binary, data_dir / "geth", spec)
+        ctx.execution = geth.execution_settings()
     try:
         return _serve(ctx, args.log_level,
                       banner=lambda url: _banner(ctx, url, accounts, args.balance, args.mnemonic),
-                      miner=_fee_recipient(accounts, spec.fee_recipient) if args.mine else None)
+                      miner=_fee_recipient(accounts, spec.fee_recipient) if args.mine else None,
+                      geth=geth)
     finally:
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -236,10 +277,67 @@ def _run(args: argparse.Namespace) -> int:
             archive=config.archive,
             pool_limits=config.pool.limits(),
             pool_journal=config.pool.journal_settings(),
+            network_settings=_network(args, config),
+            execution=_execution(args, config),
         )
     except (ConfigError, SpecError) as exc:
         raise CliError(str(exc)) from None
     return _serve(ctx, args.log_level)
+
+
+def _execution(args: argparse.Namespace, config: NodeConfig) -> ExecutionSettings | None:
+    """The external execution client the command line and ``[execution]`` name (None: the
+    embedded engine), its JWT secret checked now."""
+    given = config.execution
+    if args.execution == "embedded" or (
+            given is None and args.execution is None and args.engine_url is None):
+        return None
+    engine_url = args.engine_url or (given and given.engine_url)
+    secret = args.jwt_secret or (given and given.jwt_secret_file)
+    if not engine_url or not secret:
+        raise ConfigError("--execution engine-api needs --engine-url and --jwt-secret (or "
+                          "[execution] engine_url and jwt_secret_file)")
+    settings = ExecutionSettings(
+        engine_url, secret, args.engine_rpc_url or (given and given.rpc_url) or None,
+        **({} if given is None else {"timeout": given.timeout}))
+    try:
+        settings.jwt_secret()
+    except EngineError as exc:
+        raise ConfigError(str(exc)) from None
+    return settings
+
+
+def _geth_binary(given: str | None) -> str:
+    """``--geth``, else $ALYS_GETH, geth on PATH, or ~/go/bin/geth (where `go install` puts it)."""
+    from alys_fast.errors import CliError
+
+    found = given or os.environ.get("ALYS_GETH") or shutil.which("geth")
+    installed = Path.home() / "go" / "bin" / "geth"
+    if found is None and installed.exists():
+        found = str(installed)
+    if found is None:
+        raise CliError("geth not found: install it (tools/install_geth.sh, or go install "
+                       f"github.com/ethereum/go-ethereum/cmd/geth@v{GETH_VERSION}) or give --geth")
+    return found
+
+
+def _network(args: argparse.Namespace, config: NodeConfig) -> NetworkSettings | None:
+    """The config's ``[network]`` with the command line's changes; None when neither asks
+    for peers (the node talks to no one, as before the network existed)."""
+    network = config.network
+    if network is None and args.listen is None and not args.bootnode \
+            and args.max_peers is None:
+        return None
+    given = {"listen": args.listen, "max_peers": args.max_peers,
+             "bootnodes": (*(network.bootnodes if network else ()), *args.bootnode)}
+    try:
+        network = msgspec.convert(
+            {**msgspec.to_builtins(network or NetworkConfig()),
+             **{k: v for k, v in given.items() if v is not None}},
+            NetworkConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"--listen/--bootnode/--max-peers: {exc}") from None
+    return network.settings(config.spec().member_ids())
 
 
 def _access(data_dir: Path, public: tuple[str, ...], *, api_keys: tuple[ApiKey, ...] = (),
@@ -316,7 +414,8 @@ def _wei(ether: str) -> int:
 
 
 def _serve(ctx: NodeContext, log_level: str, *,
-           banner: Callable[[str], str] | None = None, miner: str | None = None) -> int:
+           banner: Callable[[str], str] | None = None, miner: str | None = None,
+           geth: GethProcess | None = None) -> int:
     """Run the node until a signal stops it; print ``banner(url)``, or only the URL. With
     ``miner`` (a fee recipient) a CPU merge miner runs beside it, as its own process."""
     from alys_fast.actors.runtime import run
@@ -326,6 +425,15 @@ def _serve(ctx: NodeContext, log_level: str, *,
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> int:
+        if geth is None:
+            return await serve()
+        await _start_geth(geth)
+        try:
+            return await serve()
+        finally:
+            await geth.stop()
+
+    async def serve() -> int:
         node = Node(ctx)
         try:
             await node.start()
@@ -355,6 +463,21 @@ def _serve(ctx: NodeContext, log_level: str, *,
                 await asyncio.to_thread(mining.wait, 10)
 
     return run(main())
+
+
+async def _start_geth(geth: GethProcess) -> None:
+    """Initialise and start geth (a dev chain's child process), until it answers."""
+    from alys_fast.errors import CliError
+
+    try:
+        await asyncio.to_thread(geth.init)
+        geth.start()
+        await geth.wait_ready(60.0)
+    except GethError as exc:
+        await geth.stop()
+        raise CliError(f"geth did not start: {exc}") from None
+    print(f"geth       pid {geth.pid}, Engine API {geth.auth_url}, RPC {geth.http_url}, "
+          f"log {geth.log_path}", flush=True)
 
 
 def _banner(ctx: NodeContext, url: str, accounts: tuple[tuple[str, str], ...], balance: str,

@@ -22,11 +22,15 @@ from alys_fast.chain.journal import JournalSettings
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolLimits
+from alys_fast.engine.external import ExecutionSettings
+from alys_fast.network.service import NetworkSettings
 from alys_fast.rpc import Limits, RpcServer
 
 if TYPE_CHECKING:
     from alys_fast.actors import ActorRef, ActorSystem
+    from alys_fast.network.service import NetworkSetup
     from alys_fast.rpc.auth import Authenticator
+    from alys_fast.sync.service import SyncSetup
 
 
 @dataclass
@@ -63,6 +67,13 @@ class NodeContext:
     # A dev chain's unlocked accounts, as secrets: eth_accounts, eth_sendTransaction and the
     # signing methods use them (served only with dev_mining set, so never by `alys-fast run`).
     dev_keys: tuple[bytes, ...] = ()
+    # An external execution client (geth over the Engine API); None: the embedded revm engine.
+    execution: ExecutionSettings | None = None
+    # Peers (the config's [network]); None: a node that talks to no one (``dev``, a lone
+    # authority). The node builds ``network`` and ``sync`` from it (the actors' setups).
+    network_settings: NetworkSettings | None = None
+    network: NetworkSetup | None = None
+    sync: SyncSetup | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     system: ActorSystem | None = None
     # Filled by actors as they come up, read by the node and the tests.

@@ -11,11 +11,14 @@ The node is unhealthy, with one line per cause in ``reasons``, when:
 - block production is halted for lack of an AuxPoW (the next block would be more than
   ``max_blocks_without_pow`` past the last finalized one, and no proof is queued);
 - an actor or supervisor of the tree is not running (restarting, circuit open, down), or an
-  actor is stuck in a handler; and for every alert the tree raised (an actor left down).
+  actor is stuck in a handler; and for every alert the tree raised (an actor left down);
+- an external execution client (geth) is unreachable: its circuit breaker is open or probing
+  (the node neither authors nor imports), or it answers but is not yet back at the head.
 
-The report also carries the chain id, the head and its age in seconds, the AuxPoW finality
-(last finalized block, blocks since, whether a proof is queued) and the whole tree: what the
-status page shows.
+A node with peers adds its ``node_id``, its connected ``peers`` (authorities, full nodes) and
+whether it is ``syncing``. The report also carries the chain id, the head and its age in
+seconds, the AuxPoW finality (last finalized block, blocks since, whether a proof is queued)
+and the whole tree: what the status page shows.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def health_report(ctx: NodeContext, head: Header) -> dict[str, Any]:
     finality = ctx.stats.get("auxpow", {})
     if finality.get("halted"):
         reasons.append(finality["halted"])
+    reasons += _engine(ctx.stats.get("engine"))
     reasons += _down(tree)
     reasons += [f"alert {alert['path']}: {alert['text']}" for alert in tree["alerts"]]
     return {
@@ -76,8 +80,38 @@ def health_report(ctx: NodeContext, head: Header) -> dict[str, Any]:
         "finalized": finality.get("finalized", 0),
         "blocks_since_finality": finality.get("blocks_since_finality", 0),
         "pow_queued": bool(finality.get("queued")),
+        **_network(ctx),
         "actors": tree,
     }
+
+
+def _network(ctx: NodeContext) -> dict[str, Any]:
+    """A node with peers: its node id, connected peers (authorities, full nodes) and whether
+    it is syncing (then it neither authors nor approves)."""
+    network = ctx.network
+    if network is None:
+        return {}
+    connected = network.book.connected()
+    members = sum(peer.member for peer in connected)
+    return {
+        "node_id": network.node_id,
+        "peers": {"authorities": members, "full": len(connected) - members},
+        "syncing": ctx.sync is not None and ctx.sync.syncing,
+    }
+
+
+def _engine(stats: Any) -> Iterator[str]:
+    """Why an external execution engine (``ctx.stats["engine"]``, an EngineStats) stops the
+    node from making and importing blocks, if it does."""
+    if stats is None:
+        return
+    status = stats.breaker.status()
+    if status.state != "closed":
+        yield (f"execution engine unreachable: circuit breaker {status.state} after "
+               f"{status.consecutive_failures} failures (last: {status.last_failure}); "
+               f"next probe in {status.retry_in:.1f} s; no blocks are made or imported")
+    elif not stats.synced:
+        yield "execution engine answers but is not at the head yet: replaying blocks to it"
 
 
 def _down(node: dict[str, Any]) -> Iterator[str]:

@@ -18,6 +18,7 @@ import logging
 import platform
 from collections.abc import Iterator
 from dataclasses import asdict
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -118,6 +119,9 @@ class NodeCollector(Collector):
                                 "How long the longest-waiting pending transaction has been pooled",
                                 value=pool.get("oldest_pending", 0))
         yield from self._rpc(rpc)
+        engine = stats.get("engine")
+        if engine is not None:
+            yield from self._engine(engine)
         build = GaugeMetricFamily("alys_build_info", "The running build",
                                   labels=["version", "python"])
         build.add_metric([__version__, platform.python_version()], 1)
@@ -132,6 +136,34 @@ class NodeCollector(Collector):
                             ("journal", int(journal.enabled)), ("rejournal", journal.rejournal)):
             limits.add_metric([name], value)
         return limits
+
+    def _engine(self, engine: Any) -> Iterator:
+        """An external execution engine's breaker, sync and Engine API latency per method."""
+        status = engine.breaker.status()
+        state = GaugeMetricFamily("alys_engine_breaker_state",
+                                  "The execution engine's circuit breaker (1: its state)",
+                                  labels=["state"])
+        for name in ("closed", "open", "half_open"):
+            state.add_metric([name], int(status.state == name))
+        yield state
+        for key, help_text in (("failures", "Engine API calls that failed or timed out"),
+                               ("timeouts", "Engine API calls that timed out"),
+                               ("refused", "Engine API calls refused by the open breaker"),
+                               ("opened", "Times the breaker opened")):
+            yield CounterMetricFamily(f"alys_engine_breaker_{key}", help_text,
+                                      value=getattr(status, key))
+        yield GaugeMetricFamily("alys_engine_synced", "Whether geth is at the node's head",
+                                value=int(engine.synced))
+        yield CounterMetricFamily("alys_engine_replayed_blocks",
+                                  "Stored payloads replayed to bring geth back to the head",
+                                  value=engine.replayed)
+        latency = HistogramMetricFamily("alys_engine_request_seconds",
+                                        "Time geth took to answer an Engine API call",
+                                        labels=["method"])
+        for method, histogram in sorted(engine.latency.items()):
+            buckets, total = histogram.snapshot()
+            latency.add_metric([method], buckets, total)
+        yield latency
 
     def _rpc(self, rpc: dict) -> Iterator:
         """Calls, errors and latency per method; open connections; the served head's age."""

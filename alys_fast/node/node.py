@@ -16,11 +16,17 @@ from prometheus_client import PlatformCollector, ProcessCollector
 
 from alys_fast.actors import ActorSystem, StartFailed
 from alys_fast.auxpow.service import FinalityCollector
+from alys_fast.chain.genesis import genesis_header
+from alys_fast.gossip.service import ChainActorLink
+from alys_fast.network.service import NetworkCollector, NetworkSetup
+from alys_fast.network.transport import NodeKeyError, load_node_key
+from alys_fast.network.wire import Status
 from alys_fast.node.context import NodeContext
 from alys_fast.node.metrics import NodeCollector
 from alys_fast.node.offload import tune_interpreter
-from alys_fast.storage.actor import open_store
+from alys_fast.storage.actor import StoreClient, open_store
 from alys_fast.storage.store import StorageError
+from alys_fast.sync.service import StoreBlocks, SyncCollector, SyncSettings, SyncSetup
 from alys_fast.system.tree import build_spec
 
 
@@ -42,16 +48,39 @@ def _check_port(host: str, port: int) -> None:
         raise NodeStartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def _network_setups(ctx: NodeContext) -> None:
+    """The network's and sync's setups for a node with peers, unless given (a test's fault
+    transport); the node key is made in the data dir on first start. Their actors run in the
+    tree's ``network`` supervisor."""
+    assert ctx.network_settings is not None
+    if ctx.network is None:
+        try:
+            ctx.data_dir.mkdir(parents=True, exist_ok=True)
+            key = load_node_key(ctx.data_dir)
+        except (OSError, NodeKeyError) as exc:
+            raise NodeStartError(f"node key in {ctx.data_dir}: {exc}") from None
+        genesis = genesis_header(ctx.spec).hash
+        status = Status(ctx.spec.chain_id, genesis, 0, genesis, 0, "full", "")
+        ctx.network = NetworkSetup.create(ctx.network_settings, key, status)
+    if ctx.sync is None:
+        ctx.sync = SyncSetup(SyncSettings(), ChainActorLink(ctx), StoreBlocks(StoreClient(ctx)))
+
+
 class Node:
     """One running node: ``await Node(ctx).start()``, then ``url``, ``wait()``, ``stop()``."""
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        if ctx.network_settings is not None:
+            _network_setups(ctx)
         self.system = ActorSystem(build_spec(ctx))
         ctx.system = self.system
         ctx.registry.register(self.system.metrics)
         ctx.registry.register(NodeCollector(ctx))
         ctx.registry.register(FinalityCollector(ctx))
+        if ctx.network is not None and ctx.sync is not None:
+            ctx.registry.register(NetworkCollector(ctx.network))
+            ctx.registry.register(SyncCollector(ctx.sync))
         ProcessCollector(registry=ctx.registry)
         PlatformCollector(registry=ctx.registry)
 

@@ -13,6 +13,12 @@ What this node does not keep, it says so rather than guessing:
 - ``safe`` and ``finalized`` are the last block finalized by merged mining (AuxPoW, see
   :mod:`alys_fast.auxpow.finality`): the chain announces it with every head.
 
+With an external execution client (``ctx.execution``: geth over the Engine API), as in Alys,
+transactions go to geth's pool and state is geth's: :data:`FORWARDED` methods are passed to
+geth's JSON-RPC as they are and its answer (or error) is the client's; blocks, receipts, logs,
+filters, fees and the node's own namespaces are still answered here. A block named by hash
+(EIP-1898) in a forwarded call is geth's hash, not ours: name blocks by number there.
+
 Calls run on the engine exactly as a transaction would (revm), with geth's eth_call rules;
 a revert answers geth's error 3, ``execution reverted: <reason>`` with the revert data.
 ``eth_call``, ``eth_estimateGas`` and ``eth_createAccessList`` take geth's state overrides
@@ -50,7 +56,9 @@ from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolError
 from alys_fast.chain.workflows import block_env, child_base_fee
 from alys_fast.engine.actor import EngineClient
+from alys_fast.engine.engine_api import EngineApiError
 from alys_fast.engine.errors import TransactionRejected
+from alys_fast.engine.external import open_forwarder
 from alys_fast.engine.interface import (
     AccountOverride,
     BlockEnv,
@@ -61,6 +69,7 @@ from alys_fast.engine.interface import (
 from alys_fast.node.context import NodeContext
 from alys_fast.paths import RECOVERY
 from alys_fast.rpc.dispatch import (
+    SERVER_ERROR,
     InvalidParams,
     Methods,
     RpcError,
@@ -120,6 +129,14 @@ CLIENT_VERSION = (
 )
 
 
+# What a node with an external execution client forwards to it (see the module docstring).
+FORWARDED = (
+    "eth_sendRawTransaction", "eth_getBalance", "eth_getTransactionCount", "eth_getCode",
+    "eth_getStorageAt", "eth_getProof", "eth_call", "eth_estimateGas", "eth_createAccessList",
+    "txpool_status", "txpool_content", "txpool_inspect",
+)
+
+
 class EthApi:
     """The method table over one node's actors; ``head`` is kept current by the RPC actor."""
 
@@ -141,6 +158,7 @@ class EthApi:
         self.stats = ctx.stats.setdefault("rpc", {"received": 0})
         self._tx_hashes: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         self._turn = 0
+        self.forwarder = None if ctx.execution is None else open_forwarder(ctx.execution)
 
     def methods(self) -> Methods:
         chain_id = hex(self.spec.chain_id)
@@ -183,7 +201,33 @@ class EthApi:
         table.add(
             "eth_sendRawTransaction", self.send_raw_transaction, batch=self.send_raw_transactions
         )
+        if self.forwarder is not None:
+            for name in FORWARDED:
+                table.add(name, self._forwarding(name))
         return table
+
+    def _forwarding(self, method: str) -> Callable[..., Awaitable[Any]]:
+        """``method`` answered by the external execution client (geth), its errors as geth's."""
+        forwarder = self.forwarder
+        assert forwarder is not None
+
+        async def forward(*params: Any) -> Any:
+            request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+            try:
+                answer = msgspec.json.decode(await forwarder.forward(msgspec.json.encode(request)))
+            except EngineApiError as exc:
+                raise ServerError(f"the execution client did not answer: {exc}") from None
+            except msgspec.DecodeError:
+                raise ServerError("the execution client's answer is not JSON") from None
+            error = answer.get("error") if type(answer) is dict else None
+            if type(error) is dict:
+                raise RpcError(error.get("code", SERVER_ERROR), str(error.get("message", "")),
+                               error.get("data"))
+            if type(answer) is not dict or "result" not in answer:
+                raise ServerError("the execution client's answer has no result")
+            return answer["result"]
+
+        return forward
 
     # --- transactions in ----------------------------------------------------------------------
 

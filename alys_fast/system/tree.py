@@ -7,9 +7,11 @@ started, so nothing runs that does not exist yet.
 
 Supervisors start in the order listed and stop in reverse: storage first (every other actor
 reads its state from it on start), then the chain's actors (engine before pool before chain),
-then the RPC that serves them. The RPC has its own supervisor, beside the seed's four, so a
-crash elsewhere never takes the client-facing port down with it; its two signature-recovery
-actors run in child processes (``process=True``), taking that CPU off the node's event loop.
+then the network's (a node with peers only: a row that ``needs`` a context attribute runs
+only when it is set), then the RPC that serves them. The RPC has its own supervisor, beside
+the seed's four, so a crash elsewhere never takes the client-facing port down with it; its
+two signature-recovery actors run in child processes (``process=True``), taking that CPU off
+the node's event loop.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Row:
     actor: str | None      # "module:Class", or None until the issue that builds it lands
     built_by: str
     process: bool = False  # run in a child process (its class says its args: remote_args(ctx))
+    needs: str | None = None  # a context attribute that must be set (else the row is not run)
 
 
 # supervisor  child         restart policy          actor class    built by
@@ -59,8 +62,12 @@ TREE: tuple[Row, ...] = (
     Row("chain", "txpool", Immediate(), "alys_fast.chain.pool_actor:TxPoolActor", "issue 5"),
     Row("chain", "chain", ExponentialBackoff(), "alys_fast.chain.actor:ChainActor", "issue 5"),
     Row("chain", "auxpow", Immediate(), "alys_fast.auxpow.service:AuxPowActor", "issue 13"),
-    Row("network", "network", CircuitBreaker(), None, "roadmap 2 (gossip)"),
-    Row("network", "sync", ExponentialBackoff(), None, "roadmap 2 (range sync)"),
+    Row("network", "network", CircuitBreaker(), "alys_fast.network.service:NetworkActor",
+        "issue 12", needs="network"),
+    Row("network", "sync", ExponentialBackoff(), "alys_fast.sync.service:SyncActor", "issue 12",
+        needs="network"),
+    Row("network", "gossip", ExponentialBackoff(), "alys_fast.gossip.service:GossipActor",
+        "issue 12", needs="network"),
     Row("network", "stream", Immediate(), None, "roadmap 5 (governance stream)"),
     Row("bridge", "bridge", CircuitBreaker(), None, "roadmap 4 (peg)"),
     Row("bridge", "federation", ExponentialBackoff(), None, "roadmap 4 (peg)"),
@@ -99,6 +106,7 @@ def build_spec(
             _child(row, ctx)
             for row in TREE
             if row.supervisor == sup and row.actor is not None and ctx is not None
+            and (row.needs is None or getattr(ctx, row.needs) is not None)
         )
         supervisors.append(SupervisorSpec(sup, strategy, children))
     return SupervisorSpec(ROOT, ROOT_STRATEGY, (*supervisors, *extra))

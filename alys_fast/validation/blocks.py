@@ -113,6 +113,10 @@ class AuxPowHeader(msgspec.Struct, frozen=True, kw_only=True):
         """The RLP items (item 13 of a header)."""
         return list(msgspec.structs.astuple(self))
 
+    def encode(self) -> bytes:
+        """``rlp(items())``: the form a proof is gossiped in."""
+        return _rlp.encode(self.items())
+
 
 class Header(msgspec.Struct, frozen=True, kw_only=True):
     """A block header; field order is the wire order (see the module docstring)."""
@@ -286,6 +290,15 @@ def _decode_list(raw: bytes) -> list[Any]:
 def decode_header(raw: bytes) -> Header:
     """Parse a header's wire encoding; raise InvalidBlock if it is malformed."""
     return _header_from_items(_decode_list(raw))
+
+
+def decode_auxpow_header(raw: bytes) -> AuxPowHeader:
+    """Parse an AuxPoW header's own encoding (``rlp(items())``, as gossiped); InvalidBlock if
+    it is malformed."""
+    header = _auxpow_from_items(_decode_list(raw))
+    if header is None:
+        raise InvalidBlock("malformed auxpow", reason="an empty list")
+    return header
 
 
 def decode_block(raw: bytes) -> Block:

@@ -90,6 +90,7 @@ class InlineEngine:
         txs: Sequence[Transaction],
         *,
         skip_invalid: bool = False,
+        header: Header | None = None,
     ) -> BlockExecution:
         self.executed += 1
         return self.engine.execute_block(parent_state_root, env, txs, skip_invalid=skip_invalid)

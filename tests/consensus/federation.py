@@ -143,7 +143,9 @@ class Federation:
                 self._carry_out(i, node.on_block(proposal, None))
                 self._send(i, proposal)
             elif isinstance(action, RequestSync):
-                self.inflight.append(Message(i, int(action.peer), ("sync", action.height)))
+                # The peer has a block at action.height: sync asks for everything after our head.
+                height = node.head.height + 1
+                self.inflight.append(Message(i, int(action.peer), ("sync", height)))
             elif isinstance(action, Penalize):
                 self.penalties.append((i, action))
             elif isinstance(action, Equivocation):

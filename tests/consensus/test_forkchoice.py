@@ -164,7 +164,7 @@ def test_future_block_buffers_and_requests_sync():
     node = _node(index=None)
     one = _proposal(GENESIS, 1, signers=(2, 3))
     two = _proposal(one.ref, 2)
-    assert node.on_block(two, "p") == [RequestSync("p", 1)]
+    assert node.on_block(two, "p") == [RequestSync("p", 2)]
     assert node.on_sync_block(one, "p") == [ImportBlock(one)]
     assert node.on_imported(one.ref) == [Validate(two)]  # replayed
 

@@ -18,7 +18,7 @@ from tests.network.helpers import STATUS, Node, enode, fault_factory, setup
 pytestmark = pytest.mark.timeout(60)
 
 KINDS = frozenset({"approval", "new_block", "transactions", "status", "hello"})
-APPROVAL = Approval(b"\x07" * 32, 1, b"\x99" * 96)
+APPROVAL = Approval(b"\x07" * 32, 5, 1, b"\x99" * 96)
 
 
 def federation(net: FaultNetwork, members: int = 3, full: int = 1) -> list[Node]:

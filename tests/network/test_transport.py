@@ -18,7 +18,7 @@ from tests.network.helpers import Node, enode, setup
 pytestmark = pytest.mark.timeout(60)
 
 KINDS = frozenset({"approval", "transactions", "status"})
-APPROVAL = Approval(b"\x07" * 32, 0, b"\x99" * 96)
+APPROVAL = Approval(b"\x07" * 32, 5, 0, b"\x99" * 96)
 LOOPBACK = "tcp://127.0.0.1:0"
 
 

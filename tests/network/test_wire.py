@@ -34,7 +34,7 @@ MESSAGES = [
     Hello(**STATUS),
     Status(**STATUS),
     NewBlock(b"\xf9" * 1000),
-    Approval(H1, 4, b"\x99" * 96),
+    Approval(H1, 12, 4, b"\x99" * 96),
     Transactions([b"\x02tx1", b"\x02tx2" * 50]),
     QueuedPow(b"\xc0" * 300),
     BlocksRequest(9, 100, 1024),
@@ -65,10 +65,10 @@ def frame_of(*payload) -> bytes:
 
 @pytest.mark.parametrize(("frame", "error"), [
     (b"\x00" * (MAX_FRAME + 1), Oversized),                            # over the frame cap
-    (frame_of("approval", H1, 1, b"\x99" * 97), Oversized),            # a 97-byte signature
-    (frame_of("approval", H1, 1, b"\x99" * 95), Malformed),
-    (frame_of("approval", b"\x11" * 31, 1, b"\x99" * 96), Malformed),  # a 31-byte hash
-    (frame_of("approval", H1, -1, b"\x99" * 96), Malformed),
+    (frame_of("approval", H1, 3, 1, b"\x99" * 97), Oversized),            # a 97-byte signature
+    (frame_of("approval", H1, 3, 1, b"\x99" * 95), Malformed),
+    (frame_of("approval", b"\x11" * 31, 3, 1, b"\x99" * 96), Malformed),  # a 31-byte hash
+    (frame_of("approval", H1, 3, -1, b"\x99" * 96), Malformed),
     (frame_of("blocks_request", 1, 0, 1025), Malformed),               # over 1,024 blocks
     (frame_of("blocks_request", 1, 0, 0), Malformed),
     (frame_of("transactions", [b"\x02"] * 1025), Oversized),
@@ -93,7 +93,7 @@ def test_bad_frames_raise_typed_errors(frame, error):
 
 def test_error_texts_are_for_people():
     with pytest.raises(WireError) as caught:
-        wire.decode(frame_of("approval", H1, 1, b"\x99" * 97))
+        wire.decode(frame_of("approval", H1, 3, 1, b"\x99" * 97))
     assert "b'" not in str(caught.value) and "length <= 96" in str(caught.value)
 
 

@@ -18,16 +18,9 @@ from pathlib import Path
 from alys_fast.actors import ActorRef, ActorSystem, ChildSpec, Strategy, SupervisorSpec
 from alys_fast.chain.genesis import genesis_alloc, genesis_header
 from alys_fast.chain.spec import DEV_AUTHORITY_KEY, ChainSpec
-from alys_fast.chain.workflows import (
-    BlockImportError,
-    BlockImportWorkflow,
-    HeaderMismatch,
-    ImportState,
-    build_block,
-)
+from alys_fast.chain.workflows import BlockImportWorkflow, build_block, import_segment
 from alys_fast.engine import BlockEnv, BlockExecution, RevmEngine
 from alys_fast.engine.actor import EngineActor, EngineClient
-from alys_fast.engine.errors import TransactionRejected
 from alys_fast.network.peers import PeerLimits
 from alys_fast.network.service import NetworkActor, NetworkClient, NetworkSettings, NetworkSetup
 from alys_fast.network.transport import NodeKey, Transport
@@ -45,14 +38,7 @@ from alys_fast.sync.service import (
     SyncSettings,
     SyncSetup,
 )
-from alys_fast.validation import (
-    Block,
-    Header,
-    InvalidBlock,
-    Transaction,
-    decode_block,
-    recover_transactions,
-)
+from alys_fast.validation import Block, Header, Transaction, recover_transactions
 
 AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
 #: Quick to notice a dead peer and to dial again, so tests finish soon.
@@ -82,57 +68,28 @@ class WorkflowChain:
 
     async def import_blocks(self, blocks: Sequence[bytes]) -> ImportReport:
         await self.head()
-        decoded: list[Block] = []
-        for raw in blocks:
-            try:
-                decoded.append(decode_block(raw))
-            except InvalidBlock as exc:
-                failed: tuple[int, str] | None = (len(decoded), str(exc))
-                break
-        else:
-            failed = None
-        # The next block's signatures are recovered (threads, GIL released) while this one
-        # executes and is stored; the workflow takes them as ``known`` and checks the rest.
-        recovering = self._recover(decoded[0]) if decoded else None
-        for index, block in enumerate(decoded):
-            assert self.header is not None and recovering is not None
-            known = await recovering
-            if index + 1 < len(decoded):
-                recovering = self._recover(decoded[index + 1])
-            if block.header.number <= self.header.number:
-                continue
-            workflow = BlockImportWorkflow(self.header, spec=self.spec, engine=self.engine,
-                                           store=self.store, offload=self.worker.run)
-            try:
-                imported = await workflow.run(block, known=known)
-            except BlockImportError as exc:
-                return ImportReport(index, self.header.number, failure_of(exc), str(exc))
-            self.header = imported.header
-            if self.on_head is not None:
-                self.on_head(imported.header)
         assert self.header is not None
-        if failed is not None:
-            return ImportReport(failed[0], self.header.number, Failure.INVALID, failed[1])
-        return ImportReport(len(blocks), self.header.number)
+        report = await import_segment(blocks, self.header, self._workflow, self._recover)
+        self.header = report.head
+        if report.imported and self.on_head is not None:
+            self.on_head(report.head)
+        failure = (None if report.block_at_fault is None
+                   else Failure.INVALID if report.block_at_fault else Failure.UNAVAILABLE)
+        return ImportReport(report.imported, report.head.number, failure, report.reason)
 
-    def _recover(self, block: Block) -> asyncio.Future[dict[bytes, Transaction]]:
+    def _workflow(self, parent: Header) -> BlockImportWorkflow:
+        return BlockImportWorkflow(parent, spec=self.spec, engine=self.engine, store=self.store,
+                                   offload=self.worker.run)
+
+    async def _recover(self, block: Block) -> dict[bytes, Transaction]:
         def recover() -> dict[bytes, Transaction]:
             txs = recover_transactions(block.transactions, self.spec.chain_id)
             return {tx.raw: tx for tx in txs if isinstance(tx, Transaction)}
 
-        return asyncio.ensure_future(asyncio.to_thread(recover))
+        return await asyncio.to_thread(recover)
 
     def close(self) -> None:
         self.worker.close()
-
-
-def failure_of(error: BlockImportError) -> Failure:
-    """The block's fault (invalid, or its execution disagrees with its header) or the node's."""
-    if error.step is ImportState.VALIDATING or isinstance(error, HeaderMismatch):
-        return Failure.INVALID
-    if isinstance(error.__cause__, InvalidBlock | TransactionRejected):
-        return Failure.INVALID
-    return Failure.UNAVAILABLE
 
 
 @dataclass
@@ -221,8 +178,8 @@ class _InlineEngine:
         self.engine = engine
 
     async def execute_block(self, parent_state_root: bytes, env: BlockEnv,
-                            txs: Sequence[Transaction], *, skip_invalid: bool = False
-                            ) -> BlockExecution:
+                            txs: Sequence[Transaction], *, skip_invalid: bool = False,
+                            header: Header | None = None) -> BlockExecution:
         return self.engine.execute_block(parent_state_root, env, txs, skip_invalid=skip_invalid)
 
     async def commit(self, execution: BlockExecution, block_hash: bytes) -> None:

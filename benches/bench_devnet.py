@@ -1,0 +1,191 @@
+"""A 3-authority devnet under load: transactions included a second, and how long a block takes
+to reach every node.
+
+``alys-fast devnet --authorities 3`` (1 s slots, each node its own process verifying every
+signature, all on this machine) is created with tools/loadgen.py's derived senders funded, then:
+
+1. idle (``--idle`` s): every node's ``newHeads`` (WebSocket) is timed against the block's slot
+   start — its timestamp, whole seconds, is its slot's start with 1 s slots. That span is the
+   author's build, the block's gossip, ⌈2n/3⌉ approvals and the import on that node, as the
+   node's RPC publishes it (goal: p95 < 100 ms, per node and block);
+2. load (``--duration`` s at ``--rate`` tx/s): ``tools/loadgen.py --url A,B,C`` sends pre-signed
+   transfers, its clients round-robin over the three nodes (each sender to one node), watches
+   inclusion on node 0 and checks what the transfers did; the timing of step 1 goes on. Included
+   tx/s is loadgen's sustained figure (the median 5 s window; goal >= 5,000).
+
+Prints one JSON object: the goals, the propagation percentiles per phase (over every import
+and over the last node's import of each block), and loadgen's report (its ``node.tree`` is the
+devnet process with all its nodes). ``--short``: a few seconds of each, only that it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+import loadgen  # noqa: E402  (tools/loadgen.py: its senders, gas limit and the load itself)
+
+from alys_fast.chain.spec import DEV_ACCOUNTS  # noqa: E402
+from alys_fast.node.devnet import create_devnet  # noqa: E402
+from alys_fast.validation import address_of  # noqa: E402
+
+AUTHORITIES = 3
+SLOT_MS = 1000  # the slot start is then the block's timestamp in whole seconds
+GOAL_TX_PER_S = 5_000
+GOAL_PROPAGATION_P95_MS = 100
+
+
+class Heads:
+    """When each node published each block (``newHeads``), against the block's slot start."""
+
+    def __init__(self) -> None:
+        self.phase = "idle"
+        # phase -> block number -> node -> seconds after the slot start
+        self.seen: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+
+    async def watch(self, index: int, url: str, stop: asyncio.Event) -> None:
+        async with websockets.connect(url.replace("http", "ws", 1), max_size=None) as ws:
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                                      "params": ["newHeads"]}))
+            await ws.recv()  # the subscription id
+            while not stop.is_set():
+                try:
+                    message = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                head = json.loads(message)["params"]["result"]
+                self.seen[self.phase][int(head["number"], 16)][index] = \
+                    now - int(head["timestamp"], 16)
+
+    def summary(self, phase: str, nodes: int) -> dict[str, Any]:
+        """Percentiles in ms (loadgen's) over every import, and over each block's last."""
+        blocks = self.seen.get(phase, {})
+        everywhere = [by_node for by_node in blocks.values() if len(by_node) == nodes]
+        return {
+            "blocks": len(blocks),
+            "every_import_ms": loadgen.percentiles(
+                [late for by_node in blocks.values() for late in by_node.values()]),
+            "last_node_ms": loadgen.percentiles([max(by_node.values()) for by_node in everywhere]),
+            "p95_by_node_ms": {
+                node: loadgen.percentiles(
+                    [by_node[node] for by_node in blocks.values() if node in by_node])["p95"]
+                for node in range(nodes)},
+        }
+
+
+async def start_devnet(root: Path) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """``alys-fast devnet`` on the devnet in ``root``; its process and the nodes' RPC URLs."""
+    devnet = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alys_fast", "devnet", "--data-dir", str(root), "--json",
+        "--log-level", "WARNING", stdout=asyncio.subprocess.PIPE)
+    assert devnet.stdout is not None
+    urls: dict[int, str] = {}
+    while len(urls) < AUTHORITIES:
+        line = await asyncio.wait_for(devnet.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError(f"the devnet exited ({await devnet.wait()}); logs in {root}")
+        event = json.loads(line)
+        if "rpc" not in event:
+            raise RuntimeError(f"node {event['node']} exited at start; log in {root}")
+        urls[event["node"]] = event["rpc"]
+    return devnet, [urls[i] for i in range(AUTHORITIES)]
+
+
+async def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    senders = [loadgen.sender_key(i) for i in range(args.senders)]
+    create_devnet(
+        root, AUTHORITIES, slot_ms=SLOT_MS,
+        gas_limit=loadgen.derived_gas_limit(args.rate, SLOT_MS, loadgen.TRANSFER_GAS),
+        accounts=[a for a, _ in DEV_ACCOUNTS] + ["0x" + address_of(k).hex() for k in senders])
+    devnet, urls = await start_devnet(root)
+    heads = Heads()
+    stop = asyncio.Event()
+    watchers = [asyncio.ensure_future(heads.watch(i, url, stop)) for i, url in enumerate(urls)]
+    try:
+        await asyncio.sleep(args.idle)
+        heads.phase = "load"
+        load = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "tools" / "loadgen.py"), "--url", ",".join(urls),
+            "--accounts", "derived", "--senders", str(args.senders), "--rate", str(args.rate),
+            "--duration", str(args.duration), "--slot-ms", str(SLOT_MS),
+            "--clients", str(args.clients), "--pid", str(devnet.pid),
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await load.communicate()
+        if load.returncode != 0:
+            raise RuntimeError(f"tools/loadgen.py failed ({load.returncode})")
+        report = json.loads(out)
+    finally:
+        stop.set()
+        for watcher in watchers:
+            with contextlib.suppress(Exception):
+                await watcher
+        if devnet.returncode is None:
+            devnet.terminate()
+            await devnet.wait()
+    sustained = report["included_tx_per_s_sustained"]
+    idle, loaded = heads.summary("idle", AUTHORITIES), heads.summary("load", AUTHORITIES)
+    p95 = [s["every_import_ms"]["p95"] for s in (idle, loaded)]
+    return {
+        "bench": "devnet",
+        "mode": "short" if args.short else "full",
+        "authorities": AUTHORITIES,
+        "slot_ms": SLOT_MS,
+        "offered_tx_per_s": args.rate,
+        "duration_s": args.duration,
+        "included_tx_per_s_sustained": sustained,
+        "included_tx_per_s": report["included_tx_per_s"],
+        "propagation_and_approvals_ms": {"idle": idle, "load": loaded},
+        "goals": None if args.short else {
+            f"included_tx_per_s>={GOAL_TX_PER_S}": sustained >= GOAL_TX_PER_S,
+            f"propagation_p95_ms<{GOAL_PROPAGATION_P95_MS}_idle":
+                p95[0] is not None and p95[0] < GOAL_PROPAGATION_P95_MS,
+            f"propagation_p95_ms<{GOAL_PROPAGATION_P95_MS}_under_load":
+                p95[1] is not None and p95[1] < GOAL_PROPAGATION_P95_MS,
+        },
+        "loadgen": report,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="CI: a few seconds, that it runs")
+    parser.add_argument("--rate", type=float, help="offered tx/s (default 6,000)")
+    parser.add_argument("--duration", type=float, help="seconds of load (default 30)")
+    parser.add_argument("--idle", type=float, help="seconds of idle timing first (default 10)")
+    parser.add_argument("--senders", type=int, help="funded senders (default 2,000)")
+    parser.add_argument("--clients", type=int, default=6,
+                        help="loadgen connections, round-robin over the nodes (default 6)")
+    parser.add_argument("--keep", action="store_true", help="keep the devnet's directory")
+    args = parser.parse_args()
+    args.rate = args.rate or (300.0 if args.short else 6_000.0)
+    args.duration = args.duration or (3.0 if args.short else 30.0)
+    args.idle = args.idle if args.idle is not None else (2.0 if args.short else 10.0)
+    args.senders = args.senders or (60 if args.short else 2_000)
+    root = Path(tempfile.mkdtemp(prefix="alys-fast-bench-devnet-"))
+    try:
+        result = asyncio.run(bench(args, root / "devnet"))
+    finally:
+        if args.keep:
+            print(f"devnet kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
