@@ -213,6 +213,35 @@ def test_one_authority_merge_mined_in_json_then_stopped(federations: list[Federa
     assert not root.exists()
 
 
+def _finalized(url: str) -> int:
+    return int(rpc(url, "eth_getBlockByNumber", "finalized", False)["number"], 16)
+
+
+@pytest.mark.timeout(300)
+def test_merge_mining_finalizes_on_every_node_and_a_restart_keeps_it(
+        tmp_path: Path, federations: list[Federation]) -> None:
+    """Issue 13 on a federation: the miner's proofs go to one authority, are gossiped, and the
+    next slot's author (whichever it is) puts them in its block; ``finalized`` advances on every
+    node, full node included, and a restarted devnet starts from the finality it had."""
+    root = tmp_path / "devnet"
+    federation = Federation("--authorities", "3", "--full-nodes", "1", "--block-time", str(SLOT),
+                            "--mine", "--data-dir", str(root))
+    federations.append(federation)
+    federation.announced(4)
+    everyone = [0, 1, 2, 3]
+    wait_for(lambda: min(_finalized(federation.urls[i]) for i in everyone) >= 4, 120, 0.2,
+             what="blocks finalized on every node")
+    federation.agree(everyone)
+    assert federation.devnet.terminate() == 0
+    restarted = Federation("--data-dir", str(root), "--block-time", str(SLOT))
+    federations.append(restarted)
+    restarted.announced(4)
+    kept = {i: _finalized(restarted.urls[i]) for i in everyone}
+    assert min(kept.values()) >= 4, f"finality lost by a restart: {kept}"
+    restarted.reach(everyone, max(restarted.heights(everyone)) + 2)
+    restarted.agree(everyone)
+
+
 @pytest.mark.timeout(420)
 def test_authorities_killed_and_restarted(tmp_path: Path, federations: list[Federation],
                                           ) -> None:
