@@ -1007,9 +1007,12 @@ class _Child:
             else:
                 self.outcome = None
             if outcome == EMPTY:
+                # Only a poison found before this pass has nothing left ahead of it: the send
+                # below may read a frame whose messages before the poison are still queued.
+                poison = self.poison
                 self.send_up()
-                if self.poison is not None:
-                    return self.poison
+                if poison is not None:
+                    return poison
                 waiter = mailbox.wait()
                 if waiter is not None:
                     self.parked = True

@@ -14,7 +14,9 @@ import sys
 import textwrap
 import time
 
+import msgspec
 import pytest
+import zmq
 
 from alys_fast.actors import (
     Actor,
@@ -28,6 +30,7 @@ from alys_fast.actors import (
     Strategy,
     SupervisorSpec,
 )
+from alys_fast.actors.remote import Down, Init, _Child
 from alys_fast.actors.system import EXIT_ESCALATED
 from tests.actors.helpers import eventually, run
 from tests.actors.remote_actors import Add, Block, Boom, Counter, Halt, Pid, Slow, Total
@@ -267,6 +270,38 @@ def test_a_message_the_child_cannot_decode_is_a_crash_of_that_message():
         await new_pid(system, pid)
         assert await ref.ask(Total()) == 5
         assert system.dead_letters.counts["root/c"] == 1
+        assert child(system)["restarts"] == 1        # the culprit crashed one incarnation
         await system.stop()
 
     run(main())
+
+
+def test_messages_ahead_of_an_undecodable_one_are_handled_before_the_crash(tmp_path):
+    """The child may read a frame while it sends a reply (the send can take the socket's
+    readable edge). Here the frame ``[Add(1), <undecodable>]`` is read that way, right after the
+    reply to ``Pid``: ``Add(1)`` must still be handled and counted before the crash, or the
+    parent takes it for the culprit and the real one crashes the next incarnation too."""
+    endpoint = f"ipc://{tmp_path}/s"
+    parent = zmq.Context.instance().socket(zmq.PAIR)
+    parent.bind(endpoint)
+    init = Init(Counter.__module__, Counter.__qualname__, None, "root/c", [], {}, 16)
+    worker = _Child(endpoint, os.getpid(), init)
+    worker.message_type = Counter.Message
+    worker.decode = msgspec.msgpack.Decoder(Down[Counter.Message]).decode
+    actor = Counter()
+
+    async def main():
+        worker.enqueue([Pid()], [0, 1])                 # ask 1, already read from the socket
+        parent.send(msgspec.msgpack.encode(Down([Add(1), {"type": "Nope"}], [1, 2])))
+        assert worker.sock.poll(5000) == zmq.POLLIN     # waiting, not read yet
+        return await asyncio.wait_for(worker.run(actor), 10)
+
+    try:
+        crash = run(main())
+        worker.attribute()
+        assert isinstance(crash, msgspec.ValidationError) and crash is worker.poison
+        assert actor.total == 1 and worker.handled == 2     # Pid and Add(1), then the culprit
+    finally:
+        worker.sock.close(linger=0)
+        worker.ctx.term()
+        parent.close(linger=0)
