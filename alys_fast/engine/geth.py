@@ -9,7 +9,10 @@ EIP-1559 rules are fixed (elasticity 2, denominator 8), so a spec with others is
 rather than forking at block 1.
 
 geth runs as Alys runs it (``scripts/utils/geth.sh``): full sync, the hash state scheme and
-archive GC, no peers, no discovery, no IPC; the Engine API (``--authrpc.*``, JWT) and the public
+archive GC, no discovery, no IPC, and no peers — or, given a ``p2p_port``, the ``static_peers``
+(enode URLs, :func:`enode`) as its only peers, over which geths share their pools'
+transactions, as Alys's execution clients do (its node key and peer list are written by
+``init``); the Engine API (``--authrpc.*``, JWT) and the public
 HTTP RPC on 127.0.0.1 ports, the miner's gas limit pinned to the spec's. Its output goes to a
 log file. Stopping is three steps: SIGTERM, wait ``grace`` seconds (geth flushes its caches to
 disk), SIGKILL.
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from coincurve import PrivateKey
 
 from alys_fast.engine.engine_api import EngineRpcError, EngineUnavailable, EthRpc
 from alys_fast.engine.errors import EngineError
@@ -99,6 +104,11 @@ def write_el_genesis(spec: ChainSpec, path: Path) -> Path:
 def ensure_jwt_secret(path: Path) -> bytes:
     """The 32-byte Engine API secret in ``path`` (hex, as geth reads it); written with mode
     0600 if the file does not exist."""
+    return ensure_hex_secret(path, "a JWT secret")
+
+
+def ensure_hex_secret(path: Path, what: str) -> bytes:
+    """32 random bytes kept in ``path`` as 64 hex digits (mode 0600), made if it is absent."""
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -109,8 +119,27 @@ def ensure_jwt_secret(path: Path) -> bytes:
     except ValueError:
         secret = b""
     if len(secret) != 32:
-        raise GethError(f"{path}: a JWT secret must be 32 bytes as 64 hex digits")
+        raise GethError(f"{path}: {what} must be 32 bytes as 64 hex digits")
     return secret
+
+
+def find_geth(given: str | None = None) -> str:
+    """The geth binary: ``given``, else $ALYS_GETH, geth on PATH, or ~/go/bin/geth (where
+    ``go install`` puts it); GethError saying how to install it if there is none."""
+    found = given or os.environ.get("ALYS_GETH") or shutil.which("geth")
+    installed = Path.home() / "go" / "bin" / "geth"
+    if found is None and installed.exists():
+        found = str(installed)
+    if found is None:
+        raise GethError("geth not found: install it (tools/install_geth.sh, or go install "
+                        f"github.com/ethereum/go-ethereum/cmd/geth@v{GETH_VERSION}) or give --geth")
+    return found
+
+
+def enode(node_key: bytes, port: int) -> str:
+    """The enode URL of a geth with ``node_key`` (its ``--nodekey``) listening on 127.0.0.1."""
+    public = PrivateKey(node_key).public_key.format(compressed=False)[1:]
+    return f"enode://{public.hex()}@127.0.0.1:{port}"
 
 
 def free_port() -> int:
@@ -138,6 +167,8 @@ class GethProcess:
         http_port: int = 0,
         jwt_secret_path: Path | None = None,
         log_path: Path | None = None,
+        p2p_port: int | None = None,
+        static_peers: tuple[str, ...] = (),
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.binary = str(binary)
@@ -148,6 +179,10 @@ class GethProcess:
         self.jwt_secret_path = jwt_secret_path or datadir / "jwtsecret"
         self.genesis_path = datadir / "genesis.json"
         self.log_path = log_path or datadir / "geth.log"
+        self.p2p_port = p2p_port
+        self.static_peers = static_peers
+        self.node_key_path = datadir / "nodekey"
+        self.peers_config_path = datadir / "peers.toml"
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -169,6 +204,10 @@ class GethProcess:
     def jwt_secret(self) -> bytes:
         return ensure_jwt_secret(self.jwt_secret_path)
 
+    def node_key(self) -> bytes:
+        """Its p2p node key (``nodekey``: hex, as geth reads it), made on first use."""
+        return ensure_hex_secret(self.node_key_path, "a node key")
+
     def execution_settings(self, **limits: float) -> ExecutionSettings:
         """How a node reaches this geth: its Engine API, JWT secret and public RPC
         (``limits``: the breaker's and the timeout, see ExecutionSettings)."""
@@ -181,6 +220,10 @@ class GethProcess:
         self.datadir.mkdir(parents=True, exist_ok=True)
         write_el_genesis(self.spec, self.genesis_path)
         self.jwt_secret()
+        if self.p2p_port is not None:
+            self.node_key()
+            peers = ", ".join(f'"{peer}"' for peer in self.static_peers)
+            self.peers_config_path.write_text(f"[Node.P2P]\nStaticNodes = [{peers}]\n")
         command = [self.binary, "--datadir", str(self.datadir), "--state.scheme", "hash",
                    "init", str(self.genesis_path)]
         try:
@@ -198,7 +241,7 @@ class GethProcess:
             "--datadir", str(self.datadir),
             "--networkid", str(self.spec.chain_id),
             "--syncmode", "full", "--gcmode", "archive", "--state.scheme", "hash",
-            "--nodiscover", "--maxpeers", "0", "--port", "0", "--nat", "none", "--ipcdisable",
+            "--nodiscover", "--nat", "none", "--ipcdisable", *self._p2p_args(),
             "--authrpc.addr", "127.0.0.1", "--authrpc.port", str(self.auth_port),
             "--authrpc.jwtsecret", str(self.jwt_secret_path),
             "--http", "--http.addr", "127.0.0.1", "--http.port", str(self.http_port),
@@ -206,6 +249,12 @@ class GethProcess:
             "--miner.gaslimit", str(self.spec.gas_limit),
             *self.extra_args,
         ]
+
+    def _p2p_args(self) -> list[str]:
+        if self.p2p_port is None:
+            return ["--maxpeers", "0", "--port", "0"]
+        return ["--maxpeers", str(max(1, len(self.static_peers))), "--port", str(self.p2p_port),
+                "--nodekey", str(self.node_key_path), "--config", str(self.peers_config_path)]
 
     def start(self) -> None:
         """Start geth (the data dir must be initialised); returns at once: see wait_ready."""

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import os
 import shutil
 import signal
 import ssl
@@ -33,7 +32,7 @@ from alys_fast.config import ConfigError, NodeConfig, load_config
 from alys_fast.config.node import NETWORK_PORT, NetworkConfig, consensus_port, tls_context
 from alys_fast.engine.errors import EngineError
 from alys_fast.engine.external import ExecutionSettings
-from alys_fast.engine.geth import GETH_VERSION, GethError, GethProcess
+from alys_fast.engine.geth import GethError, GethProcess, find_geth
 from alys_fast.network.service import NetworkSettings
 from alys_fast.node.context import NodeContext
 from alys_fast.node.keys import JWT_SECRET_FILE, load_jwt_secret
@@ -308,17 +307,13 @@ def _execution(args: argparse.Namespace, config: NodeConfig) -> ExecutionSetting
 
 
 def _geth_binary(given: str | None) -> str:
-    """``--geth``, else $ALYS_GETH, geth on PATH, or ~/go/bin/geth (where `go install` puts it)."""
+    """The geth binary (``--geth``, else :func:`find_geth`'s places)."""
     from alys_fast.errors import CliError
 
-    found = given or os.environ.get("ALYS_GETH") or shutil.which("geth")
-    installed = Path.home() / "go" / "bin" / "geth"
-    if found is None and installed.exists():
-        found = str(installed)
-    if found is None:
-        raise CliError("geth not found: install it (tools/install_geth.sh, or go install "
-                       f"github.com/ethereum/go-ethereum/cmd/geth@v{GETH_VERSION}) or give --geth")
-    return found
+    try:
+        return find_geth(given)
+    except GethError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _network(args: argparse.Namespace, config: NodeConfig) -> NetworkSettings | None:

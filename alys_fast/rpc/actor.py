@@ -17,6 +17,7 @@ the refusals per limit and the served head's slot that ``/metrics`` exports, kep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import cache
 from importlib.resources import files
@@ -41,6 +42,8 @@ from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Block
 
 log = logging.getLogger(__name__)
+# Closings of geth's forwarding clients still under way (the loop keeps only weak references).
+_closing: set[asyncio.Task[None]] = set()
 
 
 def node_methods(ctx: NodeContext, api: EthApi) -> Methods:
@@ -156,3 +159,9 @@ class RpcActor(Actor):
             if self.ctx.rpc_server is self.server:
                 self.ctx.rpc_server = None
             self.server = None
+        if self.api is not None and self.api.forwarder is not None:
+            # Its kept-alive connections to geth; a restarted actor opens a client of its own.
+            closing = asyncio.get_running_loop().create_task(self.api.forwarder.close())
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+            self.api.forwarder = None
