@@ -47,6 +47,11 @@ AUTHORITIES = 3
 SLOT_MS = 1000  # the slot start is then the block's timestamp in whole seconds
 GOAL_TX_PER_S = 5_000
 GOAL_PROPAGATION_P95_MS = 100
+# The spec's gas limit over a slot's offered load: 2 puts the load at EIP-1559's target (the
+# base fee holds) and caps a block at two slots' worth, which peers validate within a slot;
+# loadgen's single-node 3 let a backlog make 18,000-transfer blocks that took peers seconds to
+# validate, so the next author proposed a rival block and the chain stalled.
+GAS_HEADROOM = 2
 
 
 class Heads:
@@ -110,7 +115,8 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     senders = [loadgen.sender_key(i) for i in range(args.senders)]
     create_devnet(
         root, AUTHORITIES, slot_ms=SLOT_MS,
-        gas_limit=loadgen.derived_gas_limit(args.rate, SLOT_MS, loadgen.TRANSFER_GAS),
+        gas_limit=loadgen.derived_gas_limit(args.rate, SLOT_MS, loadgen.TRANSFER_GAS,
+                                            GAS_HEADROOM),
         accounts=[a for a, _ in DEV_ACCOUNTS] + ["0x" + address_of(k).hex() for k in senders])
     devnet, urls = await start_devnet(root)
     heads = Heads()

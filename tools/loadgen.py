@@ -413,9 +413,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def derived_gas_limit(rate: float, slot_ms: int, tx_gas: int) -> int:
+def derived_gas_limit(rate: float, slot_ms: int, tx_gas: int,
+                      headroom: float = GAS_HEADROOM) -> int:
     per_slot = rate * slot_ms / 1000
-    return max(MIN_GAS_LIMIT, math.ceil(GAS_HEADROOM * per_slot * tx_gas))
+    return max(MIN_GAS_LIMIT, math.ceil(headroom * per_slot * tx_gas))
 
 
 def write_node_files(directory: Path, addresses: list[bytes], slot_ms: int, gas_limit: int,

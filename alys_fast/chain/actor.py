@@ -33,7 +33,14 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from alys_fast.actors import Actor, ActorStopped, CircuitOpen, MailboxFull, Refused
+from alys_fast.actors import (
+    Actor,
+    ActorError,
+    ActorStopped,
+    CircuitOpen,
+    MailboxFull,
+    Refused,
+)
 from alys_fast.auxpow.finality import (
     AuxWork,
     Finality,
@@ -636,13 +643,23 @@ class ChainActor(Actor):
         self.system.publish(TO_PEERS, message)
 
     async def _recover(self, block: Block) -> dict[bytes, Transaction]:
-        """``block``'s transactions by raw encoding, their signatures recovered off the loop
-        (the workflow then checks the rest without recovering them again)."""
+        """``block``'s transactions by raw encoding: those in the pool as its admission
+        recovered them (a signature is checked once per node, not again per block), the
+        others recovered off the loop (the workflow then checks the rest without recovering
+        them again)."""
+        try:
+            known = await self.pool.pooled_by_raw(block.transactions)
+        except ActorError:  # the pool restarting: recover them all
+            known = {}
+        missing = [raw for raw in block.transactions if raw not in known]
+
         def recover() -> dict[bytes, Transaction]:
-            txs = recover_transactions(block.transactions, self.spec.chain_id)
+            txs = recover_transactions(missing, self.spec.chain_id)
             return {tx.raw: tx for tx in txs if isinstance(tx, Transaction)}
 
-        return await self.worker.run(recover)
+        if missing:
+            known.update(await self.worker.run(recover))
+        return known
 
     def _on_head(self, imported: ImportedBlock) -> None:
         header = imported.header

@@ -19,10 +19,11 @@ authors nor approves (:class:`Consensus`'s rule 8).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 
@@ -118,6 +119,7 @@ class ChainSide(Protocol):
     """What the driver needs of the chain actor."""
 
     head: Header | None
+    stats: dict[str, Any]  # its ``build_seconds`` and ``import_seconds`` histograms
 
     async def build_proposal(
         self, parent: Header, slot: int
@@ -218,9 +220,11 @@ class FederatedChain:
     async def _author(self, slot: int) -> None:
         head = self.chain.head
         assert head is not None
+        started = time.perf_counter()
         built = await self.chain.build_proposal(head, slot)
         if built is None:
             return
+        self.chain.stats["build_seconds"].observe(time.perf_counter() - started)
         block, execution = built
         self.verified[block.hash] = (execution, {tx.raw: tx for tx in execution.transactions})
         proposal = proposal_of(block)
@@ -249,5 +253,7 @@ class FederatedChain:
         assert head is not None
         block = with_approvals(proposal.block, proposal.approvals)
         execution, known = self.verified.get(proposal.ref.root, (None, None))
+        started = time.perf_counter()
         await self.chain.import_workflow(head, candidate=False).run(
             block, execution=execution, known=known)
+        self.chain.stats["import_seconds"].observe(time.perf_counter() - started)

@@ -77,6 +77,13 @@ class Best(msgspec.Struct, frozen=True):
     base_fee: int
 
 
+class PooledByRaw(msgspec.Struct, frozen=True):
+    """-> {raw: the pooled Transaction} for those of ``raws`` in the pool (signatures the
+    pool already recovered, reused by a block's validation)."""
+
+    raws: Sequence[bytes]
+
+
 class PendingNonce(msgspec.Struct, frozen=True):
     """-> the nonce the address's next transaction should use."""
 
@@ -119,7 +126,7 @@ class Drop(msgspec.Struct, frozen=True):
 
 
 PoolMessage = Submit | Best | NewHead | StateEdited | PendingNonce | GetPooled | PoolStats
-PoolMessage |= Dump | Replace | Drop | Maintain
+PoolMessage |= Dump | Replace | Drop | Maintain | PooledByRaw
 
 
 class TxPoolActor(Actor):
@@ -209,6 +216,8 @@ class TxPoolActor(Actor):
             return results
         if type(message) is Best:
             return await self.worker.run(pool.best, message.gas_limit, message.base_fee)
+        if type(message) is PooledByRaw:
+            return await self.worker.run(pool.pooled_by_raw, message.raws)
         if type(message) is NewHead:
             base_fee = child_base_fee(self.ctx.spec, message.header)
             if message.imported is None:
@@ -329,6 +338,10 @@ class PoolClient:
 
     async def best(self, gas_limit: int, base_fee: int) -> list[Transaction]:
         return await self.ctx.ref(TXPOOL).ask(Best(gas_limit, base_fee), self.timeout)
+
+    async def pooled_by_raw(self, raws: Sequence[bytes]) -> dict[bytes, Transaction]:
+        """Those of ``raws`` the pool holds, recovered, by encoding."""
+        return await self.ctx.ref(TXPOOL).ask(PooledByRaw(raws), self.timeout)
 
     async def pending_nonce(self, address: bytes) -> int:
         return await self.ctx.ref(TXPOOL).ask(PendingNonce(address), self.timeout)

@@ -308,6 +308,17 @@ class TxPool:
         entry = self._by_hash.get(tx_hash)
         return None if entry is None else entry.tx
 
+    def pooled_by_raw(self, raws: Iterable[bytes]) -> dict[bytes, Transaction]:
+        """The pooled transactions among these encodings, by encoding: a peer's block reuses
+        the signatures admission already recovered instead of recovering them again."""
+        by_hash = self._by_hash
+        found: dict[bytes, Transaction] = {}
+        for raw in raws:
+            entry = by_hash.get(keccak256(raw))
+            if entry is not None and entry.tx.raw == raw:
+                found[raw] = entry.tx
+        return found
+
     def pending_nonce(self, address: bytes) -> int:
         """The nonce the sender's next transaction should use (``eth_getTransactionCount``
         with ``pending``): the end of its pending run, or its account nonce."""

@@ -17,6 +17,12 @@ In, from the network: ``new_block`` and ``approval`` to the chain actor (``PeerB
 ``PeerApproval``: fork choice checks them); ``transactions`` recovered off the loop and
 submitted to the pool without gossip (the flood already carries them); ``queued_pow`` decoded
 and queued through the chain's one ``QueuePow`` path. Undecodable ones charge the sender.
+
+Peers' transaction batches never hold up blocks and approvals: the actor only queues them
+(:data:`MAX_WAITING_BATCHES`; beyond, a batch is dropped and counted as a missed delivery,
+``alys_network_delivery_dropped``) for one admitting task, which recovers and submits what
+waits as one pool submission. Under load, recovering and admitting a batch takes milliseconds,
+and a block queued behind a few dozen of them would reach the chain late.
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ KINDS = frozenset({"new_block", "approval", "transactions", "queued_pow"})
 FLUSH_SECONDS = 0.05
 #: Seconds sync waits for the chain to import a batch (up to 64 blocks).
 IMPORT_TIMEOUT = 300.0
+#: Peers' transaction batches waiting for the pool, at most (a few seconds of heavy load).
+MAX_WAITING_BATCHES = 256
+#: Transactions recovered and submitted to the pool in one go, at most.
+MAX_ADMIT_TXS = 4096
 
 
 class ChainActorLink:
@@ -100,18 +110,37 @@ class GossipActor(Actor):
         self.pool = PoolClient(ctx)
         self.batcher = TxBatcher()
         self.flusher: asyncio.Task[None] | None = None
+        self.arrived: asyncio.Queue[list[bytes]] = asyncio.Queue(MAX_WAITING_BATCHES)
+        self.admitter: asyncio.Task[None] | None = None
 
     async def started(self) -> None:
         await self.network.subscribe(KINDS, self.ref)
         head = await self.ctx.ref(CHAIN).ask(GetHead(), 10.0)
         self._status(head.number, head.hash, self.ctx.network.status.finalized_number)
-        self.flusher = asyncio.get_running_loop().create_task(self._flush_every(FLUSH_SECONDS))
+        loop = asyncio.get_running_loop()
+        self.flusher = loop.create_task(self._flush_every(FLUSH_SECONDS))
+        self.admitter = loop.create_task(self._admit_arrived(), name="gossip-admit")
 
     async def _flush_every(self, interval: float) -> None:
         with contextlib.suppress(ActorError):
             while True:
                 await asyncio.sleep(interval)
                 await self.ref.send(_Flush())
+
+    async def _admit_arrived(self) -> None:
+        """Recover and pool peers' transactions, what waits as one submission."""
+        arrived = self.arrived
+        while True:
+            raws = list(await arrived.get())
+            while len(raws) < MAX_ADMIT_TXS and not arrived.empty():
+                raws += arrived.get_nowait()
+            txs = await asyncio.to_thread(recover_transactions, raws, self.ctx.spec.chain_id)
+            valid = [tx for tx in txs if isinstance(tx, Transaction)]
+            if valid:
+                try:
+                    await self.pool.submit(valid, gossip=False)
+                except ActorError as exc:  # the pool restarting or swamped: these are lost
+                    log.info("gossip: %d peer transactions not pooled: %s", len(valid), exc)
 
     async def receive(self, message: Any) -> None:
         kind = type(message)
@@ -167,11 +196,10 @@ class GossipActor(Actor):
             with contextlib.suppress(ActorError):
                 chain.tell(PeerApproval(peer, approval))
         elif kind is wire.Transactions:
-            txs = await asyncio.to_thread(recover_transactions, payload.raws,
-                                          self.ctx.spec.chain_id)
-            valid = [tx for tx in txs if isinstance(tx, Transaction)]
-            if valid:
-                await self.pool.submit(valid, gossip=False)
+            try:
+                self.arrived.put_nowait(payload.raws)
+            except asyncio.QueueFull:
+                self.ctx.network.counters["delivery_dropped"] += 1
         elif kind is wire.QueuedPow:
             try:
                 header = decode_auxpow_header(payload.header)
@@ -188,6 +216,7 @@ class GossipActor(Actor):
         self._close()
 
     def _close(self) -> None:
-        if self.flusher is not None:
-            self.flusher.cancel()
-            self.flusher = None
+        for task in (self.flusher, self.admitter):
+            if task is not None:
+                task.cancel()
+        self.flusher = self.admitter = None

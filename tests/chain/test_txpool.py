@@ -190,6 +190,14 @@ def test_already_known(pool: TxPool) -> None:
         pool.add(tx)
 
 
+def test_pooled_by_raw_finds_pooled_encodings_only(pool: TxPool) -> None:
+    pooled, other = pool.add(sign(0, 0)), sign(1, 0)
+    found = pool.pooled_by_raw([other, pooled.raw, b"\x02junk"])
+    assert found == {pooled.raw: pooled} and found[pooled.raw] is pooled
+    pool.drop([pooled.hash])
+    assert pool.pooled_by_raw([pooled.raw]) == {}
+
+
 def test_nonce_too_low(pool: TxPool, head: Head) -> None:
     head.accounts[ADDRS[0]] = (5, ETHER)
     error = refused(pool, sign(0, 4))
