@@ -176,7 +176,7 @@ class FederatedChain:
             await self._carry_out()
             return report
         elif kind is SetSyncing:
-            consensus.set_syncing(message.syncing)
+            self.pending.extend(consensus.set_syncing(message.syncing))
             log.info("chain: %s", "syncing: not authoring or approving" if message.syncing
                      else "caught up: following the federation")
         else:

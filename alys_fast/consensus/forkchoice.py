@@ -47,8 +47,11 @@ Rules, one per case:
    ``BlockImportWorkflow`` and calls :meth:`Consensus.on_imported`, which moves the head,
    clears the open height and replays buffered proposals. A certified block from sync is
    imported the same way (:meth:`Consensus.on_sync_block`).
-8. Syncing: while :attr:`syncing` a node neither authors nor approves; gossiped blocks and
-   approvals are dropped (counted); only certified sync blocks are imported.
+8. Syncing: while :attr:`syncing` a node neither authors nor approves; gossiped approvals are
+   dropped (counted), gossiped blocks are held (the last :data:`HELD_WHILE_SYNCING`) and taken
+   as if just received when syncing ends — an author re-gossips its lock unchanged, which the
+   network deduplicates, so a block dropped here would never come back and a quorum could wait
+   for an approval that never comes; only certified sync blocks are imported.
 
 Invariants (``tests/consensus/test_forkchoice_properties.py``): two honest nodes never import
 different blocks at one height while at most ``f`` authorities are faulty (an honest authority's
@@ -90,6 +93,7 @@ __all__ = [
 MAX_BLOCKS_PER_HEIGHT = 16
 MAX_EARLY_PER_HEIGHT = 64
 MAX_HEIGHTS_AHEAD = 16
+HELD_WHILE_SYNCING = 16  # blocks gossiped while syncing, taken when it ends (rule 8)
 
 Peer = str | None  # None: this node
 
@@ -212,6 +216,7 @@ class Consensus:
         self.stats: Counter[str] = Counter()
         self._early: dict[int, dict[tuple[bytes, int], Approval]] = {}
         self._future: dict[int, dict[bytes, tuple[Proposal, str]]] = {}
+        self._held: dict[bytes, tuple[Proposal, Peer]] = {}  # blocks gossiped while syncing
         self._open()
 
     def _open(self) -> None:
@@ -247,7 +252,11 @@ class Consensus:
     def on_block(self, proposal: Proposal, peer: Peer) -> list[Action]:
         """A proposal arrived from ``peer`` (None: authored here); see rules 1, 2 and 6."""
         if self.syncing:
-            self.stats["ignored_while_syncing"] += 1
+            self.stats["held_while_syncing"] += 1
+            held = self._held
+            held[proposal.ref.root] = (proposal, peer)
+            while len(held) > HELD_WHILE_SYNCING:
+                del held[next(iter(held))]
             return []
         ref = proposal.ref
         if ref.height <= self.head.height:
@@ -342,8 +351,17 @@ class Consensus:
                     actions += self.on_block(proposal, peer)
         return actions
 
-    def set_syncing(self, syncing: bool) -> None:
+    def set_syncing(self, syncing: bool) -> list[Action]:
+        """Sync began or ended (rule 8); when it ends, the blocks held meanwhile are taken."""
         self.syncing = syncing
+        if syncing:
+            return []
+        held = sorted(self._held.values(), key=lambda item: (item[0].ref.height, item[0].ref.slot))
+        self._held.clear()
+        actions: list[Action] = []
+        for proposal, peer in held:
+            actions.extend(self.on_block(proposal, peer))
+        return actions
 
     # --- rules ---------------------------------------------------------------------------------
 

@@ -180,6 +180,17 @@ def test_sync_needs_a_certificate_and_a_syncing_node_stays_quiet():
     assert node.on_sync_block(certified, "p") == [ImportBlock(certified)]
 
 
+def test_a_block_gossiped_while_syncing_is_taken_when_sync_ends():
+    """Its author re-gossips it unchanged, which the network deduplicates: dropped here, it
+    would never come back, and a quorum could wait for this node's approval for good."""
+    node = _node(index=0)
+    node.set_syncing(True)
+    block = _proposal(GENESIS, 1)
+    assert node.on_block(block, "p") == []
+    assert node.set_syncing(False) == [Validate(block)]
+    assert node.set_syncing(True) == [] and node.set_syncing(False) == []  # taken once
+
+
 def test_author_only_in_own_slot_and_after_the_head():
     node = _node(index=2)
     assert node.on_slot(5) == []
