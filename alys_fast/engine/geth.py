@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -37,6 +36,7 @@ from coincurve import PrivateKey
 from alys_fast.engine.engine_api import EngineRpcError, EngineUnavailable, EthRpc
 from alys_fast.engine.errors import EngineError
 from alys_fast.engine.external import ExecutionSettings
+from alys_fast.keyfiles import KeyFileError, hex_secret
 
 if TYPE_CHECKING:  # the engine sits below the chain: the spec is only read here
     from alys_fast.chain.spec import ChainSpec
@@ -101,26 +101,13 @@ def write_el_genesis(spec: ChainSpec, path: Path) -> Path:
     return path
 
 
-def ensure_jwt_secret(path: Path) -> bytes:
-    """The 32-byte Engine API secret in ``path`` (hex, as geth reads it); written with mode
-    0600 if the file does not exist."""
-    return ensure_hex_secret(path, "a JWT secret")
-
-
 def ensure_hex_secret(path: Path, what: str) -> bytes:
-    """32 random bytes kept in ``path`` as 64 hex digits (mode 0600), made if it is absent."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-    text = path.read_text().strip().removeprefix("0x")
+    """32 random bytes kept in ``path`` as 64 hex digits (mode 0600, as geth reads its JWT
+    secret and node key), made if it is absent; GethError names a file it cannot use."""
     try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        secret = b""
-    if len(secret) != 32:
-        raise GethError(f"{path}: {what} must be 32 bytes as 64 hex digits")
-    return secret
+        return hex_secret(path, what)
+    except KeyFileError as exc:
+        raise GethError(str(exc)) from None
 
 
 def find_geth(given: str | None = None) -> str:
@@ -202,11 +189,11 @@ class GethProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def jwt_secret(self) -> bytes:
-        return ensure_jwt_secret(self.jwt_secret_path)
+        return ensure_hex_secret(self.jwt_secret_path, "JWT secret")
 
     def node_key(self) -> bytes:
         """Its p2p node key (``nodekey``: hex, as geth reads it), made on first use."""
-        return ensure_hex_secret(self.node_key_path, "a node key")
+        return ensure_hex_secret(self.node_key_path, "node key")
 
     def execution_settings(self, **limits: float) -> ExecutionSettings:
         """How a node reaches this geth: its Engine API, JWT secret and public RPC

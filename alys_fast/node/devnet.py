@@ -71,7 +71,6 @@ from alys_fast.engine.geth import (
     GethProcess,
     enode,
     ensure_hex_secret,
-    ensure_jwt_secret,
     find_geth,
     write_el_genesis,
 )
@@ -252,8 +251,8 @@ def create_devnet(root: Path, authorities: int, full_nodes: int = 0, *, slot_ms:
                 write_el_genesis(spec, geth_dir / "genesis.json")
             except GethError as exc:
                 raise DevnetError(str(exc)) from None
-            ensure_jwt_secret(geth_dir / "jwtsecret")
-            ensure_hex_secret(geth_dir / GETH_NODE_KEY, "a node key")
+            ensure_hex_secret(geth_dir / "jwtsecret", "JWT secret")
+            ensure_hex_secret(geth_dir / GETH_NODE_KEY, "node key")
     (root / LAYOUT_FILE).write_bytes(_pretty(layout))
     return layout
 

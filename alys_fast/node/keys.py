@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import jwt
 
 from alys_fast.config import ConfigError
 from alys_fast.consensus import SecretKey
+from alys_fast.keyfiles import KeyFileError, hex_secret
 from alys_fast.rpc.auth import new_api_key
 
 JWT_SECRET_FILE = "jwtsecret"  # in the data directory, unless the config names another
@@ -62,30 +62,12 @@ def write_new_key(path: Path) -> SecretKey:
 
 
 def load_jwt_secret(path: Path) -> bytes:
-    """The 32-byte JWT secret in ``path`` (hex, ``0x`` optional); if there is no file, a new
-    random one is written there first (mode 0600). ConfigError names a file it cannot use."""
+    """The node's 32-byte JWT secret in ``path``, made there first if there is none (mode
+    0600). ConfigError names a file it cannot use."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise ConfigError(f"JWT secret {path}: {exc.strerror}") from None
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-    try:
-        text = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"JWT secret {path}: {getattr(exc, 'strerror', None) or 'not text'}") \
-            from None
-    try:
-        secret = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        secret = b""
-    if len(secret) != 32:
-        raise ConfigError(f"JWT secret {path}: want 32 bytes as 64 hex digits")
-    return secret
+        return hex_secret(path, "JWT secret")
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _new(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import pytest
 from alys_fast.chain.genesis import genesis_state_root
 from alys_fast.chain.spec import FeeRules, GenesisAccount, dev_spec
 from alys_fast.engine.engine_api import EthRpc
-from alys_fast.engine.geth import GethError, GethProcess, el_genesis, ensure_jwt_secret
+from alys_fast.engine.geth import GethError, GethProcess, el_genesis, ensure_hex_secret
 from tests.engine.contracts import runtime_code
 from tests.engine.geth_harness import running_geth
 
@@ -56,13 +56,13 @@ def test_specs_geth_cannot_follow_are_refused() -> None:
 
 def test_the_jwt_secret_is_written_once_private_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "jwtsecret"
-    secret = ensure_jwt_secret(path)
+    secret = ensure_hex_secret(path, "JWT secret")
     assert len(secret) == 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert ensure_jwt_secret(path) == secret
+    assert ensure_hex_secret(path, "JWT secret") == secret
     path.write_text("0x1234")
     with pytest.raises(GethError, match="32 bytes as 64 hex digits"):
-        ensure_jwt_secret(path)
+        ensure_hex_secret(path, "JWT secret")
 
 
 async def geth_genesis(binary: str, datadir: Path) -> None:
