@@ -1,5 +1,4 @@
-"""Signing helpers: real transactions signed by eth-account, recovered by the validation core;
-and the pinned geth binary for the Engine API tests."""
+"""Signing helpers: real transactions signed by eth-account, recovered by the validation core."""
 
 from __future__ import annotations
 
@@ -30,16 +29,3 @@ def sign(key: str, *, chain_id: int = DEV_CHAIN_ID, **fields) -> Transaction:
 @pytest.fixture
 def signer():
     return sign
-
-
-@pytest.fixture(scope="session")
-def geth_binary() -> str:
-    """The pinned geth (tools/install_geth.sh, once per session); skips where Go is missing."""
-    from tests.engine.geth_harness import GethUnavailable, install_geth
-
-    try:
-        return install_geth()
-    except GethUnavailable as exc:
-        if exc.go_missing:
-            pytest.skip(str(exc))
-        pytest.fail(str(exc))

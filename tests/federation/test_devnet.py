@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,12 @@ from alys_fast.node.devnet import (
     node_line,
 )
 from tests.conftest import ROOT
+from tests.federation.conftest import NODE_LINE, Federation, gone
 from tests.node.harness import rpc
 from tests.node.test_cli_node import Running, fails
 from tests.node.test_durability import block_hashes, wait_for
 
 SLOT = 0.5  # seconds
-NODE_LINE = r"^node (\d+) (authority|full) rpc=(http://127\.0\.0\.1:\d+/) pid=(\d+)$"
 
 
 # --- the files (no processes) --------------------------------------------------------------------
@@ -125,57 +124,6 @@ def test_cli_refuses_bad_options_and_a_data_dir_it_cannot_use(tmp_path: Path) ->
 
 # --- a live federation ---------------------------------------------------------------------------
 
-class Federation:
-    """A running ``alys-fast devnet`` and what it announced."""
-
-    def __init__(self, *args: str) -> None:
-        self.devnet = Running("devnet", *args, "--log-level", "WARNING")
-        self.urls: dict[int, str] = {}
-        self.pids: dict[int, int] = {}
-        self.roles: dict[int, str] = {}
-
-    def announced(self, count: int) -> None:
-        for _ in range(count):
-            index, role, url, pid = self.devnet.expect(NODE_LINE, 90).groups()
-            self.urls[int(index)], self.pids[int(index)] = url, int(pid)
-            self.roles[int(index)] = role
-
-    def height(self, index: int) -> int:
-        return int(rpc(self.urls[index], "eth_blockNumber"), 16)
-
-    def heights(self, indexes: list[int]) -> list[int]:
-        return [self.height(i) for i in indexes]
-
-    def reach(self, indexes: list[int], height: int, timeout: float = 60.0) -> None:
-        wait_for(lambda: min(self.heights(indexes)) >= height, timeout, 0.2,
-                 what=f"nodes {indexes} at height {height} (heights {self.heights(indexes)})")
-
-    def agree(self, indexes: list[int]) -> int:
-        """Every node of ``indexes`` holds the same block at every height up to the lowest
-        head among them; that height."""
-        top = min(self.heights(indexes))
-        chains = {i: block_hashes(self.urls[i], top) for i in indexes}
-        first = chains[indexes[0]]
-        for i in indexes[1:]:
-            assert chains[i] == first, f"node {i} forked from node {indexes[0]} below {top}"
-        return top
-
-
-@pytest.fixture
-def federations() -> Iterator[list[Federation]]:
-    started: list[Federation] = []
-    yield started
-    for federation in started:
-        federation.devnet.terminate()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
 
 @pytest.mark.timeout(240)
 def test_devnet_serves_agrees_and_stops_whole_on_sigterm(federations: list[Federation]) -> None:
@@ -191,7 +139,7 @@ def test_devnet_serves_agrees_and_stops_whole_on_sigterm(federations: list[Feder
     assert federation.agree(nodes) >= 6
 
     assert federation.devnet.terminate() == 0
-    assert all(_gone(pid) for pid in federation.pids.values())
+    assert all(gone(pid) for pid in federation.pids.values())
     assert not root.exists(), "the devnet's temporary directory outlived it"
 
 
@@ -209,7 +157,7 @@ def test_one_authority_merge_mined_in_json_then_stopped(federations: list[Federa
     wait_for(lambda: int(rpc(event["rpc"], "eth_getBlockByNumber", "finalized", False)["number"],
                          16) >= 2, 60, 0.2, what="blocks finalized by the devnet's miner")
     assert federation.devnet.terminate() == 0
-    assert _gone(event["pid"]) and _gone(miner)
+    assert gone(event["pid"]) and gone(miner)
     assert not root.exists()
 
 

@@ -17,8 +17,7 @@ from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID, load_spec
 from alys_fast.config import load_config
 from alys_fast.engine.geth import el_genesis
 from alys_fast.node.devnet import SPEC_FILE, DevnetError, create_devnet
-from tests.engine.conftest import geth_binary  # noqa: F401 (the fixture: pinned geth, or skip)
-from tests.federation.test_devnet import Federation, _gone, federations  # noqa: F401
+from tests.federation.conftest import Federation, gone
 from tests.node.harness import rpc
 from tests.node.test_cli_node import fails
 from tests.node.test_durability import block_hashes, wait_for
@@ -75,7 +74,7 @@ def _transfer(url: str, value: int) -> str:
 
 @pytest.mark.timeout(300)
 def test_every_node_imports_through_its_own_geth(
-        geth_binary: str, federations: list[Federation]) -> None:  # noqa: F811
+        geth_binary: str, federations: list[Federation]) -> None:
     federation = Federation("--authorities", "3", "--full-nodes", "1", "--block-time", "1",
                             "--execution", "geth", "--geth", geth_binary)
     federations.append(federation)
@@ -109,6 +108,6 @@ def test_every_node_imports_through_its_own_geth(
     assert el_block["transactions"] == [tx_hash]
 
     assert federation.devnet.terminate() == 0
-    assert all(_gone(pid) for pid in federation.pids.values())
-    assert all(_gone(pid) for pid, _ in geths.values()), "a geth outlived the devnet"
+    assert all(gone(pid) for pid in federation.pids.values())
+    assert all(gone(pid) for pid, _ in geths.values()), "a geth outlived the devnet"
     assert not root.exists()
