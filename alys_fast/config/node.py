@@ -80,6 +80,7 @@ from alys_fast.chain.spec import ChainSpec, SpecError, dev_spec, load_spec
 from alys_fast.chain.txpool import TxPoolLimits
 from alys_fast.consensus import BlsError, SecretKey
 from alys_fast.engine.external import ExecutionSettings
+from alys_fast.keyfiles import KeyFileError, keep_private
 from alys_fast.network.peers import PeerLimits, parse_enode
 from alys_fast.network.service import NetworkSettings
 from alys_fast.rpc import Limits
@@ -248,7 +249,10 @@ class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return None
         path = Path(self.authority_key_file)
         try:
+            keep_private(path, "authority_key_file")
             text = path.read_text().strip()
+        except KeyFileError as exc:
+            raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"authority_key_file {path}: {exc.strerror}") from None
         return parse_key(text, f"authority_key_file {path}")

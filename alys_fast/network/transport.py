@@ -56,6 +56,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
+from alys_fast.keyfiles import KeyFileError, keep_private
 from alys_fast.network.wire import MAX_FRAME
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,10 @@ def load_node_key(data_dir: Path) -> NodeKey:
 
 
 def _read_node_key(path: Path) -> NodeKey:
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise NodeKeyError(f"{path} can be read by other users (mode {mode:o}); "
-                           f"run chmod 600 {path}")
+    try:
+        keep_private(path, "node key")
+    except KeyFileError as exc:
+        raise NodeKeyError(str(exc)) from None
     secret = path.read_bytes().strip()
     if len(secret) != 40:
         raise NodeKeyError(f"{path} does not hold a node key (a 40-character z85 CURVE "

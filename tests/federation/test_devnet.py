@@ -278,7 +278,7 @@ def test_the_example_federation_starts_with_three_run_commands(tmp_path: Path) -
                            ignore=shutil.ignore_patterns("chain", "*.log", "*.rlp", "jwtsecret"))
     ports = free_ports(9)
     for i in (1, 2, 3):
-        (copy / f"data-{i}" / NODE_KEY_FILE).chmod(0o600)  # as chain.toml says: git keeps no modes
+        (copy / f"data-{i}" / NODE_KEY_FILE).chmod(0o644)  # a fresh clone's: git keeps no modes
         path = copy / f"node-{i}.toml"
         text = path.read_text()
         for first, base in ((8545, 0), (3000, 3), (55444, 6)):  # rpc, consensus rpc, network
