@@ -16,7 +16,7 @@ from alys_fast.errors import CliError
 
 # Sub-command groups, each a module with ``register(subparsers) -> None``.
 COMMAND_MODULES = (
-    "alys_fast.auxpow.cli",
+    "alys_fast.merged_mining.cli",
     "alys_fast.engine.cli",
     "alys_fast.node.cli",
     "alys_fast.node.devnet",

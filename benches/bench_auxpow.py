@@ -5,8 +5,8 @@
   rules and the SHA256d PoW, by the compiled verifier (goal: >= 50,000/s; also from an already
   parsed proof) and by the pure-Python reference (``alys_fast.auxpow.reference``). Both spend
   most of their time in SHA256 (13 double hashes), so the ratio is small.
-- CPU miner hashes per second per process (``alys_fast.auxpow.miner.grind``), one process alone
-  and each of two processes side by side.
+- CPU miner hashes per second per process (``alys_fast.merged_mining.miner.grind``), one
+  process alone and each of two processes side by side.
 
 Prints one JSON object. ``--short`` for CI (a few seconds).
 """
@@ -23,7 +23,7 @@ from multiprocessing import get_context
 
 from alys_fast.auxpow import parse_auxpow, sha256d, verify_auxpow
 from alys_fast.auxpow import reference as ref
-from alys_fast.auxpow.miner import MiningJob, grind
+from alys_fast.merged_mining.miner import MiningJob, grind
 
 CHAIN_ID = 121212
 BITS = 0x207FFFFF

@@ -8,14 +8,30 @@ signature, all on this machine) is created with tools/loadgen.py's derived sende
    start — its timestamp, whole seconds, is its slot's start with 1 s slots. That span is the
    author's build, the block's gossip, ⌈2n/3⌉ approvals and the import on that node, as the
    node's RPC publishes it (goal: p95 < 100 ms, per node and block);
-2. load (``--duration`` s at ``--rate`` tx/s): ``tools/loadgen.py --url A,B,C`` sends pre-signed
+2. light load (``--low-duration`` s at ``--low-rate`` tx/s, default 2,000; 0 skips it), then
+   load (``--duration`` s at ``--rate`` tx/s): ``tools/loadgen.py --url A,B,C`` sends pre-signed
    transfers, its clients round-robin over the three nodes (each sender to one node), watches
    inclusion on node 0 and checks what the transfers did; the timing of step 1 goes on. Included
    tx/s is loadgen's sustained figure (the median 5 s window; goal >= 5,000).
 
+Where the time goes (``breakdown``, per phase): every node's ``/metrics`` is read at each
+phase's start and end, and the latency histograms' growth in between (all nodes together)
+gives each stage's count, mean and estimated p50/p95 (ms, interpolated in the buckets as
+Prometheus' ``histogram_quantile``). The stages, in a block's order: the author's
+``build``; ``outbound`` (queued for a peer -> handed to libzmq) and ``inbound`` (taken off
+libzmq -> delivered by the network actor) per message kind; ``handoff`` (-> told to the chain
+by the gossip actor); ``wait`` / ``approval_wait`` (-> handled by the chain: the mailboxes); a
+peer's ``lookup`` (its transactions' signatures found in the pool) and ``validate``
+(execution); ``approvals`` (the author's block built -> its ⌈2n/3⌉ approvals gathered: the
+goal's span, ``approvals_ms``); ``import`` (store and commit); ``certify`` (a peer's block
+received -> imported there); ``loop_lag`` (how late each node's event loop runs a timer);
+``handler`` per actor (how long one message holds it: what a block's message may wait behind).
+
 Prints one JSON object: the goals, the propagation percentiles per phase (over every import
-and over the last node's import of each block), and loadgen's report (its ``node.tree`` is the
-devnet process with all its nodes). ``--short``: a few seconds of each, only that it runs.
+and over the last node's import of each block, from the slot's start: the build included),
+``approvals_ms`` per phase (from the build's end), the breakdown, and loadgen's report of the
+load (its ``node.tree`` is the devnet process with all its nodes). ``--short``: a few seconds
+of each, only that it runs.
 """
 
 from __future__ import annotations
@@ -28,11 +44,13 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
@@ -93,6 +111,88 @@ class Heads:
         }
 
 
+# The latency histograms of the breakdown: metric name -> stage (labels name the kind).
+STAGES = {
+    "alys_chain_block_build_seconds": "build",
+    "alys_network_outbound_seconds": "outbound",
+    "alys_network_inbound_seconds": "inbound",
+    "alys_network_handoff_seconds": "handoff",
+    "alys_chain_block_wait_seconds": "wait",
+    "alys_chain_block_approval_wait_seconds": "approval_wait",
+    "alys_chain_block_lookup_seconds": "lookup",
+    "alys_chain_block_validate_seconds": "validate",
+    "alys_chain_block_approvals_seconds": "approvals",
+    "alys_chain_block_import_seconds": "import",
+    "alys_chain_block_certify_seconds": "certify",
+    "alys_network_loop_lag_seconds": "loop_lag",
+    "alys_actor_handler_seconds": "handler",
+}
+# The actors whose handler latency the breakdown shows (what a message waits behind).
+ACTORS = ("chain/chain", "chain/txpool", "chain/engine", "chain/storage", "network/network",
+          "network/gossip")
+Buckets = dict[str, dict[float, float]]  # series -> upper bound -> cumulative count
+
+
+def scrape(url: str) -> Buckets:
+    """The breakdown's histograms on the node at ``url`` (cumulative buckets, plus each
+    series' sum under the bound -1)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    series: Buckets = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        stage = STAGES.get(family.name + "_seconds") or STAGES.get(family.name)
+        if stage is None:
+            continue
+        for sample in family.samples:
+            kind = sample.labels.get("kind") or sample.labels.get("actor", "").removeprefix("alys/")
+            if stage == "handler" and kind not in ACTORS:
+                continue
+            name = f"{stage}.{kind}" if kind else stage
+            if sample.name.endswith("_bucket"):
+                series[name][float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_sum"):
+                series[name][-1.0] = sample.value
+    return series
+
+
+def breakdown(before: list[Buckets], after: list[Buckets]) -> dict[str, Any]:
+    """Each stage's growth between two scrapes of every node: count, mean and p50/p95 in ms."""
+    grown: Buckets = defaultdict(lambda: defaultdict(float))
+    for old, new in zip(before, after, strict=True):
+        for name, buckets in new.items():
+            for bound, value in buckets.items():
+                grown[name][bound] += value - old.get(name, {}).get(bound, 0.0)
+    out = {}
+    for name in sorted(grown, key=lambda n: (list(STAGES.values()).index(n.split(".")[0]), n)):
+        buckets = grown[name]
+        total = buckets.pop(-1.0, 0.0)
+        count = buckets.get(float("inf"), 0.0)
+        if count:
+            out[name] = {"count": int(count), "mean_ms": round(total / count * 1e3, 2),
+                         "p50_ms": quantile(buckets, 0.5), "p95_ms": quantile(buckets, 0.95)}
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """Prometheus' ``histogram_quantile`` (linear within a bucket), in ms."""
+    bounds = sorted(buckets)
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return round(lower * 1e3, 2)
+            inside = buckets[bound] - below
+            share = (rank - below) / inside if inside else 1.0
+            return round((lower + (bound - lower) * share) * 1e3, 2)
+        lower, below = bound, buckets[bound]
+    return round(lower * 1e3, 2)
+
+
+async def scrape_all(urls: list[str]) -> list[Buckets]:
+    return list(await asyncio.gather(*(asyncio.to_thread(scrape, url) for url in urls)))
+
+
 async def start_devnet(root: Path) -> tuple[asyncio.subprocess.Process, list[str]]:
     """``alys-fast devnet`` on the devnet in ``root``; its process and the nodes' RPC URLs."""
     devnet = await asyncio.create_subprocess_exec(
@@ -122,19 +222,20 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     heads = Heads()
     stop = asyncio.Event()
     watchers = [asyncio.ensure_future(heads.watch(i, url, stop)) for i, url in enumerate(urls)]
+    phases = [("low", args.low_rate, args.low_duration), ("load", args.rate, args.duration)]
+    reports: dict[str, Any] = {}
+    stages: dict[str, Any] = {}
     try:
+        start = await scrape_all(urls)
         await asyncio.sleep(args.idle)
-        heads.phase = "load"
-        load = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "tools" / "loadgen.py"), "--url", ",".join(urls),
-            "--accounts", "derived", "--senders", str(args.senders), "--rate", str(args.rate),
-            "--duration", str(args.duration), "--slot-ms", str(SLOT_MS),
-            "--clients", str(args.clients), "--pid", str(devnet.pid),
-            stdout=asyncio.subprocess.PIPE)
-        out, _ = await load.communicate()
-        if load.returncode != 0:
-            raise RuntimeError(f"tools/loadgen.py failed ({load.returncode})")
-        report = json.loads(out)
+        for phase, rate, duration in phases:
+            if not rate:
+                continue
+            end = await scrape_all(urls)
+            stages[heads.phase] = breakdown(start, end)
+            heads.phase, start = phase, end
+            reports[phase] = await run_load(args, urls, devnet.pid, rate, duration)
+        stages[heads.phase] = breakdown(start, await scrape_all(urls))
     finally:
         stop.set()
         for watcher in watchers:
@@ -143,9 +244,19 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         if devnet.returncode is None:
             devnet.terminate()
             await devnet.wait()
+    report = reports["load"]
     sustained = report["included_tx_per_s_sustained"]
     idle, loaded = heads.summary("idle", AUTHORITIES), heads.summary("load", AUTHORITIES)
     p95 = [s["every_import_ms"]["p95"] for s in (idle, loaded)]
+    approvals = {phase: stages[phase].get("approvals") for phase in stages}
+    approvals_p95 = (approvals.get("load") or {}).get("p95_ms")
+    low = None if "low" not in reports else {
+        "offered_tx_per_s": args.low_rate,
+        "included_tx_per_s_sustained": reports["low"]["included_tx_per_s_sustained"],
+        "inclusion_latency_ms": reports["low"]["inclusion_latency_ms"],
+        "propagation_and_approvals_ms": heads.summary("low", AUTHORITIES),
+        "approvals_ms": stages["low"].get("approvals"),
+    }
     return {
         "bench": "devnet",
         "mode": "short" if args.short else "full",
@@ -156,15 +267,35 @@ async def bench(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "included_tx_per_s_sustained": sustained,
         "included_tx_per_s": report["included_tx_per_s"],
         "propagation_and_approvals_ms": {"idle": idle, "load": loaded},
+        "approvals_ms": approvals,
+        "low_load": low,
+        "breakdown": stages,
         "goals": None if args.short else {
             f"included_tx_per_s>={GOAL_TX_PER_S}": sustained >= GOAL_TX_PER_S,
             f"propagation_p95_ms<{GOAL_PROPAGATION_P95_MS}_idle":
                 p95[0] is not None and p95[0] < GOAL_PROPAGATION_P95_MS,
             f"propagation_p95_ms<{GOAL_PROPAGATION_P95_MS}_under_load":
                 p95[1] is not None and p95[1] < GOAL_PROPAGATION_P95_MS,
+            f"approvals_after_build_p95_ms<{GOAL_PROPAGATION_P95_MS}_under_load":
+                approvals_p95 is not None and approvals_p95 < GOAL_PROPAGATION_P95_MS,
         },
         "loadgen": report,
     }
+
+
+async def run_load(args: argparse.Namespace, urls: list[str], devnet_pid: int, rate: float,
+                   duration: float) -> dict[str, Any]:
+    """``tools/loadgen.py`` at ``rate`` tx/s for ``duration`` s over every node; its report."""
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "tools" / "loadgen.py"), "--url", ",".join(urls),
+        "--accounts", "derived", "--senders", str(args.senders), "--rate", str(rate),
+        "--duration", str(duration), "--slot-ms", str(SLOT_MS),
+        "--clients", str(args.clients), "--pid", str(devnet_pid),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await load.communicate()
+    if load.returncode != 0:
+        raise RuntimeError(f"tools/loadgen.py failed ({load.returncode})")
+    return json.loads(out)
 
 
 def main() -> None:
@@ -172,6 +303,10 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="CI: a few seconds, that it runs")
     parser.add_argument("--rate", type=float, help="offered tx/s (default 6,000)")
     parser.add_argument("--duration", type=float, help="seconds of load (default 30)")
+    parser.add_argument("--low-rate", type=float,
+                        help="offered tx/s of the light load first (default 2,000; 0: none)")
+    parser.add_argument("--low-duration", type=float,
+                        help="seconds of light load (default 15)")
     parser.add_argument("--idle", type=float, help="seconds of idle timing first (default 10)")
     parser.add_argument("--senders", type=int, help="funded senders (default 2,000)")
     parser.add_argument("--clients", type=int, default=6,
@@ -181,6 +316,9 @@ def main() -> None:
     args.rate = args.rate or (300.0 if args.short else 6_000.0)
     args.duration = args.duration or (3.0 if args.short else 30.0)
     args.idle = args.idle if args.idle is not None else (2.0 if args.short else 10.0)
+    if args.low_rate is None:
+        args.low_rate = 100.0 if args.short else 2_000.0
+    args.low_duration = args.low_duration or (2.0 if args.short else 15.0)
     args.senders = args.senders or (60 if args.short else 2_000)
     root = Path(tempfile.mkdtemp(prefix="alys-fast-bench-devnet-"))
     try:

@@ -17,7 +17,7 @@ every transfer is checked included at the end by the recipient's balance). ``--s
 CI: 20 blocks of 200 transfers.
 
 Then the same comparison through a whole node (``"node"`` in the output): an Aura node
-authoring every 1 s slot, once on the embedded engine and once on geth (``ctx.execution``),
+authoring every 1 s slot, once on the embedded engine and once on geth (``NodeSettings.execution``),
 is sent ``--waves`` waves of ``--wave`` pre-signed transfers over its JSON-RPC (to its pool,
 or forwarded to geth's), each wave sent when the one before is included; transfers included
 per second for each backend, the node's Engine API latency (p50/p95 from its histograms,
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import os
@@ -55,8 +56,8 @@ from alys_fast.engine.engine_api import (  # noqa: E402
 )
 from alys_fast.engine.geth import GethProcess  # noqa: E402
 from alys_fast.metrics.histogram import Histogram  # noqa: E402
-from alys_fast.node.context import NodeContext  # noqa: E402
 from alys_fast.node.node import Node  # noqa: E402
+from alys_fast.node.settings import NodeSettings  # noqa: E402
 
 LOADGEN = ROOT / "tools" / "loadgen.py"
 GWEI = 10**9
@@ -185,18 +186,18 @@ async def until(check: Any, timeout: float) -> None:
 async def node_backend(spec: Any, waves: list[list[bytes]], data_dir: Path,
                        binary: str | None) -> dict[str, Any]:
     """Transfers/s through a node on one backend (geth when ``binary``); see the docstring."""
-    ctx = NodeContext(spec=spec, data_dir=data_dir / "node", rpc_port=0,
-                      authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]))
+    settings = NodeSettings(spec=spec, data_dir=data_dir / "node", rpc_port=0,
+                            authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]))
     geth = None
     if binary is not None:
         geth = GethProcess(binary, data_dir / "geth", spec, extra_args=("--cache", "512"))
         await asyncio.to_thread(geth.init)
         geth.start()
         await geth.wait_ready(60.0)
-        ctx.execution = geth.execution_settings()
-    node = await Node(ctx).start()
+        settings = dataclasses.replace(settings, execution=geth.execution_settings())
+    node = await Node(settings).start()
     rpc = EthRpc(node.url, timeout=30.0)
-    chain = ctx.stats["chain"]
+    chain = node.stats["chain"]
     figures: dict[str, Any] = {}
     try:
         await until(lambda: chain["head"] >= 1, 30)
@@ -216,7 +217,7 @@ async def node_backend(spec: Any, waves: list[list[bytes]], data_dir: Path,
         elapsed = time.perf_counter() - started
         figures["transfers_per_s"] = round(sum(map(len, waves)) / elapsed, 1)
         if geth is not None:
-            engine = ctx.stats["engine"]
+            engine = node.stats["engine"]
             figures["engine_latency"] = {method: histogram_spread(h)
                                          for method, h in sorted(engine.latency.items())}
             os.kill(geth.pid, signal.SIGKILL)

@@ -6,6 +6,7 @@ OTP-style supervision.
 
 from alys_fast.actors.actor import Actor
 from alys_fast.actors.cell import ActorRef
+from alys_fast.actors.directory import Directory
 from alys_fast.actors.errors import (
     ActorCrashed,
     ActorError,
@@ -45,6 +46,7 @@ __all__ = [
     "ChildSpec",
     "CircuitBreaker",
     "CircuitOpen",
+    "Directory",
     "Escalation",
     "ExponentialBackoff",
     "Immediate",

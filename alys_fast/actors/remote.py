@@ -1075,12 +1075,19 @@ def _load_class(init: Init) -> type:
     return found
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux for SIGKILL when the parent dies; the pid poll covers other systems."""
+def set_death_signal(signum: int) -> None:
+    """In a child process (e.g. a ``preexec_fn``): ask Linux to send ``signum`` when the thread
+    that started it dies (``PR_SET_PDEATHSIG``), so a parent killed with SIGKILL leaves no
+    orphans. Elsewhere a no-op: callers that must not outlive their parent also poll its pid."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)          # PR_SET_PDEATHSIG
+            libc.prctl(1, signum)  # PR_SET_PDEATHSIG
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL when the parent dies; the pid check covers a parent already gone."""
+    set_death_signal(signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(EXIT_ORPHANED)
 

@@ -13,6 +13,7 @@ from collections import Counter, deque
 from typing import Any
 
 from alys_fast.actors.cell import ActorCell, ActorRef, monotonic
+from alys_fast.actors.directory import Directory
 from alys_fast.actors.errors import Escalation
 from alys_fast.actors.metrics import ActorMetrics
 from alys_fast.actors.policies import Clock
@@ -53,7 +54,10 @@ class ActorSystem:
         clock: Clock = monotonic,
         seed: int | None = None,
         watchdog_interval: float = 1.0,
+        directory: Directory | None = None,
     ) -> None:
+        """``directory``: bound to this system, for services built before it (see
+        :mod:`.directory`)."""
         self.spec = root
         self.clock = clock
         self.rng = random.Random(seed)
@@ -71,6 +75,8 @@ class ActorSystem:
         self._reported_stuck: set[str] = set()
         self.metrics = ActorMetrics(self)
         self.root = Supervisor(root, root.name, None, self)
+        if directory is not None:
+            directory.bind(self)
 
     def register(self, node: ActorCell | Supervisor) -> None:
         if node.path in self._nodes:

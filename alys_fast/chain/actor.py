@@ -6,16 +6,16 @@ execute them (:func:`build_block`), signs the header and imports the block throu
 :class:`BlockImportWorkflow` peers' blocks will use. Once the block is stored and committed,
 the new head goes to the pool (its transactions leave) and to the RPC (subscribers, queries).
 
-A development chain (``ctx.dev_mining`` set, see :mod:`alys_fast.chain.mining`) is driven
+A development chain (``ChainSettings.dev_mining`` set, see :mod:`alys_fast.chain.mining`) is driven
 instead by its mining mode: a block when transactions arrive (:class:`Mine` with ``auto``),
 every ``interval_ms``, or only when asked (:class:`Mine`), each in the slot the dev clock picks.
 
-Merged mining (:mod:`alys_fast.auxpow.finality`): the actor owns the chain's :class:`Finality`,
+Merged mining (:mod:`alys_fast.chain.finality`): the actor owns the chain's :class:`Finality`,
 fed every imported block. A proof queued with :class:`QueuePow` (submitted to this node's
 consensus RPC, or later received from a peer: one path) goes into the next block this node
 authors; when a block would be more than ``max_blocks_without_pow`` past the last finalized one
 and no proof is queued, the slot is skipped with a "need PoW" log line (production halts until
-a proof arrives; ``/health`` says so). ``ctx.stats["auxpow"]`` carries the finality for
+a proof arrives; ``/health`` says so). The node's ``stats["auxpow"]`` carries the finality for
 ``/health``, ``/metrics`` and the status page.
 
 Failure is handled by crashing: if authoring or importing fails, the actor raises, its
@@ -29,6 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -38,19 +41,28 @@ from alys_fast.actors import (
     ActorError,
     ActorStopped,
     CircuitOpen,
+    Directory,
     MailboxFull,
     Refused,
 )
-from alys_fast.auxpow.finality import (
+from alys_fast.actors.worker import Worker
+from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms
+from alys_fast.chain.federation import (
+    FEDERATION_MESSAGES,
+    LOCK_FILE,
+    FederatedChain,
+    FederationMessage,
+    LockFile,
+)
+from alys_fast.chain.finality import (
     AuxWork,
     Finality,
     FinalityState,
     UnfinalizedHashes,
 )
-from alys_fast.chain.aura import slot_at, slot_author_index, slot_start_ms
-from alys_fast.chain.federation import FEDERATION_MESSAGES, FederatedChain, FederationMessage
-from alys_fast.chain.mining import MiningError
+from alys_fast.chain.mining import DevMining, MiningError
 from alys_fast.chain.pool_actor import PoolClient
+from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.topics import (
     FINALIZED,
     NEW_HEAD,
@@ -77,8 +89,7 @@ from alys_fast.engine.engine_api import EngineApiError
 from alys_fast.engine.errors import EngineError
 from alys_fast.engine.interface import BlockEnv, BlockExecution, StateOverrides
 from alys_fast.metrics.histogram import Histogram
-from alys_fast.node.context import NodeContext
-from alys_fast.node.offload import Worker
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.paths import CHAIN
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
@@ -88,8 +99,8 @@ from alys_fast.validation import (
     InvalidBlock,
     Transaction,
     decode_header,
-    recover_transactions,
 )
+from alys_fast.validation.actor import RecoveryClient
 from alys_fast.validation.blocks import AuxPowHeader
 
 log = logging.getLogger(__name__)
@@ -208,20 +219,43 @@ _POW_MESSAGES = (CreateAuxBlock, QueuePow, GetQueuedPow, GetFinality)
 MAX_MINE = 10_000
 
 
-class ChainActor(Actor):
-    """Authors blocks in this node's Aura slots and keeps the head; see the module docstring."""
+@dataclass(frozen=True)
+class ChainSettings:
+    """What the chain actor is built with.
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
-        self.spec = ctx.spec
-        self.engine = EngineClient(ctx)
-        self.store = StoreClient(ctx)
-        self.pool = PoolClient(ctx)
+    ``authority_key``: this node's block-signing secret (None: it never authors).
+    ``dev_mining``: a development chain's mining mode and clock (None: Aura slots on the wall
+    clock); kept by the node, not the actor, so that an actor restart keeps them.
+    ``syncing``: a node with peers (fork choice with the federation) asks it whether sync is
+    catching up, when the actor starts; None: a lone node, which imports what it builds.
+    ``data_dir``: where an authority with peers keeps what it approved last (``LOCK_FILE``).
+    """
+
+    spec: ChainSpec
+    authority_key: bytes | None = None
+    dev_mining: DevMining | None = None
+    syncing: Callable[[], bool] | None = None
+    data_dir: Path | None = None
+
+
+class ChainActor(Actor):
+    """Authors blocks in this node's Aura slots and keeps the head; see the module docstring.
+
+    ``stats``: the node's, where it keeps ``"chain"`` and ``"auxpow"`` (see the module
+    docstring)."""
+
+    def __init__(self, settings: ChainSettings, directory: Directory, stats: NodeStats) -> None:
+        self.settings = settings
+        self.spec = settings.spec
+        self.engine = EngineClient(directory)
+        self.store = StoreClient(directory)
+        self.pool = PoolClient(directory)
+        self.recovery = RecoveryClient(directory, self.spec.chain_id)
         self.head: Header | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.worker = Worker("chain")  # hashing and validating blocks, off the event loop
         self.my_slot: int | None = None
-        self.dev = ctx.dev_mining  # None: an Aura node on the wall clock
+        self.dev = settings.dev_mining  # None: an Aura node on the wall clock
         self.finality: Finality | None = None  # loaded from storage when the actor starts
         # A dev chain's state after edits since the head block (None: the head's own).
         self.edited_root: bytes | None = None
@@ -229,19 +263,19 @@ class ChainActor(Actor):
         self.federation: FederatedChain | None = None
         # Why the last block could not be made, if the execution engine failed it.
         self.engine_failure: str | None = None
-        if ctx.authority_key is not None:
-            me = SecretKey.from_bytes(ctx.authority_key).public_key()
+        if settings.authority_key is not None:
+            me = SecretKey.from_bytes(settings.authority_key).public_key()
             authorities = self.spec.authority_keys()
             if me not in authorities:
                 raise ValueError(
                     f"the authority key's public key 0x{me.to_bytes().hex()} is not in the spec")
             self.my_slot = authorities.index(me)
         # Owned here, copied out by the metrics actor.
-        self.stats = ctx.stats.setdefault("chain", {
+        self.stats = stats.setdefault("chain", {
             "head": 0, "blocks": 0, "transactions": 0, "missed_slots": 0,
             "build_seconds": Histogram(), "import_seconds": Histogram(),
         })
-        self.pow_stats = ctx.stats.setdefault("auxpow", {"halted": None})
+        self.pow_stats = stats.setdefault("auxpow", {"halted": None})
 
     async def started(self) -> None:
         head = await self.store.head_header()
@@ -260,11 +294,13 @@ class ChainActor(Actor):
         self.edited_root = edited
         self.stats["head"] = head.number
         self.finality = await self._load_finality(head)
-        if self.ctx.network_settings is not None:
-            sync = self.ctx.sync
+        syncing = self.settings.syncing
+        if syncing is not None:
+            data_dir = self.settings.data_dir
             self.federation = FederatedChain(
-                self, self.spec, head, secret_key=self.ctx.authority_key,
-                syncing=sync is not None and sync.syncing, recover=self._recover)
+                self, self.spec, head, secret_key=self.settings.authority_key,
+                syncing=syncing(), recover=self._recover,
+                lock_file=None if data_dir is None else LockFile(data_dir / LOCK_FILE))
         self.system.publish(NEW_HEAD, NewHead(head, finalized=self.finality.state.finalized_number))
         log.info("chain at head %d 0x%s", head.number, head.hash.hex())
         self._schedule()
@@ -394,7 +430,7 @@ class ChainActor(Actor):
             return None
 
     def _publish_finality(self) -> None:
-        """The finality into ``ctx.stats["auxpow"]``, for /health, /metrics and the status page."""
+        """The finality into ``stats["auxpow"]``, for /health, /metrics and the status page."""
         finality = self.finality
         assert finality is not None
         state = finality.state
@@ -552,7 +588,7 @@ class ChainActor(Actor):
         there is one; the number of transactions it holds, or None if the slot is skipped
         because the block would be invalid without a proof ("need PoW") or the execution
         engine failed (``engine_failure`` says how: an external engine down or refusing)."""
-        assert self.ctx.authority_key is not None and self.finality is not None
+        assert self.settings.authority_key is not None and self.finality is not None
         spec = self.spec
         auxpow = self._proof_for_next_block()
         if self._halted_for_pow(parent, slot, auxpow):
@@ -564,7 +600,7 @@ class ChainActor(Actor):
             candidates = await self.pool.best(spec.gas_limit, base_fee)
         try:
             block, execution = await build_block(
-                spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
+                spec, parent, candidates, self.engine, slot, self.settings.authority_key,
                 offload=self.worker.run, base_fee=base_fee, parent_state_root=self.edited_root,
                 auxpow=auxpow,
             )
@@ -621,23 +657,24 @@ class ChainActor(Actor):
         """The block of ``slot`` on ``parent`` from the pool's best, built and signed but not
         imported (the federation approves it first); None if the slot is skipped ("need
         PoW")."""
-        assert self.ctx.authority_key is not None
+        assert self.settings.authority_key is not None
         auxpow = self._proof_for_next_block()
         if self._halted_for_pow(parent, slot, auxpow):
             return None
         base_fee = child_base_fee(self.spec, parent)
         candidates = await self.pool.best(self.spec.gas_limit, base_fee)
         return await build_block(
-            self.spec, parent, candidates, self.engine, slot, self.ctx.authority_key,
+            self.spec, parent, candidates, self.engine, slot, self.settings.authority_key,
             offload=self.worker.run, base_fee=base_fee, auxpow=auxpow)
 
     def import_workflow(self, parent: Header, *, candidate: bool) -> BlockImportWorkflow:
         """A workflow importing a child of ``parent`` under the chain's finality (a
-        ``candidate`` is only checked and executed: one approval, its author's, suffices)."""
+        ``candidate`` is only checked and executed; its approvals are not checked again: the
+        fork choice verified them, its author's among them, when it took the block)."""
         return BlockImportWorkflow(
             parent, spec=self.spec, engine=self.engine, store=self.store, on_head=self._on_head,
             offload=self.worker.run, finality=self.finality,
-            min_approvals=1 if candidate else None)
+            min_approvals=0 if candidate else None)
 
     def publish_to_peers(self, message: ToPeers) -> None:
         self.system.publish(TO_PEERS, message)
@@ -645,20 +682,16 @@ class ChainActor(Actor):
     async def _recover(self, block: Block) -> dict[bytes, Transaction]:
         """``block``'s transactions by raw encoding: those in the pool as its admission
         recovered them (a signature is checked once per node, not again per block), the
-        others recovered off the loop (the workflow then checks the rest without recovering
+        others in the recovery processes (the workflow then checks the rest without recovering
         them again)."""
         try:
             known = await self.pool.pooled_by_raw(block.transactions)
         except ActorError:  # the pool restarting: recover them all
             known = {}
         missing = [raw for raw in block.transactions if raw not in known]
-
-        def recover() -> dict[bytes, Transaction]:
-            txs = recover_transactions(missing, self.spec.chain_id)
-            return {tx.raw: tx for tx in txs if isinstance(tx, Transaction)}
-
         if missing:
-            known.update(await self.worker.run(recover))
+            txs = await self.recovery.recover(missing)
+            known.update((tx.raw, tx) for tx in txs if isinstance(tx, Transaction))
         return known
 
     def _on_head(self, imported: ImportedBlock) -> None:
@@ -685,12 +718,12 @@ class ChainClient:
     """Typed asks to the chain actor: a dev chain's mining, clock and snapshots. A refusal
     (:class:`MiningError`, e.g. a timestamp before the head's) is raised by the ask."""
 
-    def __init__(self, ctx: NodeContext, timeout: float = 10.0) -> None:
-        self.ctx = ctx
+    def __init__(self, directory: Directory, timeout: float = 10.0) -> None:
+        self.directory = directory
         self.timeout = timeout
 
     async def _ask(self, message: ChainMessage, timeout: float | None = None) -> Any:
-        return await self.ctx.ref(CHAIN).ask(message, timeout or self.timeout)
+        return await self.directory.ref(CHAIN).ask(message, timeout or self.timeout)
 
     async def mine(self, count: int = 1, timestamp: int | None = None,
                    interval: int | None = None) -> list[int]:

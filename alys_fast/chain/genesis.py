@@ -10,9 +10,12 @@ block 0 has another hash belongs to another chain.
 
 from __future__ import annotations
 
+import msgspec
+
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.engine import AllocAccount, RevmEngine, StateDiff, StorageDiff
 from alys_fast.engine.revm import alloc_contents
+from alys_fast.storage.actor import StoreGenesis
 from alys_fast.validation import Header, ordered_trie_root
 
 
@@ -67,3 +70,8 @@ def genesis_header(spec: ChainSpec) -> Header:
         gas_used=0,
         base_fee_per_gas=spec.fees.initial_base_fee,
     )
+
+
+def store_genesis(spec: ChainSpec) -> StoreGenesis:
+    """What the store checks a data directory against, and writes into an empty one."""
+    return StoreGenesis(genesis_header(spec), genesis_diff(spec), msgspec.json.encode(spec))

@@ -16,7 +16,7 @@ per block, as anvil's and hardhat's run one second per block.
 
 This class holds the settings and does the arithmetic, and keeps the chain's snapshots
 (``evm_snapshot``: the head, the pool and the clock, to go back to with ``evm_revert``); the
-chain actor owns one (kept in the node context, so an actor restart keeps them).
+chain actor owns one (kept by the node, so an actor restart keeps them).
 """
 
 from __future__ import annotations

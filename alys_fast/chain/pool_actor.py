@@ -10,9 +10,9 @@ every sender.
 Accounts whose transactions all left the pool are pruned, so the copy stays the size of the
 pool's senders, not of everyone who ever sent.
 
-The pool's limits are the node's (``ctx.pool_limits``, the config's ``[pool]``). Queued
+The pool's limits are the node's (``PoolSettings.limits``, the config's ``[pool]``). Queued
 transactions expire on every new head and on a timer (:data:`MAINTAIN_SECONDS`). Every accepted
-batch is appended to the journal (:mod:`alys_fast.chain.journal`, unless ``ctx.pool_journal``
+batch is appended to the journal (:mod:`alys_fast.chain.journal`, unless ``PoolSettings.journal``
 turns it off), which is rewritten with the pool's contents every ``rejournal`` seconds, at a
 clean stop, after a dev chain's revert or drop, and when it holds more than twice the pool plus
 :data:`JOURNAL_SLACK` records. Each start (a node's, or this actor's after a crash) replays it
@@ -28,12 +28,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import msgspec
 
-from alys_fast.actors import Actor, ActorError, MailboxFull
-from alys_fast.chain.journal import JOURNAL_FILE, TxJournal
+from alys_fast.actors import Actor, ActorError, Directory, MailboxFull
+from alys_fast.actors.worker import Worker
+from alys_fast.chain.journal import JOURNAL_FILE, JournalSettings, TxJournal
+from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.topics import (
     NEW_HEAD,
     NEW_TRANSACTIONS,
@@ -42,13 +46,11 @@ from alys_fast.chain.topics import (
     NewTransactions,
     StateEdited,
 )
-from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError
+from alys_fast.chain.txpool import RPC_TX_REJECTED, TxPool, TxPoolError, TxPoolLimits
 from alys_fast.chain.workflows import child_base_fee
 from alys_fast.engine.actor import EngineClient
-from alys_fast.engine.state import Account
-from alys_fast.node.context import NodeContext
-from alys_fast.node.offload import Worker
 from alys_fast.paths import TXPOOL
+from alys_fast.state import Account
 from alys_fast.validation import InvalidTransaction, Transaction, recover_transactions
 
 log = logging.getLogger(__name__)
@@ -129,33 +131,47 @@ PoolMessage = Submit | Best | NewHead | StateEdited | PendingNonce | GetPooled |
 PoolMessage |= Dump | Replace | Drop | Maintain | PooledByRaw
 
 
+@dataclass(frozen=True)
+class PoolSettings:
+    """What the pool actor is built with: the chain's spec (chain id, gas limit, fee rules),
+    the directory its journal lives in, its limits and journal settings (the config's
+    ``[pool]``), and whether it hands admitted transactions to peers (``gossip``: a node with
+    a network)."""
+
+    spec: ChainSpec
+    data_dir: Path
+    limits: TxPoolLimits = field(default_factory=TxPoolLimits)
+    journal: JournalSettings = field(default_factory=JournalSettings)
+    gossip: bool = False
+
+
 class TxPoolActor(Actor):
     """Admits, orders and hands out transactions; see the module docstring."""
 
     subscribes = (NEW_HEAD, STATE_EDITED)
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
-        self.engine = EngineClient(ctx)
+    def __init__(self, settings: PoolSettings, directory: Directory) -> None:
+        self.settings = settings
+        self.engine = EngineClient(directory)
         self.accounts: dict[bytes, tuple[int, int]] = {}
         self.worker = Worker("txpool")  # block-sized steps (best, remove_included) off the loop
         self.pool = self._new_pool()
-        settings = ctx.pool_journal
-        self.journal = TxJournal(ctx.data_dir / JOURNAL_FILE) if settings.enabled else None
+        self.journal = (TxJournal(settings.data_dir / JOURNAL_FILE) if settings.journal.enabled
+                        else None)
         self.rejournaled = time.monotonic()
         self.replay_counts = {"journal_replayed": 0, "journal_skipped": 0}
         self.replayed = False  # the journal's transactions are back in the pool
         self.timer: asyncio.Task[None] | None = None
 
     def _new_pool(self) -> TxPool:
-        spec = self.ctx.spec
+        spec = self.settings.spec
         return TxPool(spec.chain_id, spec.gas_limit, self.accounts.__getitem__,
-                      self.ctx.pool_limits)
+                      self.settings.limits)
 
     async def started(self) -> None:
         if self.journal is not None:
             await self._replay(self.journal)
-        interval = min(MAINTAIN_SECONDS, self.ctx.pool_journal.rejournal)
+        interval = min(MAINTAIN_SECONDS, self.settings.journal.rejournal)
         self.timer = asyncio.get_running_loop().create_task(
             self._maintain_every(interval), name="txpool-maintain")
 
@@ -204,7 +220,7 @@ class TxPoolActor(Actor):
                 return [TxPoolError(RPC_TX_REJECTED, "state unavailable, retry", str(exc))
                         for _ in message.items]
             results = pool.admit_many(message.items)
-            if message.gossip and self.ctx.network_settings is not None:
+            if message.gossip and self.settings.gossip:
                 admitted = tuple(r.raw for r in results if isinstance(r, Transaction))
                 if admitted:
                     self.system.publish(NEW_TRANSACTIONS, NewTransactions(admitted))
@@ -219,7 +235,7 @@ class TxPoolActor(Actor):
         if type(message) is PooledByRaw:
             return await self.worker.run(pool.pooled_by_raw, message.raws)
         if type(message) is NewHead:
-            base_fee = child_base_fee(self.ctx.spec, message.header)
+            base_fee = child_base_fee(self.settings.spec, message.header)
             if message.imported is None:
                 await self._resync(base_fee)
                 return None
@@ -247,7 +263,7 @@ class TxPoolActor(Actor):
             return None
         if type(message) is Maintain:
             pool.expire()
-            if time.monotonic() - self.rejournaled >= self.ctx.pool_journal.rejournal:
+            if time.monotonic() - self.rejournaled >= self.settings.journal.rejournal:
                 await self._rewrite()
             return None
         if type(message) is PendingNonce:
@@ -326,37 +342,37 @@ class TxPoolActor(Actor):
 class PoolClient:
     """Typed asks to the pool actor."""
 
-    def __init__(self, ctx: NodeContext, timeout: float = 10.0) -> None:
-        self.ctx = ctx
+    def __init__(self, directory: Directory, timeout: float = 10.0) -> None:
+        self.directory = directory
         self.timeout = timeout
 
     async def submit(
         self, items: Sequence[Transaction | InvalidTransaction], *, gossip: bool = True
     ) -> list[Transaction | TxPoolError]:
         """Admit ``items``; with ``gossip``, the admitted ones go to the peers too."""
-        return await self.ctx.ref(TXPOOL).ask(Submit(items, gossip), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(Submit(items, gossip), self.timeout)
 
     async def best(self, gas_limit: int, base_fee: int) -> list[Transaction]:
-        return await self.ctx.ref(TXPOOL).ask(Best(gas_limit, base_fee), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(Best(gas_limit, base_fee), self.timeout)
 
     async def pooled_by_raw(self, raws: Sequence[bytes]) -> dict[bytes, Transaction]:
         """Those of ``raws`` the pool holds, recovered, by encoding."""
-        return await self.ctx.ref(TXPOOL).ask(PooledByRaw(raws), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(PooledByRaw(raws), self.timeout)
 
     async def pending_nonce(self, address: bytes) -> int:
-        return await self.ctx.ref(TXPOOL).ask(PendingNonce(address), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(PendingNonce(address), self.timeout)
 
     async def pooled(self, tx_hash: bytes) -> Transaction | None:
-        return await self.ctx.ref(TXPOOL).ask(GetPooled(tx_hash), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(GetPooled(tx_hash), self.timeout)
 
     async def dump(self) -> list[Transaction]:
-        return await self.ctx.ref(TXPOOL).ask(Dump(), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(Dump(), self.timeout)
 
     async def replace(self, transactions: Sequence[Transaction], base_fee: int) -> None:
-        await self.ctx.ref(TXPOOL).ask(Replace(transactions, base_fee), self.timeout)
+        await self.directory.ref(TXPOOL).ask(Replace(transactions, base_fee), self.timeout)
 
     async def drop(self, tx_hashes: Sequence[bytes]) -> int:
-        return await self.ctx.ref(TXPOOL).ask(Drop(tx_hashes), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(Drop(tx_hashes), self.timeout)
 
     async def stats(self) -> dict:
-        return await self.ctx.ref(TXPOOL).ask(PoolStats(), self.timeout)
+        return await self.directory.ref(TXPOOL).ask(PoolStats(), self.timeout)

@@ -16,7 +16,7 @@ import msgspec
 from alys_fast.actors import Topic
 from alys_fast.chain.workflows import ImportedBlock
 from alys_fast.consensus import Gossip, Penalize, RequestSync
-from alys_fast.engine.state import Account
+from alys_fast.state import Account
 from alys_fast.validation import Header
 from alys_fast.validation.blocks import AuxPowHeader
 

@@ -44,14 +44,16 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 import msgspec
 
-from alys_fast.auxpow.finality import Finality
 from alys_fast.chain.aura import slot_author_index, slot_timestamp
+from alys_fast.chain.finality import Finality
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.consensus import SecretKey
 from alys_fast.engine import BlockEnv, BlockExecution, StateDiff, next_base_fee
@@ -229,7 +231,8 @@ class BlockImportWorkflow:
         min_approvals: int | None = None,
     ) -> None:
         self.parent = parent
-        # Approvals the block must carry: the import threshold, unless checking a candidate.
+        # Approvals the block must carry: the import threshold, unless checking a candidate
+        # (0: its approvals are the caller's to check, see validate_block).
         self.min_approvals = min_approvals
         # The chain's finality on ``parent``: None skips the AuxPoW rules (tests of the rest).
         self.finality = finality
@@ -266,13 +269,17 @@ class BlockImportWorkflow:
         *,
         execution: BlockExecution | None = None,
         known: Mapping[bytes, Transaction] | None = None,
+        checked: tuple[Transaction, ...] | None = None,
     ) -> None:
         """Take the block to import: WAITING_FOR_BLOCK -> VALIDATING.
 
         A block this node built comes with its ``execution`` (from :func:`build_block`, which
         derived the header from it), so it is not executed twice, and with the ``known``
         transactions it was built from, so their signatures are not recovered twice. Every
-        other check still runs.
+        other check still runs, unless the block comes ``checked``: its transactions as
+        :meth:`execute` returned them for this block on this parent (a candidate certified
+        since, whose approvals the fork choice verified one by one): it goes straight to
+        EXECUTING, which reuses ``execution``.
         """
         if self.state is not ImportState.WAITING_FOR_BLOCK:
             raise RuntimeError(f"this workflow already has a block (state {self.state.value})")
@@ -280,6 +287,9 @@ class BlockImportWorkflow:
         self._local = execution
         self._known = known or {}
         self._enter(ImportState.VALIDATING, f"block {block.header.number} 0x{block.hash.hex()}")
+        if checked is not None:
+            self._txs = checked
+            self._enter(ImportState.EXECUTING, "checked as a candidate")
 
     async def step(self) -> ImportState:
         """Run the current step once and return the state it leads to.
@@ -322,9 +332,10 @@ class BlockImportWorkflow:
         *,
         execution: BlockExecution | None = None,
         known: Mapping[bytes, Transaction] | None = None,
+        checked: tuple[Transaction, ...] | None = None,
     ) -> ImportedBlock:
         """Import ``block`` to the end; return it as published, or raise BlockImportError."""
-        self.receive(block, execution=execution, known=known)
+        self.receive(block, execution=execution, known=known, checked=checked)
         while not self.done:
             await self.step()
         assert self.result is not None
@@ -540,16 +551,23 @@ def block_at_fault(error: BlockImportError) -> bool:
     return isinstance(error.__cause__, InvalidBlock | TransactionRejected)
 
 
+#: Blocks of a segment whose signatures are being recovered ahead of the one importing.
+RECOVERY_LOOKAHEAD = 4
+
+
 async def import_segment(
     raws: Sequence[bytes],
     head: Header,
     workflow_for: Callable[[Header], BlockImportWorkflow],
     recover: Callable[[Block], Awaitable[dict[bytes, Transaction]]],
+    *,
+    lookahead: int = RECOVERY_LOOKAHEAD,
 ) -> SegmentReport:
     """Import encoded consecutive blocks on ``head`` through one workflow each
     (``workflow_for(parent)``), up to the first that fails; blocks at or below the head are
-    skipped as imported. The next block's signatures are recovered (``recover``, e.g. on a
-    thread with the GIL released) while this one executes and is stored."""
+    skipped as imported. The signatures of the next ``lookahead`` blocks are recovered
+    (``recover``: in the node's recovery processes) while this one is checked, executed and
+    stored, so the import does not wait for them as long as they keep up."""
     decoded: list[Block] = []
     undecodable: str | None = None
     for raw in raws:
@@ -558,22 +576,23 @@ async def import_segment(
         except InvalidBlock as exc:
             undecodable = str(exc)
             break
-    recovering = asyncio.ensure_future(recover(decoded[0])) if decoded else None
+    first = next((i for i, b in enumerate(decoded) if b.header.number > head.number),
+                 len(decoded))
+    pending = iter(decoded[first:])
+    recovering: deque[asyncio.Future[dict[bytes, Transaction]]] = deque(
+        asyncio.ensure_future(recover(block)) for block in islice(pending, max(1, lookahead)))
     try:
-        for index, block in enumerate(decoded):
-            assert recovering is not None
-            known = await recovering
-            recovering = (asyncio.ensure_future(recover(decoded[index + 1]))
-                          if index + 1 < len(decoded) else None)
-            if block.header.number <= head.number:
-                continue
+        for index in range(first, len(decoded)):
+            known = await recovering.popleft()
+            recovering.extend(asyncio.ensure_future(recover(block))
+                              for block in islice(pending, 1))
             try:
-                head = (await workflow_for(head).run(block, known=known)).header
+                head = (await workflow_for(head).run(decoded[index], known=known)).header
             except BlockImportError as exc:
                 return SegmentReport(index, head, block_at_fault(exc), str(exc))
     finally:
-        if recovering is not None:
-            recovering.cancel()
+        for future in recovering:
+            future.cancel()
     if undecodable is not None:
         return SegmentReport(len(decoded), head, True, undecodable)
     return SegmentReport(len(raws), head)

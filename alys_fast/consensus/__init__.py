@@ -9,7 +9,9 @@ from alys_fast.consensus.approvals import (
     AggregateApproval,
     Approval,
     ApprovalError,
+    Prevote,
     sign_approval,
+    sign_prevote,
     threshold,
 )
 from alys_fast.consensus.bls import BlsError, PublicKey, SecretKey, Signature
@@ -21,9 +23,11 @@ from alys_fast.consensus.forkchoice import (
     Equivocation,
     Gossip,
     ImportBlock,
+    Lock,
     Penalize,
     Proposal,
     RequestSync,
+    SaveLock,
     Validate,
 )
 
@@ -39,13 +43,17 @@ __all__ = [
     "Equivocation",
     "Gossip",
     "ImportBlock",
+    "Lock",
     "Penalize",
+    "Prevote",
     "Proposal",
     "PublicKey",
     "RequestSync",
+    "SaveLock",
     "SecretKey",
     "Signature",
     "Validate",
     "sign_approval",
+    "sign_prevote",
     "threshold",
 ]

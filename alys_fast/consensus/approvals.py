@@ -21,6 +21,11 @@ Wire encodings, fixed-size and strict (decoding raises :class:`ApprovalError`):
 - a gossiped :class:`Approval`, 137 bytes: root (32), height (8, big-endian), authority index
   (1), signature (96). The height is not signed (Alys signs the root alone): it only files an
   approval that arrives before its block; a wrong one only loses its sender's approval.
+
+A :class:`Prevote` is ours, not Alys's: an authority's signed *preference* for a block, which
+the fork choice gathers before it approves (``forkchoice.py``, rule 3). It is never part of a
+certificate, so it signs a different message than an approval (:func:`prevote_message`: a
+domain tag, the root and the prevote's round), and one cannot stand for the other.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ __all__ = [
     "AggregateApproval",
     "Approval",
     "ApprovalError",
+    "Prevote",
+    "prevote_message",
     "sign_approval",
+    "sign_prevote",
     "threshold",
     "verify",
 ]
@@ -59,6 +67,7 @@ _DELIMITER = 1 << MAX_AUTHORITIES
 AGGREGATE_SIZE = _BITS_SIZE + SIGNATURE_SIZE
 APPROVAL_SIZE = ROOT_SIZE + 8 + 1 + SIGNATURE_SIZE
 _EMPTY = Signature.infinity()
+_PREVOTE_TAG = b"alys-fast prevote"
 
 
 class ApprovalError(ValueError):
@@ -183,3 +192,38 @@ def sign_approval(secret_key: SecretKey, index: int, height: int, root: bytes) -
         raise ValueError(f"a block root is {ROOT_SIZE} bytes, got {len(root)}")
     _check_index(index)
     return Approval(height, root, index, secret_key.sign(root))
+
+
+def prevote_message(root: bytes, round_: int) -> bytes:
+    """What a prevote signs: a tag no block root starts with, the root and the round."""
+    return _PREVOTE_TAG + root + round_.to_bytes(8, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Prevote:
+    """Authority ``index`` prefers the block ``root`` at ``height``; ``round`` orders its
+    preferences at that height (a later round replaces an earlier one; below 2**63)."""
+
+    height: int
+    root: bytes
+    index: int
+    round: int
+    signature: Signature
+
+    def valid(self, authorities: Sequence[PublicKey]) -> bool:
+        """Whether ``index`` is an authority and the signature is its prevote of ``root`` in
+        ``round``."""
+        return self.index < len(authorities) and bls_verify(
+            authorities[self.index], prevote_message(self.root, self.round), self.signature
+        )
+
+
+def sign_prevote(
+    secret_key: SecretKey, index: int, height: int, root: bytes, round_: int
+) -> Prevote:
+    """Authority ``index``'s prevote for the block ``root`` at ``height`` in ``round_``."""
+    if len(root) != ROOT_SIZE:
+        raise ValueError(f"a block root is {ROOT_SIZE} bytes, got {len(root)}")
+    _check_index(index)
+    signature = secret_key.sign(prevote_message(root, round_))
+    return Prevote(height, root, index, round_, signature)

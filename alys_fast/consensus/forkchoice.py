@@ -1,9 +1,9 @@
 """Fork choice and approvals as a pure state machine: messages in, actions out.
 
 :class:`Consensus` is one node's view of the federation. The chain actor feeds it what happens
-(a slot starts, a block or an approval arrives, the chain validated or imported a block) and
-carries out the actions it returns (:data:`Action`); it does no I/O, keeps no clock and never
-blocks, so every rule below is tested without actors or sockets.
+(a slot starts, a block, an approval or a prevote arrives, the chain validated or imported a
+block) and carries out the actions it returns (:data:`Action`); it does no I/O, keeps no clock
+and never blocks, so every rule below is tested without actors or sockets.
 
 Terms: ``n`` authorities, ``q = (2n + 2) // 3`` approvals make a block *certified*, at most
 ``f = ceil(n/3) - 1`` of them may be faulty. The *head* is the last imported block; the *open
@@ -21,45 +21,77 @@ Rules, one per case:
 2. Validity: a proposal at the open height on the head is returned as ``Validate``; the chain
    checks it against its parent (ALYS-PROTOCOL §1.6, execution included) and answers
    :meth:`Consensus.on_validated`. An invalid block penalizes its sender and is never approved.
-3. Which block an honest authority approves: at the open height it approves at most one block
-   at a time, its *lock*: the first valid block it holds, then only a block of a higher slot,
-   and only once its lock is *dead*. Its own proposal is its lock (it proposes only when it has
-   no live lock; with one, its slot re-gossips the locked block instead).
-4. When a higher-slot block replaces the lock (Alys: a higher slot replaces the candidate): when
-   the lock ``X`` can no longer be certified, i.e. ``n - |O| + f < q`` where ``O`` is the
-   authorities seen approving a block of a higher slot than ``X``'s that are not seen approving
-   ``X``. An honest authority never approves a lower slot after a higher one, so only faulty
-   members of ``O`` could still approve ``X``. The node then approves the highest-slot valid
-   block above its last approved slot. Alys replaces on any higher slot; that lets two honest
-   nodes certify different blocks at one height when gossip is slow, so this rule waits for
-   proof. Approvals gathered for a replaced block are kept: a block that reaches ``q`` is
-   imported whatever this node approved.
-5. Approvals: every approval is verified when it arrives (a bad one penalizes its sender, an
-   authority index out of range too); duplicates are ignored before verifying. One for a block
-   not seen yet is queued: at most :data:`MAX_EARLY_PER_HEIGHT` per height and only for the
-   next :data:`MAX_HEIGHTS_AHEAD` heights (beyond: dropped, counted); queues at or below the
-   head are dropped when a height is imported.
+3. Which block an honest authority approves. An *approval* is a share of a certificate, so it is
+   a commitment: at the open height an authority approves at most one block at a time, its
+   *lock*, and only a block of a higher slot than its last approval. Its own proposal is an
+   approval (proposing locks it). An authority without a live lock *prefers* the valid block
+   with the most approvals seen (ties: the higher slot) among those above its last approved
+   slot, and approves it only when its *supporters* reach ``q``: the authorities seen
+   approving it or whose latest :class:`Prevote` is for it, this node included. Until then it
+   gossips a prevote for it — a signed preference, not a commitment: a later prevote (a higher
+   ``round``) replaces it, so a split of preferences costs nothing. A node's rounds at a
+   height increase, and start at ``256 * slot`` of the latest slot it saw, so a restarted
+   node's prevotes still replace those it sent before (unless it changed its preference over
+   256 times in a slot). An authority proposes only when it has no live lock and prefers no
+   block (rule 4); with a lock its slot re-gossips the locked block, with a preference the
+   preferred one.
+   With ``n <= 3`` the first validator completes ``q`` with the author's approval and its own,
+   so it approves at once and sends no prevote: the happy path of 1-3 authorities is unchanged.
+4. Liveness (why rule 3 gathers preferences first): approvals never split among honest
+   authorities by the order blocks arrived in. Two blocks proposed at one height (a 2-2 split
+   of 4: authors A and C, validators B and D preferring each its first) are only preferred:
+   each validator's preference moves to the higher slot (ties in approvals), its supporters
+   reach ``q`` and both validators approve it. With approvals given at once (the earlier rule)
+   that split was two approvals each, neither block could be proved dead (below) and the
+   height stalled. What remains: blocks proposed by more than ``n + 1 - q`` authorities at
+   one height (3 of 4), each unseen by the others when proposed (a partition across that
+   many slots), leave every block with too few possible approvers (its author and the
+   unlocked authorities); with ``f >= 1`` none can be proved dead, and no rule can approve
+   safely, because every approval is a certificate share and proposing is approving.
+   Lock release (as Alys, a higher slot replaces the candidate, but only on proof): a lock
+   ``X`` is *dead* when it can no longer be certified, i.e. ``n - |O| + f < q`` where ``O``
+   is the authorities seen approving a block of a higher slot than ``X``'s that are not seen
+   approving ``X``. An honest authority never approves a lower slot after a higher one, so
+   only faulty members of ``O`` could still approve ``X``. A dead lock is released
+   (``stats["lock_releases"]``) and the node prefers and approves by rule 3 among the blocks
+   above it. Approvals gathered for a replaced block are kept: a block that reaches ``q`` is
+   imported whatever this node approved. Locks survive a restart: every approval is first
+   returned as :class:`SaveLock` (the driver writes it durably before it sends anything after
+   it), and :class:`Consensus` takes the saved lock back (``lock=``).
+5. Approvals and prevotes: each is verified when it arrives (a bad one penalizes its sender, an
+   authority index out of range too); duplicates (for prevotes: a round not above the
+   sender's latest) are ignored before verifying, late ones (at or below the head) counted.
+   Prevotes are kept per height, one per authority (its latest), for the next
+   :data:`MAX_HEIGHTS_AHEAD` heights. An approval for a block not seen yet is queued: at most
+   :data:`MAX_EARLY_PER_HEIGHT` per height and only for the next :data:`MAX_HEIGHTS_AHEAD`
+   heights (beyond: dropped, counted). Both are dropped when their height is imported.
 6. Equivocation: a second, different block for a slot already seen at the open height is
    refused, counted (``stats["equivocations"]``) and both blocks are kept in :attr:`evidence`;
    the relaying peer is not penalized (an honest peer may have seen the other block first).
+   A block of another slot than those seen at the open height is a *rival*
+   (``stats["rival_blocks"]``): not a fault, what rules 3-4 resolve.
 7. Import: a valid block at the open height whose verified approvals reach ``q`` is returned as
    ``ImportBlock`` with that aggregate (its certificate), once. The chain imports it through
    ``BlockImportWorkflow`` and calls :meth:`Consensus.on_imported`, which moves the head,
    clears the open height and replays buffered proposals. A certified block from sync is
    imported the same way (:meth:`Consensus.on_sync_block`).
-8. Syncing: while :attr:`syncing` a node neither authors nor approves; gossiped approvals are
-   dropped (counted), gossiped blocks are held (the last :data:`HELD_WHILE_SYNCING`) and taken
-   as if just received when syncing ends — an author re-gossips its lock unchanged, which the
-   network deduplicates, so a block dropped here would never come back and a quorum could wait
-   for an approval that never comes; only certified sync blocks are imported.
+8. Syncing: while :attr:`syncing` a node neither authors nor approves; gossiped approvals and
+   prevotes are dropped (counted), gossiped blocks are held (the last
+   :data:`HELD_WHILE_SYNCING`) and taken as if just received when syncing ends — an author
+   re-gossips its lock unchanged, which the network deduplicates, so a block dropped here would
+   never come back and a quorum could wait for an approval that never comes; only certified
+   sync blocks are imported.
 
 Invariants (``tests/consensus/test_forkchoice_properties.py``): two honest nodes never import
-different blocks at one height while at most ``f`` authorities are faulty (an honest authority's
-approvals at a height are in increasing slot order and each earlier one was proved dead, so two
-quorums, which share an honest member, cannot both form); with every honest message delivered,
-honest nodes end with the same chain. Known gap: with n >= 4 a split in which no block can be
-proved dead (e.g. 2-2 of 4) stalls the height; resolving it needs a second voting round. Locks
-live in memory: a restarted authority forgets its lock.
+different blocks at one height while at most ``f`` authorities are faulty. Proof: two quorums
+of ``q`` share at least ``2q - n >= f + 1`` authorities, so an honest one approved both blocks;
+its approvals at a height are in increasing slot order and it approved the later one only once
+the earlier was dead, which the first such release proves: the honest members of its ``O``
+had approved no ``X`` (else they were locked on it and could not have approved higher without
+an earlier release), so ``X`` can gather at most ``n - |O| + f < q`` approvals. Prevotes play
+no part in this: they only decide *when* an honest node approves, never *whether* rule 3 lets
+it. With every honest message delivered, honest nodes end with the same chain, and a split of
+preferences (not of approvals) resolves at the next block that gathers ``q`` supporters.
 """
 
 from __future__ import annotations
@@ -69,7 +101,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from alys_fast.consensus.approvals import AggregateApproval, Approval, sign_approval, threshold
+from alys_fast.consensus.approvals import (
+    AggregateApproval,
+    Approval,
+    Prevote,
+    sign_approval,
+    sign_prevote,
+    threshold,
+)
 from alys_fast.consensus.approvals import verify as verify_certificate
 from alys_fast.consensus.bls import PublicKey, SecretKey
 
@@ -84,9 +123,11 @@ __all__ = [
     "Equivocation",
     "Gossip",
     "ImportBlock",
+    "Lock",
     "Penalize",
     "Proposal",
     "RequestSync",
+    "SaveLock",
     "Validate",
 ]
 
@@ -94,6 +135,7 @@ MAX_BLOCKS_PER_HEIGHT = 16
 MAX_EARLY_PER_HEIGHT = 64
 MAX_HEIGHTS_AHEAD = 16
 HELD_WHILE_SYNCING = 16  # blocks gossiped while syncing, taken when it ends (rule 8)
+ROUNDS_PER_SLOT = 256  # a prevote's round starts at this many times the slot (rule 3)
 
 Peer = str | None  # None: this node
 
@@ -136,7 +178,23 @@ class ImportBlock:
 class Gossip:
     """Send ``message`` to the federation."""
 
-    message: Approval | Proposal
+    message: Approval | Prevote | Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """What an authority approved last: the block ``root`` of ``slot`` at ``height``."""
+
+    height: int
+    slot: int
+    root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SaveLock:
+    """Store ``lock`` durably before carrying out the next action (an approval of it)."""
+
+    lock: Lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +232,9 @@ class Equivocation:
     second: BlockRef
 
 
-Action = Validate | ImportBlock | Gossip | Author | Penalize | RequestSync | Equivocation
+Action = (
+    Validate | ImportBlock | Gossip | Author | Penalize | RequestSync | Equivocation | SaveLock
+)
 
 
 @dataclass(slots=True)
@@ -198,7 +258,10 @@ class Consensus:
         *,
         secret_key: SecretKey | None = None,
         syncing: bool = False,
+        lock: Lock | None = None,
     ) -> None:
+        """``lock``: the last :class:`SaveLock` this authority stored (it holds while the
+        head is below its height)."""
         self.authorities = tuple(authorities)
         n = len(self.authorities)
         self.quorum = threshold(n)
@@ -217,15 +280,31 @@ class Consensus:
         self._early: dict[int, dict[tuple[bytes, int], Approval]] = {}
         self._future: dict[int, dict[bytes, tuple[Proposal, str]]] = {}
         self._held: dict[bytes, tuple[Proposal, Peer]] = {}  # blocks gossiped while syncing
+        # Each authority's latest prevote (round, root), per height (rule 5).
+        self._prevotes: dict[int, dict[int, tuple[int, bytes]]] = {}
+        self._saved = lock
+        self._slot = head.slot  # the latest slot seen (on_slot)
         self._open()
 
     def _open(self) -> None:
-        """Start the height after the head: no blocks, no lock."""
+        """Start the height after the head: no blocks; no lock unless one was saved for it."""
         self._blocks: dict[bytes, _Entry] = {}
         self._by_slot: dict[int, BlockRef] = {}
         self._lock: bytes | None = None
         self._approved_slot = -1
         self._importing: bytes | None = None
+        self._round = 0  # this node's latest prevote round at this height
+        self._prevoted: bytes | None = None
+        saved = self._saved
+        if saved is not None and saved.height == self.head.height + 1:
+            self._lock, self._approved_slot = saved.root, saved.slot
+
+    @property
+    def lock(self) -> Lock | None:
+        """What this node approved last at the open height (None: nothing)."""
+        if self._approved_slot < 0 or self._lock is None:
+            return None
+        return Lock(self.head.height + 1, self._approved_slot, self._lock)
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -236,17 +315,20 @@ class Consensus:
 
     def on_slot(self, slot: int) -> list[Action]:
         """A slot began: author it if it is ours and no live lock binds us (rule 3)."""
+        self._slot = max(self._slot, slot)
         index = self.index
         if index is None or self.syncing or slot <= self.head.slot:
             return []
         if slot % len(self.authorities) != index:
             return []
-        lock = self._blocks.get(self._lock) if self._lock is not None else None
-        if lock is not None and not self._dead(lock):
-            proposal = replace(lock.proposal, approvals=lock.approvals)
-            return [Gossip(proposal)]
+        if self._live_lock():
+            lock = self._blocks.get(self._lock) if self._lock is not None else None
+            return [] if lock is None else [Gossip(_current(lock))]
         if slot <= self._approved_slot:
             return []
+        preferred = self._preferred()
+        if preferred is not None:
+            return [Gossip(_current(preferred))]
         return [Author(slot, self.head)]
 
     def on_block(self, proposal: Proposal, peer: Peer) -> list[Action]:
@@ -273,6 +355,8 @@ class Consensus:
         if entry is not None:
             return self._merge(entry, proposal.approvals)
         first = self._by_slot.get(ref.slot)
+        if first is None and self._by_slot:
+            self.stats["rival_blocks"] += 1
         if first is not None:
             evidence = Equivocation(ref.slot % len(self.authorities), first, ref)
             self.evidence.append(evidence)
@@ -308,7 +392,7 @@ class Consensus:
             self.stats["ignored_while_syncing"] += 1
             return []
         if approval.height <= self.head.height:
-            self.stats["old_approvals"] += 1
+            self.stats["late_approvals"] += 1
             return []
         entry = self._blocks.get(approval.root) if approval.height == self.head.height + 1 else None
         queue = self._early.get(approval.height, {})
@@ -323,6 +407,27 @@ class Consensus:
             return self._queue(approval)
         entry.approvals = entry.approvals.add(approval.index, approval.signature)
         return self._advance()
+
+    def on_prevote(self, prevote: Prevote, peer: Peer) -> list[Action]:
+        """A prevote arrived (rules 3 and 5)."""
+        if self.syncing:
+            self.stats["ignored_while_syncing"] += 1
+            return []
+        height = prevote.height
+        if height <= self.head.height:
+            self.stats["late_prevotes"] += 1
+            return []
+        if height > self.head.height + MAX_HEIGHTS_AHEAD:
+            self.stats["early_prevotes_dropped"] += 1
+            return []
+        latest = self._prevotes.get(height, {}).get(prevote.index)
+        if latest is not None and latest[0] >= prevote.round:
+            self.stats["duplicate_prevotes"] += 1
+            return []
+        if not prevote.valid(self.authorities):
+            return self._penalize(peer, f"prevote by authority {prevote.index} does not verify")
+        self._prevotes.setdefault(height, {})[prevote.index] = (prevote.round, prevote.root)
+        return self._advance() if height == self.head.height + 1 else []
 
     def on_sync_block(self, proposal: Proposal, peer: str) -> list[Action]:
         """A block from sync: imported if it extends the head and its certificate verifies."""
@@ -341,8 +446,9 @@ class Consensus:
         """The chain imported ``ref``: it is the head; replay what waited for it (rule 7)."""
         self.head = ref
         self._open()
-        for height in [h for h in self._early if h <= ref.height]:
-            del self._early[height]
+        for queued in (self._early, self._prevotes):
+            for height in [h for h in queued if h <= ref.height]:
+                del queued[height]
         actions: list[Action] = []
         for height in sorted(h for h in self._future if h <= ref.height + 1):
             waiting = self._future.pop(height)
@@ -386,15 +492,43 @@ class Consensus:
         self.stats["duplicate_blocks"] += 1
         return []
 
-    def _dead(self, entry: _Entry) -> bool:
-        """Whether ``entry`` can no longer be certified (rule 4)."""
-        slot = entry.proposal.ref.slot
+    def _dead(self, slot: int, approvals: int) -> bool:
+        """Whether a block of ``slot`` approved by ``approvals`` (bits) can no longer be
+        certified (rule 4)."""
         later = 0
         for other in self._blocks.values():
             if other.proposal.ref.slot > slot:
                 later |= other.approvals.bits
-        elsewhere = (later & ~entry.approvals.bits).bit_count()
+        elsewhere = (later & ~approvals).bit_count()
         return len(self.authorities) - elsewhere + self.faulty < self.quorum
+
+    def _live_lock(self) -> bool:
+        """Whether this node holds a lock that is not dead (a saved lock whose block has not
+        come back yet counts only this node's approval)."""
+        if self._lock is None:
+            return False
+        entry = self._blocks.get(self._lock)
+        assert self.index is not None
+        approvals = entry.approvals.bits if entry is not None else 1 << self.index
+        return not self._dead(self._approved_slot, approvals)
+
+    def _preferred(self) -> _Entry | None:
+        """The valid block above the last approved slot with the most approvals, ties to the
+        higher slot (rule 3); None if there is none."""
+        above = self._approved_slot
+        choices = [e for e in self._blocks.values() if e.valid and e.proposal.ref.slot > above]
+        if not choices:
+            return None
+        return max(choices, key=lambda e: (e.approvals.count, e.proposal.ref.slot))
+
+    def _supporters(self, entry: _Entry) -> int:
+        """Bits of the authorities seen approving ``entry`` or whose latest prevote is for it."""
+        root = entry.proposal.ref.root
+        bits = entry.approvals.bits
+        for index, (_, prevoted) in self._prevotes.get(entry.proposal.ref.height, {}).items():
+            if prevoted == root:
+                bits |= 1 << index
+        return bits
 
     def _advance(self) -> list[Action]:
         """Approve what rule 3 allows, then import what rule 7 allows."""
@@ -408,26 +542,34 @@ class Consensus:
         return actions
 
     def _approve(self, index: int) -> list[Action]:
-        valid = [e for e in self._blocks.values() if e.valid]
-        for entry in valid:  # a block carrying our signature is one we approved (ours)
+        """Approve or prevote what rule 3 allows."""
+        for entry in self._blocks.values():  # a block carrying our signature is one we approved
             slot = entry.proposal.ref.slot
-            if entry.approvals.has(index) and slot > self._approved_slot:
+            if entry.valid and entry.approvals.has(index) and slot > self._approved_slot:
                 self._lock, self._approved_slot = entry.proposal.ref.root, slot
         if self.syncing:
             return []
-        lock = self._blocks.get(self._lock) if self._lock is not None else None
-        if lock is not None and not self._dead(lock):
+        if self._lock is not None:
+            if self._live_lock():
+                return []
+            self._lock = None
+            self.stats["lock_releases"] += 1
+        chosen = self._preferred()
+        if chosen is None:
             return []
-        choices = [e for e in valid if e.proposal.ref.slot > self._approved_slot]
-        if not choices:
-            return []
-        chosen = max(choices, key=lambda e: e.proposal.ref.slot)
         ref = chosen.proposal.ref
         assert self.secret_key is not None
-        approval = sign_approval(self.secret_key, index, ref.height, ref.root)
-        chosen.approvals = chosen.approvals.add(index, approval.signature)
-        self._lock, self._approved_slot = ref.root, ref.slot
-        return [Gossip(approval)]
+        if (self._supporters(chosen) | 1 << index).bit_count() >= self.quorum:
+            approval = sign_approval(self.secret_key, index, ref.height, ref.root)
+            chosen.approvals = chosen.approvals.add(index, approval.signature)
+            self._lock, self._approved_slot = ref.root, ref.slot
+            return [SaveLock(Lock(ref.height, ref.slot, ref.root)), Gossip(approval)]
+        if self._prevoted == ref.root:
+            return []
+        self._round = max(self._round + 1, self._slot * ROUNDS_PER_SLOT)
+        self._prevoted = ref.root
+        self._prevotes.setdefault(ref.height, {})[index] = (self._round, ref.root)
+        return [Gossip(sign_prevote(self.secret_key, index, ref.height, ref.root, self._round))]
 
     def _queue(self, approval: Approval) -> list[Action]:
         if approval.height > self.head.height + MAX_HEIGHTS_AHEAD:
@@ -455,3 +597,8 @@ class Consensus:
     def _penalize(self, peer: Peer, reason: str) -> list[Action]:
         self.stats["penalties"] += 1
         return [] if peer is None else [Penalize(peer, reason)]
+
+
+def _current(entry: _Entry) -> Proposal:
+    """``entry``'s proposal with the approvals gathered so far (to re-gossip it)."""
+    return replace(entry.proposal, approvals=entry.approvals)

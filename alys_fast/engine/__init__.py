@@ -8,7 +8,7 @@ from alys_fast.engine.errors import EngineError, TransactionRejected, UnknownPar
 from alys_fast.engine.fees import effective_gas_price, next_base_fee
 from alys_fast.engine.interface import AllocAccount, BlockEnv, BlockExecution, ExecutionEngine
 from alys_fast.engine.revm import RevmEngine
-from alys_fast.engine.state import EMPTY_CODE_HASH, EMPTY_ROOT, Account, StateDiff, StorageDiff
+from alys_fast.state import EMPTY_CODE_HASH, EMPTY_ROOT, Account, StateDiff, StorageDiff
 
 __all__ = [
     "EMPTY_CODE_HASH",

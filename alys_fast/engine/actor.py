@@ -18,8 +18,9 @@ on the actor's worker thread with the GIL released, so the event loop keeps serv
 a block executes; the actor takes no other message until the block is done, so nothing sees a
 half-executed block.
 
-With an external execution client (``ctx.execution`` set: geth over the Engine API) the actor
-drives an :class:`~alys_fast.engine.external.ExternalEngine` instead, behind the same messages:
+With an external execution client (``EngineSettings.execution``: geth over the Engine API)
+the actor drives an :class:`~alys_fast.engine.external.ExternalEngine` instead, behind the
+same messages:
 :class:`Execute` builds or imports through geth, :class:`Commit` moves geth's head, the head
 state root is the stored head's. Engine API failures are the asker's answer, never a crash of
 this actor: the adapter's circuit breaker opens, the chain skips its slots, and a timer probes
@@ -35,13 +36,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from alys_fast.actors import Actor, ActorError, MailboxFull
+from alys_fast.actors import Actor, ActorError, Directory, MailboxFull
+from alys_fast.actors.worker import Worker
 from alys_fast.engine.errors import EngineError, TransactionRejected
-from alys_fast.engine.external import ExternalEngine
+from alys_fast.engine.external import ExecutionSettings, ExternalEngine
 from alys_fast.engine.interface import (
     BlockEnv,
     BlockExecution,
@@ -50,10 +53,9 @@ from alys_fast.engine.interface import (
     StateOverrides,
 )
 from alys_fast.engine.revm import AccessList, RevmEngine, Steps
-from alys_fast.engine.state import EMPTY_CODE_HASH, Account, Loaded, word
-from alys_fast.node.context import NodeContext
-from alys_fast.node.offload import Worker
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.paths import ENGINE
+from alys_fast.state import EMPTY_CODE_HASH, Account, Loaded, word
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import StorageError
 from alys_fast.validation import Header, Transaction, decode_header
@@ -204,25 +206,40 @@ def _advance(steps: Steps, answer: Loaded | None) -> tuple[bool, Any]:
         return True, done.value
 
 
-class EngineActor(Actor):
-    """Executes and commits blocks, answers state reads; see the module docstring."""
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine actor is built with: the chain's EVM rules (``fork``, ``chain_id``) and
+    an external execution client (None: the embedded revm engine)."""
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
+    fork: str
+    chain_id: int
+    execution: ExecutionSettings | None = None
+
+
+class EngineActor(Actor):
+    """Executes and commits blocks, answers state reads; see the module docstring.
+
+    ``stats``: the node's, where an external engine's breaker goes (``"engine"``) and whence
+    the chain's finality (``"auxpow"``) is told to geth."""
+
+    def __init__(self, settings: EngineSettings, directory: Directory, stats: NodeStats) -> None:
+        self.settings = settings
+        self.stats = stats
         self.engine: RevmEngine | None = None
         self.head_number = 0
-        self.store = StoreClient(ctx)
+        self.store = StoreClient(directory)
         self.worker = Worker("engine")
         self.external: ExternalEngine | None = None
         self.prober: asyncio.Task[None] | None = None
 
     async def started(self) -> None:
-        if self.ctx.execution is None:
+        settings = self.settings
+        if settings.execution is None:
             await self._load()
             return
-        spec = self.ctx.spec
-        self.external = ExternalEngine(self.ctx.execution, spec.fork, spec.chain_id, self.store)
-        self.ctx.stats["engine"] = self.external.stats
+        self.external = ExternalEngine(settings.execution, settings.fork, settings.chain_id,
+                                       self.store)
+        self.stats["engine"] = self.external.stats
         await self._load_external()
         self.prober = asyncio.get_running_loop().create_task(self._probe_when_due())
 
@@ -248,8 +265,7 @@ class EngineActor(Actor):
         """Take the head state from storage, checked against the head header."""
         store = self.store
         head = await store.head_header()
-        spec = self.ctx.spec
-        engine = RevmEngine(fork=spec.fork, chain_id=spec.chain_id)
+        engine = RevmEngine(fork=self.settings.fork, chain_id=self.settings.chain_id)
         accounts = await store.load_state()
         numbers = range(max(0, head.number - BLOCK_HASH_WINDOW), head.number + 1)
         hashes = await store.resolve([("blockhash", n) for n in numbers])
@@ -320,7 +336,7 @@ class EngineActor(Actor):
             if kind is Commit:
                 if message.block_hash is None:
                     raise EngineError("state edits need the embedded engine")
-                finalized = self.ctx.stats.get("auxpow", {}).get("finalized", 0)
+                finalized = self.stats.get("auxpow", {}).get("finalized", 0)
                 await external.commit(message.execution, message.block_hash, finalized)
                 return None
             if kind is GetStateRoot:
@@ -416,8 +432,8 @@ def _call_steps(engine: RevmEngine, message: Call | CreateAccessList | Trace) ->
 class EngineClient:
     """Typed asks to the engine actor (the chain workflow's ``ExecutionClient``)."""
 
-    def __init__(self, ctx: NodeContext, timeout: float = 30.0) -> None:
-        self.ctx = ctx
+    def __init__(self, directory: Directory, timeout: float = 30.0) -> None:
+        self.directory = directory
         self.timeout = timeout
 
     async def execute_block(
@@ -431,18 +447,18 @@ class EngineClient:
     ) -> BlockExecution:
         """The block's execution (see :class:`Execute`); an EngineError is raised here."""
         message = Execute(parent_state_root, env, txs, skip_invalid, header)
-        result = await self.ctx.ref(ENGINE).ask(message, self.timeout)
+        result = await self.directory.ref(ENGINE).ask(message, self.timeout)
         if isinstance(result, EngineError):
             raise result
         return result
 
     async def commit(self, execution: BlockExecution, block_hash: bytes | None) -> None:
-        result = await self.ctx.ref(ENGINE).ask(Commit(execution, block_hash), self.timeout)
+        result = await self.directory.ref(ENGINE).ask(Commit(execution, block_hash), self.timeout)
         if isinstance(result, EngineError):
             raise result
 
     async def edit(self, env: BlockEnv, edits: StateOverrides) -> BlockExecution:
-        result = await self.ctx.ref(ENGINE).ask(Edit(env, edits), self.timeout)
+        result = await self.directory.ref(ENGINE).ask(Edit(env, edits), self.timeout)
         if isinstance(result, EngineError):
             raise result
         return result
@@ -450,7 +466,7 @@ class EngineClient:
     async def _read(self, message: Any) -> Any:
         """Ask a read; a refusal (StorageError: the block's state is not kept, or
         TransactionRejected: the call cannot start) is raised here."""
-        result = await self.ctx.ref(ENGINE).ask(message, self.timeout)
+        result = await self.directory.ref(ENGINE).ask(message, self.timeout)
         if isinstance(result, (StorageError, EngineError)):
             raise result
         return result
@@ -463,7 +479,7 @@ class EngineClient:
         return (await self.accounts((address,), block))[0]
 
     async def state_root(self) -> bytes:
-        return await self.ctx.ref(ENGINE).ask(GetStateRoot(), self.timeout)
+        return await self.directory.ref(ENGINE).ask(GetStateRoot(), self.timeout)
 
     async def call(self, env: BlockEnv, request: CallRequest, block: int | None = None,
                    overrides: StateOverrides | None = None) -> CallResult:
@@ -504,7 +520,7 @@ class EngineClient:
         return await self._read(GetProof(address, slots, block))
 
     async def reload(self) -> bytes:
-        result = await self.ctx.ref(ENGINE).ask(Reload(), self.timeout)
+        result = await self.directory.ref(ENGINE).ask(Reload(), self.timeout)
         if isinstance(result, EngineError):
             raise result
         return result

@@ -63,8 +63,8 @@ from alys_fast.engine.payload import (
     payload_of,
     receipt_of,
 )
-from alys_fast.engine.state import StateDiff
 from alys_fast.metrics.histogram import Histogram
+from alys_fast.state import StateDiff
 from alys_fast.validation import Header, Transaction, decode_header, recover_transactions
 
 if TYPE_CHECKING:

@@ -27,19 +27,19 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 from coincurve import PrivateKey
 
+from alys_fast.actors.remote import set_death_signal
 from alys_fast.engine.engine_api import EngineRpcError, EngineUnavailable, EthRpc
 from alys_fast.engine.errors import EngineError
 from alys_fast.engine.external import ExecutionSettings
 from alys_fast.keyfiles import KeyFileError, hex_secret
-
-if TYPE_CHECKING:  # the engine sits below the chain: the spec is only read here
-    from alys_fast.chain.spec import ChainSpec
 
 GETH_VERSION = "1.17.10"
 # geth's (and London's) EIP-1559 parameters; geth takes no others.
@@ -57,7 +57,26 @@ class GethError(EngineError):
     """geth could not be set up, started or reached; the message ends with its log's tail."""
 
 
-def el_genesis(spec: ChainSpec) -> dict[str, Any]:
+class GethChain(Protocol):
+    """What geth's genesis and command line read of a chain: the chain spec's fields (a
+    :class:`alys_fast.chain.spec.ChainSpec` is one). Named here, not imported: the engine sits
+    below the chain."""
+
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def fork(self) -> str: ...
+    @property
+    def gas_limit(self) -> int: ...
+    @property
+    def genesis_timestamp(self) -> int: ...
+    @property
+    def fees(self) -> Any: ...  # elasticity_multiplier, max_change_denominator, initial_base_fee
+    @property
+    def alloc(self) -> Mapping[str, Any]: ...  # address -> balance, nonce, code, storage (hex)
+
+
+def el_genesis(spec: GethChain) -> dict[str, Any]:
     """geth's genesis JSON for ``spec`` (see the module docstring)."""
     fees = spec.fees
     if (fees.elasticity_multiplier, fees.max_change_denominator) != GETH_FEE_RULES:
@@ -96,7 +115,7 @@ def el_genesis(spec: ChainSpec) -> dict[str, Any]:
     }
 
 
-def write_el_genesis(spec: ChainSpec, path: Path) -> Path:
+def write_el_genesis(spec: GethChain, path: Path) -> Path:
     path.write_bytes(msgspec.json.format(msgspec.json.encode(el_genesis(spec))))
     return path
 
@@ -148,7 +167,7 @@ class GethProcess:
         self,
         binary: str | Path,
         datadir: Path,
-        spec: ChainSpec,
+        spec: GethChain,
         *,
         auth_port: int = 0,
         http_port: int = 0,
@@ -249,10 +268,11 @@ class GethProcess:
             raise GethError(f"geth is already running (pid {self.pid})")
         with open(self.log_path, "ab") as log:
             # Its own session: a signal to the node's group never reaches geth by accident,
-            # and geth's output goes to a file, so nothing blocks on a full pipe.
+            # and geth's output goes to a file, so nothing blocks on a full pipe. SIGTERM when
+            # its starter dies, even by SIGKILL: no geth is left holding the ports.
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=partial(set_death_signal, signal.SIGTERM))
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until geth answers on its HTTP RPC and Engine API ports; GethError (with

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import msgspec
 
-from alys_fast.engine.state import StateDiff
+from alys_fast.state import StateDiff
 from alys_fast.validation import Transaction
 from alys_fast.validation.receipts import Log, Receipt
 

@@ -4,7 +4,7 @@ A block runs whole in Rust with the GIL released: the transactions (recovered an
 the validation core) go in, receipts, logs and the state diff come out, and the new
 Ethereum state root is computed on copies of the tries, installed only by :meth:`commit`.
 
-Data the compiled head does not hold is a *miss* (see ``engine.state``): the run pauses,
+Data the compiled head does not hold is a *miss* (see ``alys_fast.state``): the run pauses,
 names every miss it found, and :meth:`RevmEngine.execute_steps` yields them; whoever drives
 the steps loads them in one batch and sends back a :class:`Loaded`. In the node the storage
 actor, the only owner of the RocksDB database, answers (``engine.actor``); a standalone
@@ -38,7 +38,7 @@ from alys_fast.engine.interface import (
     CallResult,
     StateOverrides,
 )
-from alys_fast.engine.state import (
+from alys_fast.state import (
     EMPTY_CODE_HASH,
     Account,
     Loaded,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alys_fast.consensus import Approval, Signature
+from alys_fast.consensus import Approval, Prevote, Signature
 from alys_fast.network import wire
 
 BATCH_TXS = 256
@@ -56,6 +56,17 @@ class TxBatcher:
 def approval_to_wire(approval: Approval) -> wire.Approval:
     return wire.Approval(approval.root, approval.height, approval.index,
                          approval.signature.to_bytes())
+
+
+def prevote_to_wire(prevote: Prevote) -> wire.Prevote:
+    return wire.Prevote(prevote.root, prevote.height, prevote.index, prevote.round,
+                        prevote.signature.to_bytes())
+
+
+def prevote_from_wire(message: wire.Prevote) -> Prevote:
+    """The consensus form; :class:`~alys_fast.consensus.BlsError` as for an approval."""
+    return Prevote(message.height, message.block_hash, message.authority_index, message.round,
+                   Signature.from_bytes(message.signature))
 
 
 def approval_from_wire(message: wire.Approval) -> Approval:

@@ -23,7 +23,10 @@ Rules (the :class:`PeerBook` applies them; the service does the I/O they call fo
   accepted for those kinds; transactions by everyone.
 - Send queues. Each peer has a bounded queue of frames waiting for the transport
   (:class:`SendQueue`); a frame that finds it full is dropped and counted, so one slow peer
-  never holds memory or delays the others.
+  never holds memory or delays the others. The queue has two lanes: blocks, approvals and
+  link control (:data:`URGENT_KINDS`) leave before transaction batches and block ranges, so
+  under load a block never waits behind the transactions queued before it. How long frames
+  take on their way through the node is kept in :class:`Latencies` (``/metrics``).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from alys_fast.network.wire import CONSENSUS_KINDS, Status
+from alys_fast.metrics.histogram import Histogram
+from alys_fast.network.wire import ALL_KINDS, CONSENSUS_KINDS, Status
 
 _ENODE = re.compile(r"alys://([0-9a-f]{64})@([^\s@/]+):(\d{1,5})")
 
@@ -110,25 +115,71 @@ class Backoff:
         self.attempts = 0
 
 
-class SendQueue:
-    """A peer's frames waiting for the transport; a frame finding it full is dropped, counted."""
+#: Kinds a peer's send queue sends before the others (see the module docstring).
+URGENT_KINDS = frozenset(ALL_KINDS - {"transactions", "blocks_response"})
 
-    __slots__ = ("capacity", "dropped", "frames")
+
+class QueuedFrame(NamedTuple):
+    """A frame waiting in a send queue, with what its ``outbound`` latency is measured from."""
+
+    frame: bytes | memoryview
+    kind: str
+    queued_at: float  # time.perf_counter() when it was queued
+
+
+class SendQueue:
+    """A peer's frames waiting for the transport, urgent kinds first; a frame finding its lane
+    full (``capacity`` frames) is dropped, counted."""
+
+    __slots__ = ("bulk", "capacity", "dropped", "urgent")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.frames: deque[bytes] = deque()
+        self.urgent: deque[QueuedFrame] = deque()
+        self.bulk: deque[QueuedFrame] = deque()
         self.dropped = 0
 
-    def put(self, frame: bytes) -> bool:
-        if len(self.frames) >= self.capacity:
+    def put(self, frame: bytes | memoryview, kind: str, queued_at: float = 0.0) -> bool:
+        lane = self.urgent if kind in URGENT_KINDS else self.bulk
+        if len(lane) >= self.capacity:
             self.dropped += 1
             return False
-        self.frames.append(frame)
+        lane.append(QueuedFrame(frame, kind, queued_at))
         return True
 
+    def take(self) -> QueuedFrame | None:
+        """The next frame to send (None: none waits)."""
+        if self.urgent:
+            return self.urgent.popleft()
+        return self.bulk.popleft() if self.bulk else None
+
+    def clear(self) -> None:
+        self.urgent.clear()
+        self.bulk.clear()
+
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.urgent) + len(self.bulk)
+
+
+#: Seconds: from 0.1 ms (a hop on an idle loop) to a 10 s stall.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Latencies:
+    """Histograms of how long frames take on their way through the node, by stage and kind
+    (``("outbound", "new_block")``: queued for a peer -> handed to the transport)."""
+
+    __slots__ = ("histograms",)
+
+    def __init__(self) -> None:
+        self.histograms: dict[tuple[str, str], Histogram] = {}
+
+    def observe(self, stage: str, kind: str, seconds: float) -> None:
+        histogram = self.histograms.get((stage, kind))
+        if histogram is None:
+            histogram = self.histograms[stage, kind] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
 
 
 class SeenSet:
@@ -240,7 +291,7 @@ class PeerBook:
         """After the service restarts: no link is up, every dialed peer is due now."""
         for peer in self.peers.values():
             peer.connected = peer.greeted = False
-            peer.queue.frames.clear()
+            peer.queue.clear()
             peer.backoff.reset()
             peer.next_dial = 0.0
 
@@ -276,7 +327,7 @@ class PeerBook:
             if peer.endpoint is not None:
                 self.address_bans[peer.endpoint] = until
             peer.connected = False
-            peer.queue.frames.clear()
+            peer.queue.clear()
             peer.score = 0.0
             if not peer.dialed:
                 del self.peers[key]
@@ -359,7 +410,7 @@ class PeerBook:
             if peer.connected:
                 if now - peer.last_seen > limits.dead_after:
                     peer.connected = peer.greeted = False
-                    peer.queue.frames.clear()
+                    peer.queue.clear()
                     lost.append(peer)
                     if not peer.dialed and not self.banned(peer.key):
                         del self.peers[peer.key]

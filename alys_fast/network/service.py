@@ -1,11 +1,11 @@
 """The network actor: gossip, point-to-point messages and subscriptions over a transport.
 
 Wiring (the node does it once): ``setup = NetworkSetup.create(settings, load_node_key(dir),
-status)`` kept in the node's context as ``ctx.network``, ``ctx.registry.register(
-NetworkCollector(setup))``, and :class:`NetworkActor` (``ctx``) at :data:`NETWORK` in the
-tree's ``network`` supervisor. The setup holds what outlives an actor restart: the node key,
-the peer book (scores, bans, traffic counters), the subscriptions and our status; a restarted
-actor builds a fresh transport and dials its bootnodes again.
+status)`` kept by the node, ``registry.register(NetworkCollector(setup))``, and
+:class:`NetworkActor` (a :class:`NetworkHost`: the setup and the actors' directory) at
+:data:`NETWORK` in the tree's ``network`` supervisor. The setup holds what outlives an actor
+restart: the node key, the peer book (scores, bans, traffic counters), the subscriptions and our
+status; a restarted actor builds a fresh transport and dials its bootnodes again.
 
 Messages (:class:`NetworkClient` sends them):
 - :class:`Broadcast` -> the number of peers it was queued for: a gossip message, flooded
@@ -15,7 +15,8 @@ Messages (:class:`NetworkClient` sends them):
 - :class:`Subscribe`: ``target.tell(Received(peer, message))`` for every message of these
   kinds (``wire.ALL_KINDS``: ``"new_block"``, ``"approval"``, ``"blocks_request"`` …). One-way:
   the network imports nothing of the consensus, chain or sync that subscribe. A subscriber
-  whose mailbox is full misses the message (counted); a stopped one is unsubscribed.
+  whose mailbox is full misses the message (counted); a stopped one is unsubscribed; one
+  subscribed again (equal to one subscribed before) is told once.
 - :class:`SetStatus`: our head moved; peers are told (:class:`~alys_fast.network.wire.Status`).
 - :class:`PeerList` -> :class:`PeerInfo` for each known peer.
 - :class:`Charge`: a layer above found a peer's message wrong (an invalid block, a forged
@@ -29,7 +30,15 @@ and genesis (else ``WRONG_NETWORK``, a ban). Then: Hello is answered with our St
 with Pong, gossip is deduplicated, delivered and forwarded, the rest delivered.
 
 Frames go out through each peer's bounded queue and one pump task per peer, so a slow peer
-only fills its own queue (drops counted, ``alys_network_peer_send_dropped_total``).
+only fills its own queue (drops counted, ``alys_network_peer_send_dropped_total``); blocks and
+approvals go before transaction batches (``peers.SendQueue``).
+
+Where a frame's time goes is in ``/metrics`` (``NetworkSetup.latencies``), by kind:
+``alys_network_inbound_seconds`` (taken off the transport -> told to the subscribers: the
+actor's mailbox, decoding, dedupe), ``alys_network_outbound_seconds`` (queued for a peer ->
+handed to libzmq: the send queue, behind other frames), and what a layer above adds (the gossip
+actor's ``handoff``); ``alys_network_loop_lag_seconds`` is how late the event loop runs a
+:data:`LAG_PROBE_SECONDS` timer, which every frame waits for too.
 """
 
 from __future__ import annotations
@@ -45,13 +54,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from alys_fast.actors import Actor, ActorError, ActorRef, ActorStopped
 from alys_fast.network import wire
 from alys_fast.network.peers import (
     BadAddress,
+    Latencies,
     Offence,
     Peer,
     PeerBook,
@@ -76,6 +86,8 @@ log = logging.getLogger(__name__)
 
 #: Where the network actor lives in the supervision tree.
 NETWORK = "network/network"
+#: Seconds between the event loop lag probe's timers.
+LAG_PROBE_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,7 @@ class NetworkSetup:
     subscriptions: dict[str, list[Any]] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
     handshake_failures: Counter[str] = field(default_factory=Counter)
+    latencies: Latencies = field(default_factory=Latencies)
     endpoint: str | None = None  # bound, once the actor is up
 
     @classmethod
@@ -144,7 +157,7 @@ class NetworkSetup:
 
 
 class NetworkHost(Protocol):
-    """What the actor is built with (the node's context): its setup and a way to reach it."""
+    """What the actor is built with (the node's): its setup and a way to reach the others."""
 
     network: NetworkSetup
 
@@ -152,10 +165,12 @@ class NetworkHost(Protocol):
 
 
 class Received(msgspec.Struct, frozen=True):
-    """Told to subscribers: ``message`` from ``peer`` (its node key, authenticated)."""
+    """Told to subscribers: ``message`` from ``peer`` (its node key, authenticated), taken off
+    the transport at ``arrived`` (``time.perf_counter()``)."""
 
     peer: str
     message: Payload
+    arrived: float = 0.0
 
 
 class Broadcast(msgspec.Struct, frozen=True):
@@ -209,6 +224,7 @@ class PeerInfo(msgspec.Struct, frozen=True):
 class _Inbound(msgspec.Struct, frozen=True):
     peer: str
     frame: Any  # bytes or memoryview
+    arrived: float  # time.perf_counter() when taken off the transport
 
 
 class _Tick(msgspec.Struct, frozen=True):
@@ -229,6 +245,7 @@ class NetworkActor(Actor):
         self.pumps: dict[str, asyncio.Task[None]] = {}
         self.wakes: dict[str, asyncio.Event] = {}
         self.nonce = random.getrandbits(63)
+        self.unsent_kinds: set[str] = set()  # consensus kinds a non-member could not send
 
     async def started(self) -> None:
         setup, book = self.setup, self.book
@@ -242,7 +259,8 @@ class NetworkActor(Actor):
         self.transport = transport
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._read(transport), name="network-read"),
-                      loop.create_task(self._tick_every(setup.settings.tick), name="network-tick")]
+                      loop.create_task(self._tick_every(setup.settings.tick), name="network-tick"),
+                      loop.create_task(self._probe_lag(), name="network-lag")]
         log.info("network: node %s listening on %s (%s)", setup.node_id, setup.endpoint,
                  "federation member" if setup.member else "full node")
         self._tick()
@@ -251,7 +269,15 @@ class NetworkActor(Actor):
         with contextlib.suppress(ActorError):  # stopping: nobody to read for
             while True:
                 peer, frame = await transport.recv()
-                await self.ref.send(_Inbound(peer, frame))
+                await self.ref.send(_Inbound(peer, frame, time.perf_counter()))
+
+    async def _probe_lag(self) -> None:
+        """How late the loop runs a timer: what a frame arriving now would wait, at least."""
+        latencies = self.setup.latencies
+        while True:
+            due = time.perf_counter() + LAG_PROBE_SECONDS
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            latencies.observe("loop_lag", "", max(0.0, time.perf_counter() - due))
 
     async def _tick_every(self, interval: float) -> None:
         with contextlib.suppress(ActorError):
@@ -262,7 +288,7 @@ class NetworkActor(Actor):
     def receive(self, message: NetworkMessage) -> Any:
         kind = type(message)
         if kind is _Inbound:
-            return self._inbound(message.peer, message.frame)
+            return self._inbound(message.peer, message.frame, message.arrived)
         if kind is _Tick:
             return self._tick()
         if kind is Broadcast:
@@ -271,16 +297,19 @@ class NetworkActor(Actor):
             peer = self.book.peers.get(message.peer)
             if peer is None or not peer.connected:
                 return False
-            return self._enqueue(peer, wire.encode(message.message))
+            return self._enqueue(peer, wire.encode(message.message),
+                                 wire.kind_of(message.message))
         if kind is Subscribe:
             for name in message.kinds & wire.ALL_KINDS:
-                self.setup.subscriptions.setdefault(name, []).append(message.target)
+                targets = self.setup.subscriptions.setdefault(name, [])
+                if message.target not in targets:  # a restarted subscriber subscribes again
+                    targets.append(message.target)
             return None
         if kind is SetStatus:
             self.setup.status = message.status
             frame = wire.encode(self.setup.own_status())
             for peer in self.book.connected():
-                self._enqueue(peer, frame)
+                self._enqueue(peer, frame, "status")
             return None
         if kind is PeerList:
             return [_info(p) for p in self.book.peers.values()]
@@ -292,7 +321,7 @@ class NetworkActor(Actor):
         raise TypeError(f"network: unexpected message {type(message).__name__}")
 
     # -- in ---------------------------------------------------------------------------
-    def _inbound(self, key: str, frame: bytes | memoryview) -> None:
+    def _inbound(self, key: str, frame: bytes | memoryview, arrived: float) -> None:
         book = self.book
         peer = book.heard(key, len(frame))
         if peer is None:
@@ -318,27 +347,28 @@ class NetworkActor(Actor):
         if kind in GOSSIP_KINDS:
             if not book.first_copy(wire.message_id(payload)):
                 return
-            self._deliver(key, kind, message)
+            # Forwarded first: a subscriber told may run (a block's decoding) before the pumps.
             for target in book.forward_to(kind, key, self_member=self.setup.member):
-                self._enqueue(target, frame)
+                self._enqueue(target, frame, kind)
+            self._deliver(key, kind, message, arrived)
             return
         handled = type(message)
         if handled is Hello or handled is Status:
-            self._introduced(peer, message)
+            self._introduced(peer, message, arrived)
             return
         if handled is Ping:
-            self._enqueue(peer, wire.encode(Pong(message.nonce)))
+            self._enqueue(peer, wire.encode(Pong(message.nonce)), "pong")
             return
         if handled is Goodbye:
             log.info("network: peer %s said goodbye: %s", peer.label, message.reason)
             self._disconnect(peer, None)
             return
         if handled is not Pong:
-            self._deliver(key, kind, message)
+            self._deliver(key, kind, message, arrived)
         if peer.status is None and not peer.greeted:
             self._greet(peer)
 
-    def _introduced(self, peer: Peer, status: Status) -> None:
+    def _introduced(self, peer: Peer, status: Status, arrived: float) -> None:
         ours = self.setup.status
         if status.chain_id != ours.chain_id or status.genesis_hash != ours.genesis_hash:
             self._charge(peer, Offence.WRONG_NETWORK, f"chain {status.chain_id}")
@@ -351,14 +381,14 @@ class NetworkActor(Actor):
             self._disconnect(peer, "banned")
             return
         if type(status) is Hello:
-            self._enqueue(peer, wire.encode(self.setup.own_status()))
-        self._deliver(peer.key, wire.kind_of(status), status)
+            self._enqueue(peer, wire.encode(self.setup.own_status()), "status")
+        self._deliver(peer.key, wire.kind_of(status), status, arrived)
 
-    def _deliver(self, key: str, kind: str, message: Payload) -> None:
+    def _deliver(self, key: str, kind: str, message: Payload, arrived: float) -> None:
         targets = self.setup.subscriptions.get(kind)
         if not targets:
             return
-        received = Received(key, message)
+        received = Received(key, message, arrived)
         for target in list(targets):
             try:
                 target.tell(received)
@@ -366,6 +396,7 @@ class NetworkActor(Actor):
                 targets.remove(target)
             except ActorError:  # a full mailbox or an open circuit: this one is missed
                 self.setup.counters["delivery_dropped"] += 1
+        self.setup.latencies.observe("inbound", kind, time.perf_counter() - arrived)
 
     def _charge(self, peer: Peer, offence: Offence, why: str) -> None:
         log.info("network: peer %s charged %s (%s)", peer.label, offence.name, why[:200])
@@ -378,15 +409,18 @@ class NetworkActor(Actor):
     def _broadcast(self, message: Gossip) -> int:
         kind = wire.kind_of(message)
         if kind in CONSENSUS_KINDS and not self.setup.member:
-            log.warning("network: not a federation member: %s not sent", kind)
+            if kind not in self.unsent_kinds:  # said once per kind, not every slot
+                self.unsent_kinds.add(kind)
+                log.warning("network: this node's key is not among the spec's node_keys: "
+                            "its %s messages are not sent", kind)
             return 0
         frame = wire.encode(message)
         self.book.first_copy(wire.message_id(wire.split(frame)))  # our own, when it comes back
         targets = self.book.forward_to(kind, None, self_member=self.setup.member)
-        return sum(self._enqueue(peer, frame) for peer in targets)
+        return sum(self._enqueue(peer, frame, kind) for peer in targets)
 
-    def _enqueue(self, peer: Peer, frame: bytes | memoryview) -> bool:
-        if not peer.queue.put(frame):
+    def _enqueue(self, peer: Peer, frame: bytes | memoryview, kind: str) -> bool:
+        if not peer.queue.put(frame, kind, time.perf_counter()):
             return False
         self._ensure_pump(peer)
         self.wakes[peer.key].set()
@@ -401,22 +435,23 @@ class NetworkActor(Actor):
     async def _pump(self, peer: Peer) -> None:
         transport = self.transport
         assert transport is not None
-        frames = peer.queue.frames
+        queue, latencies = peer.queue, self.setup.latencies
         wake = self.wakes[peer.key]
         while True:
-            while frames:
-                frame = frames.popleft()
-                if await transport.send(peer.key, frame):
-                    self.book.sent(peer, len(frame))
+            while (queued := queue.take()) is not None:
+                if await transport.send(peer.key, queued.frame):
+                    self.book.sent(peer, len(queued.frame))
+                    latencies.observe("outbound", queued.kind,
+                                      time.perf_counter() - queued.queued_at)
                 else:
-                    peer.queue.dropped += 1
+                    queue.dropped += 1
             wake.clear()
             await wake.wait()
 
     def _greet(self, peer: Peer) -> None:
         peer.greeted = True
         status = self.setup.own_status()
-        self._enqueue(peer, wire.encode(Hello(*msgspec.structs.astuple(status))))
+        self._enqueue(peer, wire.encode(Hello(*msgspec.structs.astuple(status))), "hello")
 
     def _tick(self) -> None:
         transport = self.transport
@@ -432,13 +467,13 @@ class NetworkActor(Actor):
             self._greet(peer)
         for peer in due.ping:
             self.nonce += 1
-            self._enqueue(peer, wire.encode(Ping(self.nonce & (2**63 - 1))))
+            self._enqueue(peer, wire.encode(Ping(self.nonce & (2**63 - 1))), "ping")
 
     def _disconnect(self, peer: Peer, reason: str | None) -> None:
         """Close the link, after a Goodbye if ``reason``; a bootnode is dialed again later
         (unless banned), an inbound peer forgotten."""
         peer.connected = peer.greeted = False
-        peer.queue.frames.clear()
+        peer.queue.clear()
         if not peer.dialed:
             self.book.peers.pop(peer.key, None)
         self._stop_pump(peer.key)
@@ -511,7 +546,8 @@ class NetworkCollector(Collector):
     def __init__(self, setup: NetworkSetup) -> None:
         self.setup = setup
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily
+                                  | HistogramMetricFamily]:
         book = self.setup.book
         connected = book.connected()
         peers = GaugeMetricFamily("alys_network_peers", "Connected peers", labels=["role"])
@@ -558,3 +594,27 @@ class NetworkCollector(Collector):
         for reason, n in sorted(self.setup.handshake_failures.items()):
             handshakes.add_metric([reason], n)
         yield handshakes
+        yield from latency_families(self.setup.latencies)
+
+
+_LATENCY_HELP = {
+    "inbound": "Seconds from a frame taken off the transport to its delivery, by kind",
+    "outbound": "Seconds from a frame queued for a peer to its handing to libzmq, by kind",
+    "handoff": "Seconds from a frame taken off the transport to its handing to the chain or "
+               "the pool by the gossip actor, by kind",
+    "loop_lag": f"Seconds the event loop ran a {LAG_PROBE_SECONDS * 1000:.0f} ms timer late",
+}
+
+
+def latency_families(latencies: Latencies) -> Iterator[HistogramMetricFamily]:
+    """``alys_network_<stage>_seconds`` per stage, labelled by kind (none for the loop lag)."""
+    families: dict[str, HistogramMetricFamily] = {}
+    for (stage, kind), histogram in sorted(latencies.histograms.items()):
+        family = families.get(stage)
+        if family is None:
+            family = families[stage] = HistogramMetricFamily(
+                f"alys_network_{stage}_seconds", _LATENCY_HELP.get(stage, stage),
+                labels=["kind"] if kind else None)
+        buckets, total = histogram.snapshot()
+        family.add_metric([kind] if kind else [], buckets, total)
+    yield from families.values()

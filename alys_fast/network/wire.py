@@ -29,7 +29,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-PROTOCOL_VERSION = 1
+# 2: prevotes (fork choice rule 3); a version-1 node would charge a peer for sending them.
+PROTOCOL_VERSION = 2
 
 MAX_BLOCK_BYTES = 16 * 1024 * 1024
 MAX_FRAME = MAX_BLOCK_BYTES + 1024 * 1024
@@ -81,6 +82,17 @@ class Approval(msgspec.Struct, frozen=True, array_like=True, tag="approval"):
     signature: Annotated[bytes, Meta(min_length=96, max_length=96)]
 
 
+class Prevote(msgspec.Struct, frozen=True, array_like=True, tag="prevote"):
+    """An authority's signed preference for a block, before it approves one (the fork
+    choice's rule 3); ``round`` orders one authority's prevotes at a height."""
+
+    block_hash: Hash32
+    height: U64
+    authority_index: Annotated[int, Meta(ge=0, lt=MAX_AUTHORITIES)]
+    round: U64
+    signature: Annotated[bytes, Meta(min_length=96, max_length=96)]
+
+
 class Transactions(msgspec.Struct, frozen=True, array_like=True, tag="transactions"):
     """A batch of raw (EIP-2718) transactions for the authors' pools."""
 
@@ -124,13 +136,13 @@ class Goodbye(msgspec.Struct, frozen=True, array_like=True, tag="goodbye"):
 
 
 Payload = (
-    Hello | Status | NewBlock | Approval | Transactions | QueuedPow | BlocksRequest
+    Hello | Status | NewBlock | Approval | Prevote | Transactions | QueuedPow | BlocksRequest
     | BlocksResponse | Ping | Pong | Goodbye
 )
-Gossip = NewBlock | Approval | Transactions | QueuedPow
+Gossip = NewBlock | Approval | Prevote | Transactions | QueuedPow
 
 #: Kinds only federation members may send.
-CONSENSUS_KINDS = frozenset({"new_block", "approval", "queued_pow"})
+CONSENSUS_KINDS = frozenset({"new_block", "approval", "prevote", "queued_pow"})
 #: Kinds flooded to every peer (once, see ``peers.SeenSet``).
 GOSSIP_KINDS = CONSENSUS_KINDS | {"transactions"}
 ALL_KINDS = frozenset(

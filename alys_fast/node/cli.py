@@ -34,9 +34,9 @@ from alys_fast.engine.errors import EngineError
 from alys_fast.engine.external import ExecutionSettings
 from alys_fast.engine.geth import GethError, GethProcess, find_geth
 from alys_fast.network.service import NetworkSettings
-from alys_fast.node.context import NodeContext
 from alys_fast.node.keys import JWT_SECRET_FILE, load_jwt_secret
 from alys_fast.node.node import Node, NodeStartError
+from alys_fast.node.settings import NodeSettings
 from alys_fast.rpc.auth import (
     ALL_NAMESPACES,
     PUBLIC_NAMESPACES,
@@ -161,9 +161,16 @@ def _rpc_limits(args: argparse.Namespace, limits: Limits) -> Limits:
         limits, **{name: value for name, value in given.items() if value is not None})
 
 
+def _log_to_stderr(level: str) -> None:
+    """Before anything is read: what reading the config logs obeys ``--log-level`` too."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def _dev(args: argparse.Namespace) -> int:
     from alys_fast.errors import CliError
 
+    _log_to_stderr(args.log_level)
     if not (args.block_time == 0 or 0.001 <= args.block_time <= 3600):
         raise CliError(f"--block-time must be 0 (automine) or 0.001 to 3600 seconds, got "
                        f"{args.block_time}")
@@ -206,7 +213,7 @@ def _dev(args: argparse.Namespace) -> int:
         access = _access(
             data_dir, _http_api(args.http_api) if args.http_api else PUBLIC_NAMESPACES,
             jwt_secret_file=data_dir / JWT_SECRET_FILE if args.auth else None)
-    ctx = NodeContext(
+    node_settings = NodeSettings(
         spec=spec,
         data_dir=data_dir,
         authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]),
@@ -226,10 +233,11 @@ def _dev(args: argparse.Namespace) -> int:
     geth = None
     if geth_binary is not None:
         geth = GethProcess(geth_binary, data_dir / "geth", spec)
-        ctx.execution = geth.execution_settings()
+        node_settings = dataclasses.replace(node_settings, execution=geth.execution_settings())
     try:
-        return _serve(ctx, args.log_level,
-                      banner=lambda url: _banner(ctx, url, accounts, args.balance, args.mnemonic),
+        return _serve(node_settings,
+                      banner=lambda url: _banner(node_settings, url, accounts, args.balance,
+                                                 args.mnemonic),
                       miner=_fee_recipient(accounts, spec.fee_recipient) if args.mine else None,
                       geth=geth)
     finally:
@@ -246,6 +254,7 @@ def _fee_recipient(accounts: tuple[tuple[str, str], ...], fallback: str) -> str:
 def _run(args: argparse.Namespace) -> int:
     from alys_fast.errors import CliError
 
+    _log_to_stderr(args.log_level)
     try:
         config: NodeConfig = load_config(args.config)
         rpc = config.rpc
@@ -255,7 +264,7 @@ def _run(args: argparse.Namespace) -> int:
             api_keys=rpc.api_keys, jwt_namespaces=rpc.jwt_namespaces,
             jwt_secret_file=(data_dir / JWT_SECRET_FILE if rpc.jwt_secret_file is None
                              else Path(rpc.jwt_secret_file)))
-        ctx = NodeContext(
+        node_settings = NodeSettings(
             spec=config.spec(),
             data_dir=Path(config.data_dir),
             authority_key=config.authority_key(),
@@ -281,7 +290,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     except (ConfigError, SpecError) as exc:
         raise CliError(str(exc)) from None
-    return _serve(ctx, args.log_level)
+    return _serve(node_settings)
 
 
 def _execution(args: argparse.Namespace, config: NodeConfig) -> ExecutionSettings | None:
@@ -408,16 +417,13 @@ def _wei(ether: str) -> int:
     return int(amount)
 
 
-def _serve(ctx: NodeContext, log_level: str, *,
+def _serve(node_settings: NodeSettings, *,
            banner: Callable[[str], str] | None = None, miner: str | None = None,
            geth: GethProcess | None = None) -> int:
     """Run the node until a signal stops it; print ``banner(url)``, or only the URL. With
     ``miner`` (a fee recipient) a CPU merge miner runs beside it, as its own process."""
     from alys_fast.actors.runtime import run
     from alys_fast.errors import CliError
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> int:
         if geth is None:
@@ -429,7 +435,7 @@ def _serve(ctx: NodeContext, log_level: str, *,
             await geth.stop()
 
     async def serve() -> int:
-        node = Node(ctx)
+        node = Node(node_settings)
         try:
             await node.start()
         except NodeStartError as exc:
@@ -437,13 +443,13 @@ def _serve(ctx: NodeContext, log_level: str, *,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(node.stop()))
-        if ctx.authority_key is None:
+        if node_settings.authority_key is None:
             print("full node: no authority key (authority_key_file), so it will not author "
                   "blocks", flush=True)
         print(f"JSON-RPC   {node.url}" if banner is None else banner(node.url), flush=True)
         mining = None
-        if ctx.consensus_rpc_bound is not None:
-            consensus = f"http://{ctx.consensus_rpc_host}:{ctx.consensus_rpc_bound}/"
+        if node.consensus_rpc.bound is not None:
+            consensus = f"http://{node_settings.consensus_rpc_host}:{node.consensus_rpc.bound}/"
             print(f"Consensus  {consensus} (merged mining: createauxblock, submitauxblock)",
                   flush=True)
             if miner is not None:
@@ -475,17 +481,17 @@ async def _start_geth(geth: GethProcess) -> None:
           f"log {geth.log_path}", flush=True)
 
 
-def _banner(ctx: NodeContext, url: str, accounts: tuple[tuple[str, str], ...], balance: str,
-            mnemonic: str) -> str:
+def _banner(node_settings: NodeSettings, url: str, accounts: tuple[tuple[str, str], ...],
+            balance: str, mnemonic: str) -> str:
     lines = [
         "",
         "alys-fast dev chain",
         "===================",
-        f"chain id     {ctx.spec.chain_id}",
-        f"mining       {_mining(ctx)}",
-        f"gas limit    {ctx.spec.gas_limit:,}",
-        f"data dir     {ctx.data_dir}",
-        f"RPC access   {_access_line(ctx)}",
+        f"chain id     {node_settings.spec.chain_id}",
+        f"mining       {_mining(node_settings)}",
+        f"gas limit    {node_settings.spec.gas_limit:,}",
+        f"data dir     {node_settings.data_dir}",
+        f"RPC access   {_access_line(node_settings)}",
         "",
         f"Available accounts ({Decimal(balance):,f} ETH each; mnemonic \"{mnemonic}\")",
     ]
@@ -501,18 +507,18 @@ def _banner(ctx: NodeContext, url: str, accounts: tuple[tuple[str, str], ...], b
     return "\n".join(lines)
 
 
-def _access_line(ctx: NodeContext) -> str:
-    access = ctx.rpc_access
+def _access_line(node_settings: NodeSettings) -> str:
+    access = node_settings.rpc_access
     if access is None:
         return "every method open (no credentials)"
     public = "every namespace" if access.public is None else ", ".join(sorted(access.public))
     jwt = (f"; the rest with a JWT (alys-fast keys jwt --secret "
-           f"{ctx.data_dir / JWT_SECRET_FILE})" if access.takes_jwt else "")
+           f"{node_settings.data_dir / JWT_SECRET_FILE})" if access.takes_jwt else "")
     return f"{public} open{jwt}; audit log {access.audit.path if access.audit else 'off'}"
 
 
-def _mining(ctx: NodeContext) -> str:
-    mining = ctx.dev_mining
+def _mining(node_settings: NodeSettings) -> str:
+    mining = node_settings.dev_mining
     assert mining is not None
     if mining.mode == "interval":
         return f"a block every {mining.interval_ms / 1000:g} s"

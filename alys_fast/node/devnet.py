@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import json
 import random
 import shutil
@@ -59,11 +58,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 import msgspec
 
+from alys_fast.actors.remote import set_death_signal
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID, ETHER, ChainSpec, dev_spec, load_spec
 from alys_fast.consensus.approvals import MAX_AUTHORITIES
 from alys_fast.engine.geth import (
@@ -327,13 +328,6 @@ def node_line(node: DevnetNode, event: dict[str, object], as_json: bool) -> str:
 # --- the processes ---------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In a node's process before exec (Linux): SIGTERM when the devnet process dies, so a
-    devnet killed with SIGKILL leaves no nodes behind."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 # Straight to the node: a proxy from the environment (http_proxy) must not see loopback calls.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -378,7 +372,7 @@ class Devnet:
             return subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C reaches the devnet, which stops all
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                preexec_fn=partial(set_death_signal, signal.SIGTERM))
 
     def start(self) -> None:
         """Start the geths (until each answers), then every node, and announce each node (in

@@ -1,10 +1,10 @@
 """The metrics actor and the collector that turns the node's counters into Prometheus families.
 
-Counters are plain numbers owned by the actor that counts them (the chain's in
-``ctx.stats["chain"]``, the RPC's in ``ctx.stats["rpc"]``: its calls per method, and the slot
+Counters are plain numbers owned by the actor that counts them (the chain's in the node's
+``stats["chain"]``, the RPC's in ``stats["rpc"]``: its calls per method, and the slot
 of the head it serves), so counting costs an integer add.
 The pool's live inside its actor; the metrics actor asks for them once per ``interval`` and
-keeps the last answer in ``ctx.stats["pool"]``. :class:`NodeCollector` reads these at scrape
+keeps the last answer in ``stats["pool"]``. :class:`NodeCollector` reads these at scrape
 time, with the RPC's open connections and the version; it is registered once per node, so a
 restarted metrics actor changes nothing for it. (The node also registers prometheus_client's
 process and platform collectors: CPU, memory, file descriptors, Python version.)
@@ -24,19 +24,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from alys_fast import __version__
-from alys_fast.actors import Actor, ActorError
-from alys_fast.chain.pool_actor import PoolClient
-from alys_fast.node.context import NodeContext
-from alys_fast.node.health import head_age
+from alys_fast.actors import Actor, ActorError, Directory
+from alys_fast.chain.pool_actor import PoolClient, PoolSettings
+from alys_fast.metrics.stats import NodeStats
+from alys_fast.rpc.health import HealthSettings, head_age
+from alys_fast.rpc.settings import RpcEndpoint
 
 log = logging.getLogger(__name__)
 
 
 class MetricsActor(Actor):
-    """Samples the pool's numbers every ``interval`` seconds into ``ctx.stats["pool"]``."""
+    """Samples the pool's numbers every ``interval`` seconds into ``stats["pool"]``."""
 
-    def __init__(self, ctx: NodeContext, interval: float = 1.0) -> None:
-        self.ctx = ctx
+    def __init__(self, stats: NodeStats, directory: Directory, interval: float = 1.0) -> None:
+        self.stats = stats
+        self.directory = directory
         self.interval = interval
         self.task: asyncio.Task[None] | None = None
 
@@ -47,10 +49,10 @@ class MetricsActor(Actor):
         raise TypeError(f"metrics: unexpected message {message!r}")
 
     async def _sample(self) -> None:
-        pool = PoolClient(self.ctx, timeout=self.interval)
+        pool = PoolClient(self.directory, timeout=self.interval)
         while True:
             with contextlib.suppress(ActorError):  # the pool restarting: keep the last sample
-                self.ctx.stats["pool"] = await pool.stats()
+                self.stats["pool"] = await pool.stats()
             await asyncio.sleep(self.interval)
 
     def pre_restart(self, error: BaseException) -> None:
@@ -68,11 +70,17 @@ class MetricsActor(Actor):
 class NodeCollector(Collector):
     """The chain, pool and RPC numbers of one node (see the module docstring)."""
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
+    def __init__(self, stats: NodeStats, pool: PoolSettings, rpc: RpcEndpoint,
+                 health: HealthSettings) -> None:
+        """``pool``: the limits it exports; ``rpc``: whose server's connections it counts;
+        ``health``: how it ages the head."""
+        self.stats = stats
+        self.pool = pool
+        self.rpc = rpc
+        self.health = health
 
     def collect(self) -> Iterator:
-        stats = self.ctx.stats
+        stats = self.stats
         chain = stats.get("chain", {})
         pool = stats.get("pool", {})
         rpc = stats.get("rpc", {})
@@ -85,13 +93,33 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("alys_chain_missed_slots", "Own slots passed without a block",
                                   value=chain.get("missed_slots", 0))
         for key, help_text in (("build_seconds", "Time to build a block from the pool"),
-                               ("import_seconds", "Time to import a built block")):
+                               ("import_seconds", "Time to import a built block"),
+                               ("wait_seconds", "Time a peer's block waits for the chain, "
+                                                "from the network"),
+                               ("approval_wait_seconds", "Time a peer's approval waits for "
+                                                         "the chain, from the network"),
+                               ("lookup_seconds", "Time to find a peer's block's transactions "
+                                                  "in the pool, or recover them"),
+                               ("validate_seconds", "Time to execute a peer's block"),
+                               ("approvals_seconds", "Time from an own block built to its "
+                                                     "certificate (2n/3 approvals)"),
+                               ("certify_seconds", "Time from a peer's block received to its "
+                                                   "import")):
             histogram = chain.get(key)
             if histogram is not None:
                 family = HistogramMetricFamily(f"alys_chain_block_{key}", help_text)
                 buckets, total = histogram.snapshot()
                 family.add_metric([], buckets, total)
                 yield family
+        consensus = chain.get("consensus")
+        if consensus is not None:
+            events = CounterMetricFamily(
+                "alys_consensus_events", "Fork-choice events (alys_fast/consensus/forkchoice.py): "
+                "rival blocks, late and duplicate approvals, equivocations, lock releases, ...",
+                labels=["event"])
+            for event, n in sorted(consensus.items()):
+                events.add_metric([event], n)
+            yield events
         yield CounterMetricFamily("alys_txs_received", "Transactions received over RPC",
                                   value=rpc.get("received", 0))
         accepted = CounterMetricFamily("alys_txpool_accepted", "Transactions admitted to the pool",
@@ -131,8 +159,8 @@ class NodeCollector(Collector):
         """The pool's configured limits (``[pool]``), one sample each."""
         limits = GaugeMetricFamily("alys_txpool_limit", "The transaction pool's configured limits",
                                    labels=["limit"])
-        journal = self.ctx.pool_journal
-        for name, value in (*asdict(self.ctx.pool_limits).items(),
+        journal = self.pool.journal
+        for name, value in (*asdict(self.pool.limits).items(),
                             ("journal", int(journal.enabled)), ("rejournal", journal.rejournal)):
             limits.add_metric([name], value)
         return limits
@@ -180,7 +208,7 @@ class NodeCollector(Collector):
             errors.add_metric([method], counted.errors)
             latency.add_metric([method], buckets, total)
         yield from (requests, errors, latency)
-        server = self.ctx.rpc_server
+        server = self.rpc.server
         open_now = server.connections() if server is not None else {"http": 0, "websocket": 0}
         connections = GaugeMetricFamily("alys_rpc_connections", "Open RPC connections",
                                         labels=["kind"])
@@ -191,4 +219,4 @@ class NodeCollector(Collector):
         if slot is not None:
             yield GaugeMetricFamily("alys_chain_head_age_seconds",
                                     "Seconds since the start of the head block's slot",
-                                    value=head_age(self.ctx, slot))
+                                    value=head_age(self.health, slot))

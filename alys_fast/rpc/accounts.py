@@ -3,7 +3,7 @@
 ``eth_signTransaction``, ``eth_sign``, ``personal_sign`` and ``eth_signTypedData_v4`` (also
 as ``eth_signTypedData``, the name web3.py calls).
 
-The keys are the node context's ``dev_keys`` (derived from a dev mnemonic: public by design).
+The keys are the RPC settings' ``dev_keys`` (derived from a dev mnemonic: public by design).
 Signing is eth-account's, so every signature is byte for byte what a wallet holding the same key
 makes. The RPC actor imports this module only for a dev chain, so ``alys-fast run`` never loads
 eth-account.

@@ -9,10 +9,10 @@ subscribers (the new block's receipts travel in the announcement). Newly pooled 
 (:attr:`EthApi.on_pending`) feed ``newPendingTransactions`` subscribers and pending-transaction
 filters. Filters live with the actor: a restart forgets them, as a geth restart does.
 
-It also serves the operator's views: ``/health`` (:mod:`alys_fast.node.health`), the status
+It also serves the operator's views: ``/health`` (:mod:`alys_fast.rpc.health`), the status
 page ``status.html`` at ``/`` (package data, read once), and the per-method call counts,
 the refusals per limit and the served head's slot that ``/metrics`` exports, kept in
-``ctx.stats["rpc"]`` so that they outlive a restart.
+the node's ``stats["rpc"]`` so that they outlive a restart.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from alys_fast.actors import Actor
+from alys_fast.actors import Actor, Directory
 from alys_fast.chain.topics import NEW_HEAD, NewHead
 from alys_fast.chain.workflows import ImportedBlock
-from alys_fast.node.context import NodeContext
-from alys_fast.node.health import health_report
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.rpc.admin import AdminApi
 from alys_fast.rpc.auth import Authenticator
 from alys_fast.rpc.debug import DebugApi
@@ -36,8 +35,10 @@ from alys_fast.rpc.dispatch import CallStats, Methods
 from alys_fast.rpc.eth import EthApi
 from alys_fast.rpc.filters import BlockLogs, LogQuery
 from alys_fast.rpc.formats import header_json, hexdata
+from alys_fast.rpc.health import HealthCheck
 from alys_fast.rpc.limits import Refusals
 from alys_fast.rpc.server import LOGS, RpcServer
+from alys_fast.rpc.settings import RpcEndpoint, RpcSettings
 from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Block
 
@@ -46,22 +47,24 @@ log = logging.getLogger(__name__)
 _closing: set[asyncio.Task[None]] = set()
 
 
-def node_methods(ctx: NodeContext, api: EthApi) -> Methods:
+def node_methods(settings: RpcSettings, endpoint: RpcEndpoint, directory: Directory,
+                 api: EthApi) -> Methods:
     """The node's method table over ``api``: the eth API, geth's tracers, the operator's
     methods, and on a dev chain its own methods and unlocked accounts (one assembly for the
     actor and for tests that walk every method), under the node's access policy."""
     methods = api.methods()
     # A node that is not a dev chain is never left open: without a policy of its own it
     # serves the public namespaces only.
-    methods.access = ctx.rpc_access or (None if ctx.dev_mining is not None else Authenticator())
+    methods.access = settings.access or (
+        None if settings.dev_mining is not None else Authenticator())
     DebugApi(api).register(methods)
-    AdminApi(ctx, api).register(methods)
-    if ctx.dev_mining is not None:
-        DevApi(ctx, api).register(methods)
+    AdminApi(settings, endpoint, api).register(methods)
+    if settings.dev_mining is not None:
+        DevApi(directory, api).register(methods)
         # Imported here: the accounts need eth-account, which a non-dev node never loads.
         from alys_fast.rpc.accounts import AccountsApi
 
-        AccountsApi(api, ctx.dev_keys).register(methods)
+        AccountsApi(api, settings.dev_keys).register(methods)
     return methods
 
 
@@ -76,38 +79,45 @@ class RpcActor(Actor):
 
     subscribes = (NEW_HEAD,)
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: RpcSettings, endpoint: RpcEndpoint, directory: Directory,
+                 stats: NodeStats, health: HealthCheck) -> None:
+        """``endpoint``: where it reports the bound port and the server; ``stats``: the node's,
+        where its counters live (``"rpc"``); ``health``: what ``/health`` answers."""
+        self.settings = settings
+        self.endpoint = endpoint
+        self.directory = directory
+        self.node_stats = stats
+        self.health = health
         self.api: EthApi | None = None
         self.server: RpcServer | None = None
 
     async def started(self) -> None:
-        ctx = self.ctx
-        head = await StoreClient(ctx).head_header()
-        api = self.api = EthApi(ctx, head)
+        settings, endpoint = self.settings, self.endpoint
+        head = await StoreClient(self.directory).head_header()
+        api = self.api = EthApi(settings.spec, head, self.directory, self.node_stats,
+                                settings.execution)
         api.stats["head_slot"] = head.slot
         api.on_pending = self._pending
-        methods = node_methods(ctx, api)
+        methods = node_methods(settings, endpoint, self.directory, api)
         self.server = RpcServer(
             methods,
-            host=ctx.rpc_host,
-            port=ctx.rpc_bound or ctx.rpc_port,  # a restart keeps an ephemeral port
-            limits=ctx.rpc_limits,
+            host=settings.host,
+            port=endpoint.bound or settings.port,  # a restart keeps an ephemeral port
+            limits=settings.limits,
             health=self._health,
-            registry=ctx.registry,
+            registry=settings.registry,
             subscription_criteria={LOGS: LogQuery.parse},
-            cors=ctx.rpc_cors,
+            cors=settings.cors,
             stats=api.stats.setdefault("calls", CallStats()),
             refusals=api.stats.setdefault("refusals", Refusals()),
             status_page=status_page(),
-            ssl=ctx.rpc_tls,
+            ssl=settings.tls,
         )
         await self.server.start()
-        ctx.rpc_bound = self.server.port
-        ctx.rpc_server = self.server
+        endpoint.bound = self.server.port
+        endpoint.server = self.server
         log.info("JSON-RPC on %s (WebSocket %s)", self.server.url, self.server.ws_url)
-        if ctx.rpc_ready is not None:
-            ctx.rpc_ready.set()
+        endpoint.ready.set()
 
     def receive(self, message: NewHead) -> None:
         if type(message) is not NewHead:
@@ -145,7 +155,7 @@ class RpcActor(Actor):
 
     def _health(self) -> dict[str, Any]:
         assert self.api is not None
-        return health_report(self.ctx, self.api.head)
+        return self.health.report(self.api.head)
 
     def pre_restart(self, error: BaseException) -> None:
         self._release()
@@ -156,8 +166,8 @@ class RpcActor(Actor):
     def _release(self) -> None:
         if self.server is not None:
             self.server.abort()  # a no-op after the node's graceful RpcServer.stop
-            if self.ctx.rpc_server is self.server:
-                self.ctx.rpc_server = None
+            if self.endpoint.server is self.server:
+                self.endpoint.server = None
             self.server = None
         if self.api is not None and self.api.forwarder is not None:
             # Its kept-alive connections to geth; a restarted actor opens a client of its own.

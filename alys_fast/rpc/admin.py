@@ -14,11 +14,11 @@ from typing import Any
 
 from alys_fast import __version__
 from alys_fast.consensus import SecretKey
-from alys_fast.node.context import NodeContext
 from alys_fast.rpc.auth import namespace_of
 from alys_fast.rpc.dispatch import Methods
 from alys_fast.rpc.eth import CLIENT_VERSION, EthApi
 from alys_fast.rpc.formats import hexdata
+from alys_fast.rpc.settings import RpcEndpoint, RpcSettings
 
 MODULE_VERSION = "1.0"  # what geth's rpc_modules says of every namespace
 
@@ -26,10 +26,11 @@ MODULE_VERSION = "1.0"  # what geth's rpc_modules says of every namespace
 class AdminApi:
     """``admin_*`` and ``rpc_modules`` over one node; see the module docstring."""
 
-    def __init__(self, ctx: NodeContext, eth: EthApi) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: RpcSettings, endpoint: RpcEndpoint, eth: EthApi) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
         self.eth = eth
-        key = ctx.authority_key
+        key = settings.authority_key
         self.authority = (
             None if key is None else hexdata(SecretKey.from_bytes(key).public_key().to_bytes()))
 
@@ -40,14 +41,14 @@ class AdminApi:
         methods.add("rpc_modules", lambda: self.modules(methods))
 
     def node_info(self) -> dict[str, Any]:
-        ctx = self.ctx
+        settings = self.settings
         head = self.eth.head
-        secure = ctx.rpc_tls is not None
-        address = f"{ctx.rpc_host}:{ctx.rpc_bound or ctx.rpc_port}/"
+        secure = settings.tls is not None
+        address = f"{settings.host}:{self.endpoint.bound or settings.port}/"
         return {
             "name": CLIENT_VERSION,
             "version": __version__,
-            "chainId": hex(ctx.spec.chain_id),
+            "chainId": hex(settings.spec.chain_id),
             "head": {"number": hex(head.number), "hash": hexdata(head.hash)},
             "authority": self.authority,
             "rpc": {"http": ("https://" if secure else "http://") + address,
@@ -56,7 +57,7 @@ class AdminApi:
         }
 
     def datadir(self) -> str:
-        return str(self.ctx.data_dir.resolve())
+        return str(self.settings.data_dir.resolve())
 
     def modules(self, methods: Methods) -> dict[str, str]:
         access = methods.access

@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from alys_fast.actors import ActorError
+from alys_fast.actors import ActorError, Directory
 from alys_fast.chain.actor import ChainClient
 from alys_fast.chain.mining import MiningError
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.engine.interface import AccountOverride
-from alys_fast.node.context import NodeContext
 from alys_fast.rpc.dispatch import (
     InvalidParams,
     Methods,
@@ -36,9 +35,9 @@ log = logging.getLogger(__name__)
 class DevApi:
     """The dev method table; it also makes the eth API automine after each submission."""
 
-    def __init__(self, ctx: NodeContext, eth: EthApi) -> None:
-        self.chain = ChainClient(ctx)
-        self.pool = PoolClient(ctx)
+    def __init__(self, directory: Directory, eth: EthApi) -> None:
+        self.chain = ChainClient(directory)
+        self.pool = PoolClient(directory)
         eth.after_pooled = self._automine
 
     def register(self, methods: Methods) -> None:

@@ -11,9 +11,9 @@ What this node does not keep, it says so rather than guessing:
   an archive node); at an older block they fail with a -32000 error naming the oldest block
   whose state is kept. Proofs are served at the head only.
 - ``safe`` and ``finalized`` are the last block finalized by merged mining (AuxPoW, see
-  :mod:`alys_fast.auxpow.finality`): the chain announces it with every head.
+  :mod:`alys_fast.chain.finality`): the chain announces it with every head.
 
-With an external execution client (``ctx.execution``: geth over the Engine API), as in Alys,
+With an external execution client (``execution``: geth over the Engine API), as in Alys,
 transactions go to geth's pool and state is geth's: :data:`FORWARDED` methods are passed to
 geth's JSON-RPC as they are and its answer (or error) is the client's; blocks, receipts, logs,
 filters, fees and the node's own namespaces are still answered here. A block named by hash
@@ -36,21 +36,18 @@ feeds with new heads and :attr:`EthApi.on_pending`'s transactions; one matching 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
 
 from alys_fast import __version__
 from alys_fast._cext import require
-from alys_fast.actors import ActorError
+from alys_fast.actors import ActorError, Directory
 from alys_fast.chain.pool_actor import PoolClient
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolError
@@ -58,7 +55,7 @@ from alys_fast.chain.workflows import block_env, child_base_fee
 from alys_fast.engine.actor import EngineClient
 from alys_fast.engine.engine_api import EngineApiError
 from alys_fast.engine.errors import TransactionRejected
-from alys_fast.engine.external import open_forwarder
+from alys_fast.engine.external import ExecutionSettings, open_forwarder
 from alys_fast.engine.interface import (
     AccountOverride,
     BlockEnv,
@@ -66,8 +63,7 @@ from alys_fast.engine.interface import (
     CallResult,
     StateOverrides,
 )
-from alys_fast.node.context import NodeContext
-from alys_fast.paths import RECOVERY
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.rpc.dispatch import (
     SERVER_ERROR,
     InvalidParams,
@@ -98,11 +94,9 @@ from alys_fast.validation import (
     InvalidTransaction,
     Transaction,
     decode_header,
-    recover_transactions,
     with_sender,
 )
-from alys_fast.validation.actor import Recover, Refusal
-from alys_fast.validation.transactions import usable_cores
+from alys_fast.validation.actor import RecoveryClient
 
 _keccak256 = require("hashing").keccak256
 T = TypeVar("T")
@@ -120,9 +114,6 @@ _PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 MAX_FEE_HISTORY_BLOCKS = 1024
 MAX_REWARD_PERCENTILES = 100
 _HASH_CACHE_BLOCKS = 64
-_RECOVERY_TIMEOUT = 5.0
-# Below this many transactions, recovering inline is cheaper than a hop to a worker thread.
-_INLINE_RECOVERY = 16
 
 CLIENT_VERSION = (
     f"alys-fast/v{__version__}/python{sys.version_info.major}.{sys.version_info.minor}"
@@ -140,25 +131,28 @@ FORWARDED = (
 class EthApi:
     """The method table over one node's actors; ``head`` is kept current by the RPC actor."""
 
-    def __init__(self, ctx: NodeContext, head: Header) -> None:
-        self.ctx = ctx
-        self.spec: ChainSpec = ctx.spec
-        self.miner = ctx.spec.fee_recipient_bytes()
+    def __init__(self, spec: ChainSpec, head: Header, directory: Directory, stats: NodeStats,
+                 execution: ExecutionSettings | None = None) -> None:
+        """``stats``: the node's, where the RPC's counters live (``"rpc"``); ``execution``: an
+        external execution client to forward to (None: the embedded engine answers)."""
+        self.directory = directory
+        self.spec = spec
+        self.miner = spec.fee_recipient_bytes()
         self.head = head
         self.finalized = 0  # the last block finalized by AuxPoW (``safe``, ``finalized``)
-        self.store = StoreClient(ctx)
-        self.engine = EngineClient(ctx)
-        self.pool = PoolClient(ctx)
+        self.store = StoreClient(directory)
+        self.engine = EngineClient(directory)
+        self.pool = PoolClient(directory)
+        self.recovery = RecoveryClient(directory, spec.chain_id)
         # Called with the hashes of newly pooled transactions (newPendingTransactions).
         self.on_pending: Callable[[list[bytes]], None] | None = None
         # Awaited once transactions were pooled, before the senders hear back (a dev chain's
         # automine: the receipt is there when eth_sendRawTransaction answers).
         self.after_pooled: Callable[[], Awaitable[object]] | None = None
         self.filters = FilterRegistry()
-        self.stats = ctx.stats.setdefault("rpc", {"received": 0})
+        self.stats = stats.setdefault("rpc", {"received": 0})
         self._tx_hashes: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
-        self._turn = 0
-        self.forwarder = None if ctx.execution is None else open_forwarder(ctx.execution)
+        self.forwarder = None if execution is None else open_forwarder(execution)
 
     def methods(self) -> Methods:
         chain_id = hex(self.spec.chain_id)
@@ -256,7 +250,7 @@ class EthApi:
                 out[i] = exc
         self.stats["received"] += len(calls)
         if raws:
-            results = await self.submit(await self._recover(raws))
+            results = await self.submit(await self.recovery.recover(raws))
             for i, result in zip(slots, results, strict=True):
                 out[i] = result
         return out  # type: ignore[return-value]
@@ -283,31 +277,6 @@ class EthApi:
         if accepted and self.after_pooled is not None:
             await self.after_pooled()
         return out
-
-    async def _recover(self, raws: list[bytes]) -> list[Transaction | InvalidTransaction]:
-        """Recover the senders: inline for a few, else in the recovery process (rebuilt here
-        with :func:`with_sender`), or on local threads while that process is unavailable."""
-        chain_id = self.spec.chain_id
-        if len(raws) < _INLINE_RECOVERY:
-            return recover_transactions(raws, chain_id)
-        try:
-            self._turn += 1
-            path = RECOVERY[self._turn % len(RECOVERY)]
-            answers = await self.ctx.ref(path).ask(Recover(raws), _RECOVERY_TIMEOUT)
-        except (ActorError, KeyError):
-            return await asyncio.get_running_loop().run_in_executor(
-                _recovery_pool(), recover_transactions, raws, chain_id
-            )
-        items: list[Transaction | InvalidTransaction] = []
-        for raw, answer in zip(raws, answers, strict=True):
-            if isinstance(answer, Refusal):
-                items.append(answer.error())
-                continue
-            try:
-                items.append(with_sender(raw, answer, chain_id))
-            except InvalidTransaction as exc:
-                items.append(exc)
-        return items
 
     # --- state --------------------------------------------------------------------------------
 
@@ -702,14 +671,6 @@ class EthApi:
     async def txpool_status(self) -> dict[str, str]:
         stats = await self.pool.stats()
         return {"pending": hex(stats["pending"]), "queued": hex(stats["queued"])}
-
-
-@cache
-def _recovery_pool() -> ThreadPoolExecutor:
-    """Threads for signature recovery, one per usable core: more would only take turns on the
-    same cores (and the GIL) with the event loop. Not validation's own pool: a large batch
-    recovered there would wait on jobs queued behind itself."""
-    return ThreadPoolExecutor(usable_cores(), thread_name_prefix="rpc-recover")
 
 
 def _hashes(record: BlockRecord) -> tuple[bytes, ...]:

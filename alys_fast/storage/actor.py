@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
-from alys_fast.actors import Actor
-from alys_fast.chain.genesis import genesis_diff, genesis_header
-from alys_fast.engine.state import Account, Loaded, Miss, StateDiff
-from alys_fast.node.context import NodeContext
-from alys_fast.node.offload import Worker
+from alys_fast.actors import Actor, Directory
+from alys_fast.actors.worker import Worker
 from alys_fast.paths import STORAGE
+from alys_fast.state import Account, Loaded, Miss, StateDiff
 from alys_fast.storage.store import (
     BlockRecord,
     ChainStore,
@@ -127,34 +127,59 @@ StorageMessage |= LoadState | Resolve | Unwind | WriteEdit | GetEditedRoot | Get
 StorageMessage |= GetMeta | GetHashes
 
 
-def open_store(ctx: NodeContext) -> ChainStore:
+@dataclass(frozen=True)
+class StoreGenesis:
+    """What makes a data directory this chain's: block 0 (its header and state, written into
+    an empty store) and the chain's rules as stored bytes (compared with those a store was made
+    with). The node derives it from the chain spec; the store only compares and writes it."""
+
+    header: Header
+    state: StateDiff
+    rules: bytes  # the chain spec, JSON-encoded
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """What the storage actor is built with: its directory (the store is ``data_dir/chain``),
+    the genesis it checks the store against, and how it writes (``sync_writes``: fsync each
+    batch; ``archive``: keep every block's state, not only the last 128 blocks')."""
+
+    data_dir: Path
+    genesis: StoreGenesis
+    sync_writes: bool = False
+    archive: bool = False
+
+
+def open_store(settings: StorageSettings) -> ChainStore:
     """Open the node's store, writing genesis into an empty one.
 
     StorageError if the directory holds another chain (its block 0 is not this spec's
     genesis) or was made with other consensus rules (e.g. another slot length, which genesis
     does not commit to but which decides who authors every later slot).
     """
-    ctx.data_dir.mkdir(parents=True, exist_ok=True)
-    store = ChainStore(ctx.data_dir / "chain", sync=ctx.sync_writes, archive=ctx.archive)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = ChainStore(settings.data_dir / "chain", sync=settings.sync_writes,
+                       archive=settings.archive)
     try:
-        _check_chain(store, ctx)
+        _check_chain(store, settings)
     except StorageError:
         store.close()
         raise
     return store
 
 
-def _check_chain(store: ChainStore, ctx: NodeContext) -> None:
-    genesis = genesis_header(ctx.spec)
-    spec = msgspec.json.encode(ctx.spec)
+def _check_chain(store: ChainStore, settings: StorageSettings) -> None:
+    genesis = settings.genesis.header
+    spec = settings.genesis.rules
+    data_dir = settings.data_dir
     stored = store.block_hash(0)
     if stored is None:
         record = BlockRecord(0, genesis.hash, genesis.parent_hash, genesis.encode(), ())
-        store.write_block(record, (), genesis_diff(ctx.spec))
-        log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), ctx.data_dir)
+        store.write_block(record, (), settings.genesis.state)
+        log.info("wrote genesis 0x%s to %s", genesis.hash.hex(), data_dir)
     elif stored != genesis.hash:
         raise StorageError(
-            f"{ctx.data_dir} holds another chain: its genesis is 0x{stored.hex()}, "
+            f"{data_dir} holds another chain: its genesis is 0x{stored.hex()}, "
             f"the spec's is 0x{genesis.hash.hex()}"
         )
     known = store.meta(_SPEC)
@@ -168,7 +193,7 @@ def _check_chain(store: ChainStore, ctx: NodeContext) -> None:
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
         )
         raise StorageError(
-            f"{ctx.data_dir} was made with other chain rules ({changed}); use the same spec "
+            f"{data_dir} was made with other chain rules ({changed}); use the same spec "
             f"(e.g. the same --block-time) or another data dir"
         )
 
@@ -176,13 +201,13 @@ def _check_chain(store: ChainStore, ctx: NodeContext) -> None:
 class StorageActor(Actor):
     """Owns the RocksDB store at ``<data dir>/chain``; see the module docstring."""
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: StorageSettings) -> None:
+        self.settings = settings
         self.store: ChainStore | None = None
         self.worker = Worker("storage")
 
     def started(self) -> None:
-        self.store = open_store(self.ctx)
+        self.store = open_store(self.settings)
 
     async def receive(self, message: StorageMessage) -> object:
         store = self.store
@@ -261,7 +286,7 @@ class StorageActor(Actor):
 
 
 def resolve(store: ChainStore, misses: Sequence[Miss], at: int | None = None) -> Loaded:
-    """Answer the engine's misses at the head, or at block ``at`` (see ``engine.state``)."""
+    """Answer the engine's misses at the head, or at block ``at`` (see ``alys_fast.state``)."""
     loaded = Loaded()
     for miss in misses:
         kind = miss[0]
@@ -302,72 +327,72 @@ def _head_header(store: ChainStore) -> Header:
 class StoreClient:
     """The :class:`~alys_fast.chain.workflows.BlockStore` the chain's workflows write through."""
 
-    def __init__(self, ctx: NodeContext, timeout: float = 30.0) -> None:
-        self.ctx = ctx
+    def __init__(self, directory: Directory, timeout: float = 30.0) -> None:
+        self.directory = directory
         self.timeout = timeout
 
     async def head(self) -> tuple[int, bytes] | None:
-        return await self.ctx.ref(STORAGE).ask(GetHead(), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetHead(), self.timeout)
 
     async def write_block(
         self, block: BlockRecord, receipts: Sequence[Receipt], diff: StateDiff,
         meta: dict[bytes, bytes] | None = None,
     ) -> None:
-        failure = await self.ctx.ref(STORAGE).ask(
+        failure = await self.directory.ref(STORAGE).ask(
             WriteBlock(block, receipts, diff, meta or {}), self.timeout
         )
         if failure is not None:
             raise failure
 
     async def meta(self, key: bytes) -> bytes | None:
-        return await self.ctx.ref(STORAGE).ask(GetMeta(key), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetMeta(key), self.timeout)
 
     async def block_hashes(self, first: int, last: int) -> list[bytes]:
         """The hashes of blocks ``first..last``, oldest first."""
-        hashes = await self.ctx.ref(STORAGE).ask(GetHashes(first, last), self.timeout)
+        hashes = await self.directory.ref(STORAGE).ask(GetHashes(first, last), self.timeout)
         if isinstance(hashes, StorageError):
             raise hashes
         return hashes
 
     async def write_edit(self, diff: StateDiff, state_root: bytes) -> None:
-        failure = await self.ctx.ref(STORAGE).ask(WriteEdit(diff, state_root), self.timeout)
+        failure = await self.directory.ref(STORAGE).ask(WriteEdit(diff, state_root), self.timeout)
         if failure is not None:
             raise failure
 
     async def edits(self, number: int
                     ) -> tuple[list[tuple[bytes, Account, bytes]], dict[tuple[bytes, int], int]]:
-        return await self.ctx.ref(STORAGE).ask(GetEdits(number), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetEdits(number), self.timeout)
 
     async def edited_root(self) -> bytes | None:
-        return await self.ctx.ref(STORAGE).ask(GetEditedRoot(), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetEditedRoot(), self.timeout)
 
     async def head_header(self) -> Header:
-        return await self.ctx.ref(STORAGE).ask(GetHeadHeader(), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetHeadHeader(), self.timeout)
 
     async def block(self, *, number: int | None = None, hash: bytes | None = None
                     ) -> BlockRecord | None:
-        return await self.ctx.ref(STORAGE).ask(GetBlock(number, hash), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetBlock(number, hash), self.timeout)
 
     async def receipts(self, block_hash: bytes) -> tuple[Receipt, ...] | None:
-        return await self.ctx.ref(STORAGE).ask(GetReceipts(block_hash), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetReceipts(block_hash), self.timeout)
 
     async def tx_location(self, tx_hash: bytes) -> TxLocation | None:
-        return await self.ctx.ref(STORAGE).ask(GetTxLocation(tx_hash), self.timeout)
+        return await self.directory.ref(STORAGE).ask(GetTxLocation(tx_hash), self.timeout)
 
     async def load_state(self) -> dict[bytes, Account]:
-        return await self.ctx.ref(STORAGE).ask(LoadState(), self.timeout)
+        return await self.directory.ref(STORAGE).ask(LoadState(), self.timeout)
 
     async def unwind(self, number: int, meta: dict[bytes, bytes] | None = None) -> None:
         """Make block ``number`` the head again (StorageError if its history is gone), with
         ``meta`` entries written in the same batch."""
-        result = await self.ctx.ref(STORAGE).ask(Unwind(number, meta or {}), self.timeout)
+        result = await self.directory.ref(STORAGE).ask(Unwind(number, meta or {}), self.timeout)
         if isinstance(result, StorageError):
             raise result
 
     async def resolve(self, misses: Sequence[Miss], at: int | None = None) -> Loaded:
         """Load what the engine missed, at the head or at block ``at`` (StatePruned if that
         block's state is not kept, StorageError if it is beyond the head)."""
-        loaded = await self.ctx.ref(STORAGE).ask(Resolve(misses, at), self.timeout)
+        loaded = await self.directory.ref(STORAGE).ask(Resolve(misses, at), self.timeout)
         if isinstance(loaded, StorageError):
             raise loaded
         return loaded

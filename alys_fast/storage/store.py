@@ -49,7 +49,7 @@ import msgspec
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from alys_fast._cext import require
-from alys_fast.engine.state import Account, StateDiff
+from alys_fast.state import Account, StateDiff
 from alys_fast.validation.receipts import Log, Receipt, bloom_of
 
 MEMTABLE_BUDGET = 64 * 1024 * 1024

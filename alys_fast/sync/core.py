@@ -407,7 +407,8 @@ class RangeSync:
         actions: list[Action] = []
         now = self.clock()
         for request_id, request in list(self.requests.items()):
-            if request.deadline <= now:
+            # A peer banned by an earlier timeout here lost its other requests with it.
+            if request.deadline <= now and request_id in self.requests:
                 self._finish(request_id)
                 self.avoid[request.start] = request.peer
                 self._charge(request.peer, Offence.TIMEOUT, actions)

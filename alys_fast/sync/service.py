@@ -1,11 +1,12 @@
 """The sync actor: serves ranges of blocks to peers and fetches them when this node is behind.
 
 Wiring (the node does it once): ``setup = SyncSetup(settings, chain, StoreBlocks(StoreClient(
-ctx)))`` kept in the node's context as ``ctx.sync``, ``ctx.registry.register(
-SyncCollector(setup))``, and :class:`SyncActor` (``ctx``) at :data:`SYNC` in the tree's
-``network`` supervisor, after the network actor (RestForOne: a restarted network restarts sync,
-which subscribes again). The setup holds what outlives an actor restart: the peers' scores and
-bans, the counters and the state the chain and ``/health`` read (:attr:`SyncSetup.syncing`).
+directory)))`` kept by the node, ``registry.register(SyncCollector(setup))``, and
+:class:`SyncActor` (a :class:`SyncHost`: the setups and the actors' directory) at :data:`SYNC`
+in the tree's ``network`` supervisor, after the network actor (RestForOne: a restarted network
+restarts sync, which subscribes again). The setup holds what outlives an actor restart: the
+peers' scores and bans, the counters and the state the chain and ``/health`` read
+(:attr:`SyncSetup.syncing`).
 
 What it needs of the chain is :class:`ChainLink`: the head, importing a batch of blocks in
 order through the chain's import workflow (stopping at the first failure, reported as an

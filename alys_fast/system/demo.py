@@ -47,7 +47,7 @@ async def run_demo(seconds: float, crash_every: int = 5000) -> dict:
         max_restarts=1000,
         period=1.0,
     )
-    system = await ActorSystem(build_spec(None, (demo,))).start()
+    system = await ActorSystem(build_spec({}, (demo,))).start()
     counter = system.ref("demo/counter")
     sent = 0
     deadline = time.monotonic() + seconds

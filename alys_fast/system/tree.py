@@ -7,18 +7,18 @@ started, so nothing runs that does not exist yet.
 
 Supervisors start in the order listed and stop in reverse: storage first (every other actor
 reads its state from it on start), then the chain's actors (engine before pool before chain),
-then the network's (a node with peers only: a row that ``needs`` a context attribute runs
-only when it is set), then the RPC that serves them. The RPC has its own supervisor, beside
-the seed's four, so a crash elsewhere never takes the client-facing port down with it; its
-two signature-recovery actors run in child processes (``process=True``), taking that CPU off
-the node's event loop.
+then the network's (a node with peers only), then the RPC that serves them. The RPC has its
+own supervisor, beside the seed's four, so a crash elsewhere never takes the client-facing
+port down with it; its two signature-recovery actors run in child processes
+(``process=True``), taking that CPU off the node's event loop. The node gives each built row
+its constructor arguments (:func:`build_spec`); a row it gives none is not run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
 
 from alys_fast.actors import (
     ChildSpec,
@@ -50,8 +50,7 @@ class Row:
     policy: Policy
     actor: str | None      # "module:Class", or None until the issue that builds it lands
     built_by: str
-    process: bool = False  # run in a child process (its class says its args: remote_args(ctx))
-    needs: str | None = None  # a context attribute that must be set (else the row is not run)
+    process: bool = False  # run in a child process (then its arguments must be msgpack-able)
 
 
 # supervisor  child         restart policy          actor class    built by
@@ -61,13 +60,13 @@ TREE: tuple[Row, ...] = (
     Row("chain", "engine", CircuitBreaker(), "alys_fast.engine.actor:EngineActor", "issue 5"),
     Row("chain", "txpool", Immediate(), "alys_fast.chain.pool_actor:TxPoolActor", "issue 5"),
     Row("chain", "chain", ExponentialBackoff(), "alys_fast.chain.actor:ChainActor", "issue 5"),
-    Row("chain", "auxpow", Immediate(), "alys_fast.auxpow.service:AuxPowActor", "issue 13"),
+    Row("chain", "auxpow", Immediate(), "alys_fast.merged_mining.service:AuxPowActor",
+        "issue 13"),
     Row("network", "network", CircuitBreaker(), "alys_fast.network.service:NetworkActor",
-        "issue 12", needs="network"),
-    Row("network", "sync", ExponentialBackoff(), "alys_fast.sync.service:SyncActor", "issue 12",
-        needs="network"),
+        "issue 12"),
+    Row("network", "sync", ExponentialBackoff(), "alys_fast.sync.service:SyncActor", "issue 12"),
     Row("network", "gossip", ExponentialBackoff(), "alys_fast.gossip.service:GossipActor",
-        "issue 12", needs="network"),
+        "issue 12"),
     Row("network", "stream", Immediate(), None, "roadmap 5 (governance stream)"),
     Row("bridge", "bridge", CircuitBreaker(), None, "roadmap 4 (peg)"),
     Row("bridge", "federation", ExponentialBackoff(), None, "roadmap 4 (peg)"),
@@ -84,29 +83,25 @@ def _load(target: str) -> type:
     return getattr(import_module(module), name)
 
 
-def _child(row: Row, ctx: Any) -> ChildSpec:
+def _child(row: Row, args: tuple) -> ChildSpec:
     assert row.actor is not None
-    actor = _load(row.actor)
-    if row.process:  # a child process gets msgpack-able arguments, not the context
-        return ChildSpec(row.name, actor, args=actor.remote_args(ctx), policy=row.policy,
-                         process=True)
-    return ChildSpec(row.name, actor, args=(ctx,), policy=row.policy)
+    return ChildSpec(row.name, _load(row.actor), args=args, policy=row.policy,
+                     process=row.process)
 
 
 def build_spec(
-    ctx: Any, extra: tuple[SupervisorSpec | ChildSpec, ...] = ()
+    args: Mapping[str, tuple], extra: tuple[SupervisorSpec | ChildSpec, ...] = ()
 ) -> SupervisorSpec:
-    """The root spec with every built actor of :data:`TREE`, each made with ``ctx`` (the
-    node's context, passed through: this module sits below the node that defines it), plus
-    ``extra`` children. Without a context (``None``) only the supervisors are built: the bare
-    tree the supervision demo runs its own workers in."""
+    """The root spec with every built actor of :data:`TREE` that ``args`` gives constructor
+    arguments (by row name: the node builds each service's settings), plus ``extra``
+    children. With no arguments only the supervisors are built: the bare tree the supervision
+    demo runs its own workers in."""
     supervisors = []
     for sup, strategy in SUPERVISORS.items():
         children = tuple(
-            _child(row, ctx)
+            _child(row, args[row.name])
             for row in TREE
-            if row.supervisor == sup and row.actor is not None and ctx is not None
-            and (row.needs is None or getattr(ctx, row.needs) is not None)
+            if row.supervisor == sup and row.actor is not None and row.name in args
         )
         supervisors.append(SupervisorSpec(sup, strategy, children))
     return SupervisorSpec(ROOT, ROOT_STRATEGY, (*supervisors, *extra))

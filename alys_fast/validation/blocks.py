@@ -53,7 +53,8 @@ Aura: authority ``authorities[slot % len(authorities)]`` owns ``slot``. A block 
 only when its approvals include that author's (Alys commented this check out; here it stays, so
 a slot's rotation means something and an author's two blocks for one slot are equivocation) and
 hold at least ``(2n + 2) // 3`` of the ``n`` authorities, verified with one fast aggregate
-verify per block. A gossiped candidate needs only its author's signature (``min_approvals=1``).
+verify per block. A gossiped candidate needs only its author's signature, which the fork
+choice verified when it took the block (``min_approvals=0``: not checked again).
 
 Item 14's size and bit-list delimiter are checked wherever a header is decoded; the signature's
 curve point (about 0.1 ms to check) when the approvals are used (:func:`header_approvals`:
@@ -304,14 +305,19 @@ def decode_auxpow_header(raw: bytes) -> AuxPowHeader:
 def decode_block(raw: bytes) -> Block:
     """Parse a block's wire encoding, its approvals' signature included (a block from a peer or
     sync is refused here, before anything uses it); raise InvalidBlock if it is malformed."""
+    return decode_block_with_approvals(raw)[0]
+
+
+def decode_block_with_approvals(raw: bytes) -> tuple[Block, AggregateApproval]:
+    """:func:`decode_block` and the approvals it decoded (a gossiped block's, which the fork
+    choice takes: their curve point is checked once)."""
     items = _decode_list(raw)
     if len(items) != 2 or not isinstance(items[1], list):
         raise InvalidBlock("malformed block", reason="expected [header, [transactions]]")
     if not all(isinstance(tx, bytes) for tx in items[1]):
         raise InvalidBlock("malformed block", reason="a transaction is not a byte string")
     header = _header_from_items(items[0])
-    header_approvals(header)
-    return Block(header, tuple(items[1]))
+    return Block(header, tuple(items[1])), header_approvals(header)
 
 
 def header_approvals(header: Header) -> AggregateApproval:
@@ -390,7 +396,8 @@ def validate_block(
     ``parent`` must already be valid. Checks, in order: header shape, parent link (hash and
     number), slot and timestamp strictly after the parent's, gas used <= gas limit, the
     approvals (:func:`check_approvals`: the slot's Aura author among them, at least
-    ``min_approvals``, default the threshold for import; 1 for a gossiped candidate), the
+    ``min_approvals``, default the threshold for import; 0: not checked here, the caller
+    verified them, as the fork choice does a gossiped candidate's), the
     transactions root, every transaction (in parallel, see :func:`recover_transactions`) and
     every fee cap against the base fee. Raises InvalidBlock naming the first failed rule; for a
     bad transaction its InvalidTransaction is the cause.
@@ -418,7 +425,8 @@ def validate_block(
         )
     if not authorities:
         raise ValueError("the authority set is empty")
-    check_approvals(header, authorities, min_approvals)
+    if min_approvals != 0:
+        check_approvals(header, authorities, min_approvals)
     root = ordered_trie_root(block.transactions)
     if root != header.transactions_root:
         raise InvalidBlock(

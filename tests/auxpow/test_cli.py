@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from alys_fast.auxpow import parse_auxpow, sha256d, target_from_bits, verify_auxpow
-from alys_fast.auxpow.cli import ConsensusRpc, run_miner
-from alys_fast.auxpow.miner import MiningJob
 from alys_fast.cli import main
+from alys_fast.merged_mining.cli import ConsensusRpc, run_miner
+from alys_fast.merged_mining.miner import MiningJob
 
 DATA = Path(__file__).parent.parent / "data" / "auxpow"
 VECTORS = [json.loads(line) for line in (DATA / "auxpow-vectors.jsonl").read_text().splitlines()]

@@ -1,12 +1,12 @@
 """The pure AuxPoW chain rules: the block's AuxPoW header codec, the incremental aggregate, range
-finality and the no-PoW limit (alys_fast/auxpow/finality.py), without actors."""
+finality and the no-PoW limit (alys_fast/chain/finality.py), without actors."""
 
 import msgspec
 import pytest
 
 from alys_fast._cext import rlp
 from alys_fast.auxpow import AuxPowError
-from alys_fast.auxpow.finality import (
+from alys_fast.chain.finality import (
     MISSING_POW,
     Finality,
     FinalityState,

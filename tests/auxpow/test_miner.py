@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from alys_fast.auxpow import AuxPow, AuxPowError, parse_auxpow, sha256d, verify_auxpow
-from alys_fast.auxpow.miner import (
+from alys_fast.merged_mining.miner import (
     AuxBlock,
     AuxBlockError,
     MiningJob,

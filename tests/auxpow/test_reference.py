@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from alys_fast.auxpow import AuxPowError, parse_auxpow, sha256d, verify_auxpow, verify_header
 from alys_fast.auxpow import reference as ref
-from alys_fast.auxpow.miner import MiningJob, serialize_auxpow, txid
+from alys_fast.merged_mining.miner import MiningJob, serialize_auxpow, txid
 
 DATA = Path(__file__).parent.parent / "data" / "auxpow"
 VECTORS = [json.loads(line) for line in (DATA / "auxpow-vectors.jsonl").read_text().splitlines()]

@@ -16,7 +16,7 @@ from alys_fast.consensus import SecretKey
 from alys_fast.engine import EMPTY_CODE_HASH, EMPTY_ROOT, Account, AllocAccount, RevmEngine
 from alys_fast.engine.interface import BlockEnv, CallRequest
 from alys_fast.engine.revm import finish
-from alys_fast.engine.state import StorageDiff
+from alys_fast.state import StorageDiff
 from alys_fast.validation import (
     Block,
     InvalidBlock,

@@ -28,7 +28,7 @@ from alys_fast.chain.workflows import (
 )
 from alys_fast.consensus import SecretKey
 from alys_fast.engine import BlockEnv, BlockExecution, RevmEngine, StateDiff
-from alys_fast.engine.state import Loaded
+from alys_fast.state import Loaded
 from alys_fast.storage import BlockRecord, ChainStore, StorageError
 from alys_fast.validation import (
     Block,

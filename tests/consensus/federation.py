@@ -5,7 +5,8 @@ authorities that withhold everything or equivocate (two blocks per slot, approvi
 Each honest node carries out its actions as the chain actor will: ``Validate`` is answered at
 once (a block's ``valid`` flag stands for the chain's checks), ``ImportBlock`` appends to its
 chain and calls ``on_imported``, ``Author`` builds and signs a block, ``RequestSync`` sends the
-peer's certified blocks back as a later message.
+peer's certified blocks back as a later message, ``SaveLock`` keeps the lock as the node's data
+dir would (:meth:`Federation.restart` starts a node again from it).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from alys_fast.consensus import (
     Equivocation,
     Gossip,
     ImportBlock,
+    Lock,
     Penalize,
+    Prevote,
     Proposal,
     RequestSync,
+    SaveLock,
     SecretKey,
     Validate,
     sign_approval,
+    sign_prevote,
 )
 from alys_fast.consensus.approvals import AggregateApproval
 
@@ -53,7 +58,7 @@ def child(parent: BlockRef, slot: int, tag: bytes = b"") -> BlockRef:
 class Message:
     destination: int
     sender: int
-    payload: Proposal | Approval | tuple[str, int]  # ("sync", from height)
+    payload: Proposal | Approval | Prevote | tuple[str, int]  # ("sync", from height)
 
 
 class Federation:
@@ -70,6 +75,8 @@ class Federation:
         self.imported: dict[int, set[bytes]] = defaultdict(set)
         self.penalties: list[tuple[int, Penalize]] = []
         self.equivocations: list[Equivocation] = []
+        self.saved_locks: dict[int, Lock] = {}
+        self.faulty_rounds: dict[int, int] = defaultdict(int)
 
     # --- time and network -------------------------------------------------------------------
 
@@ -94,6 +101,8 @@ class Federation:
             self._carry_out(i, node.on_block(payload, peer))
         elif isinstance(payload, Approval):
             self._carry_out(i, node.on_approval(payload, peer))
+        elif isinstance(payload, Prevote):
+            self._carry_out(i, node.on_prevote(payload, peer))
         else:
             for proposal in self.chains.get(message.sender, [])[payload[1] - 1 :]:
                 self._carry_out(i, node.on_sync_block(proposal, peer))
@@ -116,9 +125,16 @@ class Federation:
                     height = self.nodes[i].head.height + 1
                     self.inflight.append(Message(i, j, ("sync", height)))
 
+    def restart(self, i: int) -> None:
+        """Honest node ``i`` starts again from its chain and its saved lock (what it held in
+        memory is lost; messages to it in flight still arrive)."""
+        head = self.chains[i][-1].ref if self.chains[i] else GENESIS
+        self.nodes[i] = Consensus(PUBLIC[: self.n], head, secret_key=KEYS[i],
+                                  lock=self.saved_locks.get(i))
+
     # --- a node carrying out its actions ----------------------------------------------------
 
-    def _send(self, sender: int, payload: Proposal | Approval) -> None:
+    def _send(self, sender: int, payload: Proposal | Approval | Prevote) -> None:
         for i in range(self.n):
             if i != sender:
                 self.inflight.append(Message(i, sender, payload))
@@ -137,8 +153,11 @@ class Federation:
                 self._carry_out(i, node.on_imported(ref))
             elif isinstance(action, Gossip):
                 self._send(i, action.message)
+            elif isinstance(action, SaveLock):
+                self.saved_locks[i] = action.lock
             elif isinstance(action, Author):
                 ref = child(action.parent, action.slot)
+                self.saved_locks[i] = Lock(ref.height, ref.slot, ref.root)
                 proposal = Proposal(SimBlock(), ref, node.sign(ref))
                 self._carry_out(i, node.on_block(proposal, None))
                 self._send(i, proposal)
@@ -166,8 +185,12 @@ class Federation:
             self._approve_anything(author, proposal)
 
     def _approve_anything(self, author: int, proposal: Proposal) -> None:
+        """Approve and prevote (each time a later round) whatever arrives."""
         ref = proposal.ref
         self._send(author, sign_approval(KEYS[author], author, ref.height, ref.root))
+        self.faulty_rounds[author] += 1
+        round_ = self.faulty_rounds[author]
+        self._send(author, sign_prevote(KEYS[author], author, ref.height, ref.root, round_))
 
     # --- what the tests look at -------------------------------------------------------------
 

@@ -1,11 +1,15 @@
 """Fork-choice invariants over random message orders, duplicates and drops (Hypothesis).
 
-n in {1, 3, 4} authorities, at most f = ceil(n/3) - 1 of them faulty (withholding or
-equivocating). Safety is checked at every import (``Federation._carry_out`` asserts one root per
-height among honest nodes); convergence and progress after every message is delivered.
+n in {1, 3, 4} authorities, at most f = ceil(n/3) - 1 of them faulty (withholding, or
+equivocating: two blocks per slot, approving and prevoting anything). Honest nodes restart at
+random (their saved lock is all they keep). Safety is checked at every import
+(``Federation._carry_out`` asserts one root per height among honest nodes); convergence and
+progress after every message is delivered.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,10 +32,15 @@ SETTINGS = settings(
 
 
 def _run_adversarial(fed: Federation, data: st.DataObject, *, drops: bool) -> None:
-    """Random interleaving of slots with deliveries, duplicates and (optionally) drops."""
-    operations = ["deliver", "deliver", "deliver", "duplicate", "tick"] + ["drop"] * drops
+    """Random interleaving of slots with deliveries, duplicates and (with ``drops``) drops and
+    restarts (a restarted node forgets the blocks it held, as a lost message would)."""
+    operations = ["deliver", "deliver", "deliver", "duplicate", "tick"]
+    operations += ["drop", "restart"] * drops
     for _ in range(STEPS):
         operation = data.draw(st.sampled_from(operations))
+        if operation == "restart":
+            fed.restart(data.draw(st.sampled_from(fed.honest)))
+            continue
         if operation == "tick" or not fed.inflight:
             fed.tick()
             continue
@@ -67,12 +76,24 @@ def test_with_every_message_delivered_honest_nodes_converge(setup, data):
     fed.drain()
     chains = {tuple(fed.chain_roots(i)) for i in fed.honest}
     assert len(chains) == 1, "honest nodes ended with different chains"
-    if not faulty and n < 4:  # a split cannot stall 1 or 3 honest authorities
+    if not faulty:  # a split of preferences does not stall honest authorities
         before = len(fed.chain_roots(fed.honest[0]))
         for _ in range(n):
             fed.tick()
             fed.drain()
-        assert len(fed.chain_roots(fed.honest[0])) > before
+        if len(fed.chain_roots(fed.honest[0])) == before:
+            _assert_no_block_can_gather_a_quorum(fed)
+
+
+def _assert_no_block_can_gather_a_quorum(fed: Federation) -> None:
+    """The one stall the rules allow (forkchoice.py, rule 4): more than ``n + 1 - q`` authors
+    each approved (proposed) a block of its own at the height, so no block's approvals plus
+    the unlocked authorities reach ``q``."""
+    locks = [fed.nodes[i].lock for i in fed.honest]
+    free = sum(lock is None for lock in locks)
+    approvals = Counter(lock.root for lock in locks if lock is not None)
+    quorum = fed.nodes[fed.honest[0]].quorum
+    assert all(count + free < quorum for count in approvals.values()), "a height stalled"
 
 
 @settings(max_examples=10, deadline=None)

@@ -160,7 +160,7 @@ def test_an_erc20_through_web3_gives_the_same_receipts_on_geth_and_on_the_embedd
         # Built and imported through the Engine API: geth's chain is ours, block for block.
         number = head(node)
         theirs = rpc(geth.http_url, "eth_getBlockByNumber", hex(number), False)
-        stored = node.call(StoreClient(node.ctx).meta(el_hash_key(number)))
+        stored = node.call(StoreClient(node.node.directory).meta(el_hash_key(number)))
         assert theirs is not None and theirs["hash"] == "0x" + stored.hex()
         assert metric(node, 'alys_engine_breaker_state{state="closed"}') == 1
         assert metric(node, 'alys_engine_request_seconds_count{method="engine_newPayloadV3"}') > 0
@@ -174,7 +174,7 @@ def check_stored_chain(node: ThreadNode, geth: GethProcess) -> int:
     """Every stored block links to the one before, no transaction is in two blocks, and geth's
     canonical block of each number is the stored EL hash: nothing lost, skipped or doubled.
     The head's number."""
-    store = StoreClient(node.ctx)
+    store = StoreClient(node.node.directory)
     number = node.call(store.head())[0]
     parent, seen = None, set()
     for n in range(number + 1):
@@ -293,7 +293,7 @@ def test_an_invalid_payload_is_refused_with_geths_reason_and_nothing_is_stored(
         geth_binary: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with geth_node(geth_binary, tmp_path) as (node, geth):
         wait_for(lambda: head(node) >= 1, 60, "a block")
-        store, engine = StoreClient(node.ctx), EngineClient(node.ctx)
+        store, engine = StoreClient(node.node.directory), EngineClient(node.node.directory)
 
         async def import_a_block_with_a_wrong_state_root() -> tuple[Exception, bytes]:
             parent = await store.head_header()

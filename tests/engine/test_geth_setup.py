@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -105,3 +110,44 @@ async def exits_early(binary: str, datadir: Path) -> None:
 def test_a_geth_that_cannot_start_is_reported_with_its_log(geth_binary: str,
                                                            tmp_path: Path) -> None:
     asyncio.run(exits_early(geth_binary, tmp_path))
+
+
+STARTER = """
+import sys, time
+from pathlib import Path
+from alys_fast.chain.spec import dev_spec
+from alys_fast.engine.geth import GethProcess
+geth = GethProcess(sys.argv[1], Path(sys.argv[2]), dev_spec())
+geth.init()
+geth.start()
+print(geth.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_geth_does_not_outlive_a_starter_killed_with_sigkill(geth_binary: str,
+                                                               tmp_path: Path) -> None:
+    """geth runs in its own session (a signal to the node's group never reaches it), so only
+    the parent-death signal stops it when the node or devnet that started it is SIGKILLed."""
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, geth_binary, str(tmp_path)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        geth_pid = int(starter.stdout.readline())
+    finally:
+        starter.kill()
+        starter.wait(30)
+    deadline = time.monotonic() + 30
+    while _running(geth_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive := _running(geth_pid):
+        os.kill(geth_pid, signal.SIGKILL)
+    assert not alive, "geth outlived the process that started it"
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an orphan is reaped by whoever adopted it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -29,7 +29,7 @@ from alys_fast.engine import (
 )
 from alys_fast.engine.interface import AccountOverride, CallRequest, CallResult, StateOverrides
 from alys_fast.engine.revm import finish, geth_options
-from alys_fast.engine.state import Loaded, Miss, storage_root, word
+from alys_fast.state import Loaded, Miss, storage_root, word
 from alys_fast.validation.receipts import bloom_of, combine_blooms, receipts_root
 from tests.engine.conftest import ADDRS, KEYS, sign
 from tests.engine.contracts import (

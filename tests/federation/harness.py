@@ -27,8 +27,8 @@ from alys_fast.network.peers import PeerLimits, format_enode
 from alys_fast.network.service import NetworkSettings, NetworkSetup
 from alys_fast.network.transport import NodeKey, Transport
 from alys_fast.network.wire import Status
-from alys_fast.node.context import NodeContext
 from alys_fast.node.node import Node
+from alys_fast.node.settings import NodeSettings
 from alys_fast.storage.actor import StoreClient
 from alys_fast.validation import Header
 
@@ -50,13 +50,12 @@ def federation_spec(authorities: int, node_keys: list[NodeKey]) -> ChainSpec:
 
 @dataclass
 class Member:
-    """One node of the federation: its context, key and (while running) its Node."""
+    """One node of the federation: its settings, key and (while running) its Node."""
 
     index: int
     ctx_args: dict
     key: NodeKey
     node: Node | None = None
-    ctx: NodeContext | None = None
 
     @property
     def id(self) -> str:
@@ -64,14 +63,12 @@ class Member:
 
     async def start(self, transport: Callable[[NetworkSetup], Transport] | None) -> None:
         settings: NetworkSettings = self.ctx_args["network_settings"]
-        ctx = NodeContext(**self.ctx_args)
-        spec = ctx.spec
+        spec = self.ctx_args["spec"]
         genesis = genesis_header(spec).hash
         status = Status(spec.chain_id, genesis, 0, genesis, 0, "full", "")
         extra = {} if transport is None else {"transport_factory": transport}
-        ctx.network = NetworkSetup.create(settings, self.key, status, **extra)
-        self.ctx = ctx
-        self.node = await Node(ctx).start()
+        network = NetworkSetup.create(settings, self.key, status, **extra)
+        self.node = await Node(NodeSettings(**self.ctx_args, network=network)).start()
 
     async def stop(self) -> None:
         if self.node is not None:
@@ -79,12 +76,12 @@ class Member:
             self.node = None
 
     async def head(self) -> Header:
-        assert self.ctx is not None
-        return await StoreClient(self.ctx).head_header()
+        assert self.node is not None
+        return await StoreClient(self.node.directory).head_header()
 
     async def hashes(self, upto: int) -> list[bytes]:
-        assert self.ctx is not None
-        return await StoreClient(self.ctx).block_hashes(0, upto)
+        assert self.node is not None
+        return await StoreClient(self.node.directory).block_hashes(0, upto)
 
 
 @dataclass

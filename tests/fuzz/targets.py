@@ -46,7 +46,6 @@ import msgspec
 
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import DEV_ACCOUNTS
-from alys_fast.rpc.actor import node_methods
 from alys_fast.rpc.dispatch import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -54,10 +53,8 @@ from alys_fast.rpc.dispatch import (
     PARSE_ERROR,
     Dispatcher,
 )
-from alys_fast.rpc.eth import EthApi
 from alys_fast.rpc.http import BadRequest, Request, RequestParser
 from alys_fast.rpc.websocket import WebSocket
-from alys_fast.storage.actor import StoreClient
 from tests.node.harness import running_node
 from tests.rpc.test_no_reprs import REPR
 
@@ -352,12 +349,7 @@ def dispatch_target(max_batch: int = 100) -> Iterator[Target]:
             Path(data_dir), slot_ms=1000, archive=True, dev_mining=DevMining(),
             dev_keys=keys) as node:
 
-        async def build() -> Dispatcher:
-            head = await StoreClient(node.ctx).head_header()
-            return Dispatcher(node_methods(node.ctx, EthApi(node.ctx, head)),
-                              max_batch=max_batch)
-
-        dispatcher = node.call(build())
+        dispatcher = Dispatcher(node.method_table(), max_batch=max_batch)
 
         def check_dispatch(body: bytes) -> None:
             answer = node.call(asyncio.wait_for(dispatcher.handle(body), 20), timeout=25)

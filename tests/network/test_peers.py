@@ -142,8 +142,22 @@ def test_traffic_is_counted_per_peer():
 
 def test_send_queue_is_bounded_and_counts_drops():
     queue = SendQueue(2)
-    assert queue.put(b"1") and queue.put(b"2") and not queue.put(b"3")
+    assert queue.put(b"1", "approval") and queue.put(b"2", "approval")
+    assert not queue.put(b"3", "approval")
     assert len(queue) == 2 and queue.dropped == 1
+
+
+def test_send_queue_sends_blocks_and_approvals_before_transactions():
+    """A block queued behind transaction batches leaves first; each lane keeps its order and
+    its own bound, so a flood of batches cannot crowd out an approval."""
+    queue = SendQueue(2)
+    assert queue.put(b"tx1", "transactions") and queue.put(b"tx2", "transactions")
+    assert not queue.put(b"tx3", "transactions")
+    assert queue.put(b"block", "new_block", 1.5) and queue.put(b"vote", "approval")
+    taken = [queue.take() for _ in range(5)]
+    assert [t.frame if t else None for t in taken] == [b"block", b"vote", b"tx1", b"tx2", None]
+    assert taken[0].kind == "new_block" and taken[0].queued_at == 1.5
+    assert queue.dropped == 1 and len(queue) == 0
 
 
 def test_seen_set_dedupes_and_forgets_the_oldest():

@@ -3,6 +3,8 @@ bans and metrics. Bounded: every wait has a deadline, a few nodes, a few dozen m
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -183,10 +185,11 @@ def test_another_protocol_version_gets_a_goodbye_uncharged():
         key, raw = raw_peer(net)
         await raw.start()
         raw.dial(a.id, a.network.settings.listen)
-        future = msgspec.msgpack.encode([2, msgspec.Raw(msgspec.msgpack.encode(["ping", 1]))])
+        future = msgspec.msgpack.encode([wire.PROTOCOL_VERSION + 1,
+                                         msgspec.Raw(msgspec.msgpack.encode(["ping", 1]))])
         await raw.send(a.id, future)
         frame = (await raw.recv())[1]
-        assert wire.decode(frame) == Goodbye("protocol version 1 only")
+        assert wire.decode(frame) == Goodbye(f"protocol version {wire.PROTOCOL_VERSION} only")
         assert not a.network.book.penalties and not a.network.book.banned(key.id)
         await a.stop()
     run(main())
@@ -221,4 +224,43 @@ def test_subscribe_refuses_unknown_kinds():
         with pytest.raises(ValueError, match="no such message kinds: blocks"):
             await a.client.subscribe({"blocks"}, a.ref("network/inbox"))
         await a.stop()
+    run(main())
+
+
+def test_where_a_frame_spends_its_time_is_exported_by_kind():
+    """A gossiped approval is timed on its way out (queued -> handed to the transport) at its
+    sender and on its way in at each receiver, whose subscribers get the arrival time."""
+    async def main():
+        net = FaultNetwork(seed=5)
+        nodes = await started(federation(net, members=2, full=0))
+        a, b = nodes
+        assert await a.ref("network/network").ask(Broadcast(APPROVAL)) == 1
+        await eventually(lambda: received(b, "approval"))
+        [got] = received(b, "approval")
+        assert 0 < got.arrived <= time.perf_counter()
+        sent = a.network.latencies.histograms["outbound", "approval"]
+        taken = b.network.latencies.histograms["inbound", "approval"]
+        assert sent.count == 1 and taken.count == 1
+        assert ("outbound", "transactions") not in a.network.latencies.histograms
+        await eventually(lambda: ("loop_lag", "") in b.network.latencies.histograms)
+        text = metrics(b)
+        assert 'alys_network_inbound_seconds_count{kind="approval"} 1.0' in text
+        assert "alys_network_loop_lag_seconds_count" in text
+        assert 'alys_network_outbound_seconds_count{kind="approval"} 1.0' in metrics(a)
+        await stopped(nodes)
+    run(main())
+
+
+def test_a_subscriber_subscribing_again_is_told_once():
+    """A restarted subscriber subscribes again; each message still reaches it once."""
+    async def main():
+        net = FaultNetwork(seed=7)
+        a, b = await started(federation(net, members=2, full=0))
+        await b.client.subscribe(KINDS, b.ref("network/inbox"))
+        assert await a.ref("network/network").ask(Broadcast(APPROVAL)) == 1
+        await eventually(lambda: received(b, "approval"))
+        assert await a.ref("network/network").ask(Broadcast(NewBlock(b"\x01"))) == 1
+        await eventually(lambda: received(b, "new_block"))
+        assert len(received(b, "approval")) == 1
+        await stopped([a, b])
     run(main())

@@ -75,6 +75,24 @@ def test_members_and_full_nodes_over_curve():
     run(main())
 
 
+def test_bursts_both_ways_at_once_all_arrive():
+    """Sends go through plain sockets beside the asyncio ones that receive; a send may take the
+    fd's edge for a message waiting on the same socket. Both nodes sending 300 batches while
+    receiving the other's must still get every one (a lost edge leaves them stuck)."""
+    async def main():
+        a, b = await pair(NodeKey.generate(), NodeKey.generate(), other_member=True)
+        for i in range(300):
+            a.client.broadcast(Transactions([b"\x02a" + i.to_bytes(2, "big")]))
+            b.client.broadcast(Transactions([b"\x02b" + i.to_bytes(2, "big")]))
+
+        def batches(node: Node) -> int:
+            return sum(type(r.message) is Transactions for r in node.got)
+        await eventually(lambda: batches(a) == 300 and batches(b) == 300, timeout=20)
+        await b.stop()
+        await a.stop()
+    run(main())
+
+
 def test_plaintext_and_impostor_clients_never_reach_the_node():
     async def main():
         key = NodeKey.generate()

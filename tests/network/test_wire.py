@@ -20,6 +20,7 @@ from alys_fast.network.wire import (
     Oversized,
     Ping,
     Pong,
+    Prevote,
     QueuedPow,
     Status,
     Transactions,
@@ -35,6 +36,7 @@ MESSAGES = [
     Status(**STATUS),
     NewBlock(b"\xf9" * 1000),
     Approval(H1, 12, 4, b"\x99" * 96),
+    Prevote(H1, 12, 4, 2**63 - 1, b"\x99" * 96),
     Transactions([b"\x02tx1", b"\x02tx2" * 50]),
     QueuedPow(b"\xc0" * 300),
     BlocksRequest(9, 100, 1024),
@@ -80,8 +82,10 @@ def frame_of(*payload) -> bytes:
     (frame_of("status", 1, H1, 1, H2, 0, "miner", ""), Malformed),     # no such role
     (frame_of("no_such_kind", 1), Malformed),
     (frame_of(), Malformed),
-    (msgspec.msgpack.encode([2, msgspec.Raw(msgspec.msgpack.encode(["ping", 1]))]),
-     VersionMismatch),
+    (msgspec.msgpack.encode([wire.PROTOCOL_VERSION + 1,
+                             msgspec.Raw(msgspec.msgpack.encode(["ping", 1]))]), VersionMismatch),
+    (msgspec.msgpack.encode([1, msgspec.Raw(msgspec.msgpack.encode(["ping", 1]))]),
+     VersionMismatch),                                                 # before prevotes
     (b"", Malformed),
     (b"\x92\x01", Malformed),                                          # truncated
     (wire.encode(Ping(1)) + b"\x00", Malformed),                       # trailing bytes

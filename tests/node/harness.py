@@ -21,8 +21,12 @@ import msgspec
 import uvloop
 
 from alys_fast.chain.spec import DEV_AUTHORITY_KEY, dev_spec
-from alys_fast.node.context import NodeContext
 from alys_fast.node.node import Node
+from alys_fast.node.settings import NodeSettings
+from alys_fast.rpc.actor import node_methods
+from alys_fast.rpc.dispatch import Methods
+from alys_fast.rpc.eth import EthApi
+from alys_fast.storage.actor import StoreClient
 
 _URL = re.compile(r"JSON-RPC\s+(http://\S+)")
 
@@ -111,7 +115,7 @@ class ThreadNode:
         # Short slots on a busy test machine: /health calls the head stalled after 5 s, not
         # 3 slots, unless a test asks for its own bound.
         ctx_args.setdefault("stall_slots", max(3, 5000 // spec.slot_ms))
-        self.ctx = NodeContext(
+        self.ctx = NodeSettings(
             spec=spec, data_dir=data_dir, authority_key=bytes.fromhex(DEV_AUTHORITY_KEY[2:]),
             rpc_port=0, **ctx_args,
         )
@@ -141,6 +145,20 @@ class ThreadNode:
     def ws_url(self) -> str:
         assert self.node is not None
         return self.node.ws_url
+
+    def method_table(self) -> Methods:
+        """The node's own RPC method table over its running actors (as its RPC actor builds
+        it), for tests that call methods without the HTTP server."""
+        node = self.node
+        assert node is not None
+
+        async def build() -> Methods:
+            head = await StoreClient(node.directory).head_header()
+            api = EthApi(node.rpc_settings.spec, head, node.directory, node.stats,
+                         node.rpc_settings.execution)
+            return node_methods(node.rpc_settings, node.rpc, node.directory, api)
+
+        return self.call(build())
 
     def stop(self) -> None:
         if self.node is not None:

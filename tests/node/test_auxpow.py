@@ -23,7 +23,7 @@ MINER = "0x" + "11" * 20
 def consensus(node: ThreadNode, method: str, params: Any) -> tuple[int, dict[str, Any]]:
     """One JSON-RPC 1.0 call to the node's consensus RPC: (HTTP status, answer)."""
     body = json.dumps({"method": method, "params": params, "id": 7}).encode()
-    url = f"http://127.0.0.1:{node.ctx.consensus_rpc_bound}/"
+    url = f"http://127.0.0.1:{node.node.consensus_rpc.bound}/"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, body), timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -124,7 +124,7 @@ def test_consensus_rpc_shapes_and_codes(tmp_path: Path) -> None:
         assert consensus(node, "getblockbyheight", 99)[1] == {"result": None, "error": None,
                                                               "id": 7}
         body = json.dumps({"method": "getheadblock", "id": 1}).encode()
-        url = f"http://127.0.0.1:{node.ctx.consensus_rpc_bound}/"
+        url = f"http://127.0.0.1:{node.node.consensus_rpc.bound}/"
         with urllib.request.urlopen(urllib.request.Request(url, body), timeout=10) as response:
             assert json.loads(response.read())["error"]["code"] == -32600  # params missing
 

@@ -271,6 +271,7 @@ def test_run_refuses_a_bad_config_with_one_line(
     config = write_config(tmp_path, text, key)
     message = fails("run", "--config", str(config), "--log-level", "CRITICAL")
     assert named in message, message
+    assert "Error(" not in message, f"an exception's repr in: {message}"
 
 
 def test_run_refuses_a_missing_config_file(tmp_path: Path) -> None:

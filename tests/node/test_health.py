@@ -16,11 +16,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from alys_fast import __version__
+from alys_fast.actors import Directory
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_AUTHORITY_KEY, dev_spec
-from alys_fast.node.context import NodeContext
-from alys_fast.node.health import head_age, health_report, stall_after
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.paths import CHAIN, METRICS
+from alys_fast.rpc.health import HealthCheck, HealthSettings, head_age, stall_after
 from tests.node.harness import ThreadNode, rpc, running_node
 from tests.node.test_durability import transfer, wait_for
 from tests.node.test_supervision import crash
@@ -50,8 +51,8 @@ def scrape(url: str) -> dict[str, list[Any]]:
 
 # --- the rules, without a node -------------------------------------------------------------------
 
-def context(**kwargs: Any) -> NodeContext:
-    return NodeContext(spec=dev_spec(slot_ms=200), data_dir=Path("unused"), **kwargs)
+def context(authority_key: bytes | None = None, **kwargs: Any) -> HealthSettings:
+    return HealthSettings(dev_spec(slot_ms=200), authority_key is not None, **kwargs)
 
 
 def test_when_a_still_head_is_a_stall() -> None:
@@ -65,9 +66,9 @@ def test_when_a_still_head_is_a_stall() -> None:
 
 
 def test_head_age_is_from_the_slot_start_on_the_chains_clock() -> None:
-    ctx = context(authority_key=KEY)
-    assert head_age(ctx, 10, now_ms=2_450) == pytest.approx(0.45)  # slot 10 began at 2,000 ms
-    assert head_age(ctx, 20, now_ms=2_450) == 0.0  # a head ahead of the clock is not negative
+    settings = context(authority_key=KEY)
+    assert head_age(settings, 10, now_ms=2_450) == pytest.approx(0.45)  # slot 10 began at 2,000 ms
+    assert head_age(settings, 20, now_ms=2_450) == 0.0  # a head ahead of the clock is not negative
     dev = context(authority_key=KEY, dev_mining=DevMining(offset_ms=10_000))
     assert head_age(dev, 60, now_ms=2_450) == pytest.approx(0.45)  # evm_increaseTime'd clock
 
@@ -81,11 +82,12 @@ def test_report_names_every_reason() -> None:
             "children": [actor("fine"), actor("engine", "open"),
                          actor("slow", stuck=True, busy_for=12.34)],
             "alerts": [{"path": "alys/x/metrics", "text": "down for good"}], "dead_letters": 0}
-    ctx = context(authority_key=KEY)
-    ctx.system = SimpleNamespace(health=lambda: tree)
+    directory = Directory()
+    directory.bind(SimpleNamespace(health=lambda: tree))
+    check = HealthCheck(context(authority_key=KEY), directory, NodeStats())
     now_ms = time.time_ns() // 1_000_000
     head = SimpleNamespace(number=7, hash=b"\xab" * 32, slot=(now_ms - 5_000) // 200)
-    report = health_report(ctx, head)
+    report = check.report(head)
     assert report["healthy"] is False and report["status"] == "unhealthy"
     stalled, *actors = report["reasons"]
     assert stalled.startswith("head 7 is 5.") and "no new block for 3 slots (0.6 s)" in stalled
@@ -112,7 +114,7 @@ def test_health_turns_503_with_the_reasons(node: ThreadNode) -> None:
 
     # The chain stops authoring (its slot timer is cancelled): the head stands still.
     async def stop_slots() -> None:
-        node.ctx.system.node(CHAIN).instance._cancel()
+        node.node.system.node(CHAIN).instance._cancel()
 
     node.call(stop_slots())
     status, report = wait_for(lambda: (found := get(node.url + "health"))[0] == 503 and found,
@@ -146,7 +148,7 @@ def test_metrics_for_operators(node: ThreadNode) -> None:
         rpc(url, "eth_getBalance", "0x1234", "latest")
 
     async def stop_slots() -> None:  # so that a transaction stays pending
-        node.ctx.system.node(CHAIN).instance._cancel()
+        node.node.system.node(CHAIN).instance._cancel()
 
     node.call(stop_slots())
     rpc(url, "eth_sendRawTransaction", transfer(DEV_ACCOUNTS[5][1], 0, DEV_ACCOUNTS[6][0]))

@@ -61,8 +61,8 @@ def test_recovery_actor_answers_senders_and_refusals() -> None:
 
 
 def test_a_large_batch_is_answered_like_single_calls(node: ThreadNode) -> None:
-    assert node.ctx.system is not None
-    assert node.ctx.system.node("rpc/recovery-0").alive
+    assert node.node.system is not None
+    assert node.node.system.node("rpc/recovery-0").alive
     raws = [signed(n) for n in range(20)]
     extra = [signed(0, chain_id=1), bad_signature(signed(20)), raws[0]]
     batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction",

@@ -59,7 +59,7 @@ def restarts(node: ThreadNode, path: str) -> tuple[int, str]:
     supervisor and from the health tree (which must agree)."""
 
     async def read() -> tuple[int, str, dict]:
-        system = node.ctx.system
+        system = node.node.system
         assert system is not None
         cell = system.node(path)
         return cell.parent.restart_count(cell), cell.state, system.health()
@@ -85,7 +85,7 @@ def crash(node: ThreadNode, path: str, *, ask: bool = True) -> None:
     TypeError it crashed with."""
 
     async def inject() -> BaseException | None:
-        ref = node.ctx.ref(path)
+        ref = node.node.directory.ref(path)
         if not ask:
             ref.tell(Poison())
             return None
@@ -139,7 +139,7 @@ def test_actor_crash_is_repaired_while_the_node_serves(node: ThreadNode, path: s
 
     wait_for(lambda: restarts(node, path) == (count + 1, "running"), 15,
              what=f"{path} restarted and running")
-    assert node.ctx.system is not None and node.ctx.system.exit_code is None
+    assert node.node.system is not None and node.node.system.exit_code is None
     # The same URL answers (for rpc/rpc: its restart re-bound the same port).
     assert node.url == url
     wait_for(lambda: int(try_rpc(url, "eth_blockNumber") or "0x0", 16) >= at_crash + 2, 15,
@@ -155,7 +155,7 @@ def test_actor_crash_is_repaired_while_the_node_serves(node: ThreadNode, path: s
     assert_transfer_accounted(url, before, second, 777)
     assert rpc(url, "eth_getTransactionReceipt", first["transactionHash"]) == first
     assert restarts(node, path) == (count + 1, "running"), "it crashed again"
-    alerts = node.ctx.system.health()["alerts"]
+    alerts = node.node.system.health()["alerts"]
     assert not alerts, alerts
 
 
@@ -174,7 +174,7 @@ def test_every_actor_crashes_in_turn_and_the_node_serves_throughout(node: Thread
         receipts.append(send_and_confirm(url, len(receipts) + 1))
         for found in receipts:
             assert rpc(url, "eth_getTransactionReceipt", found["transactionHash"]) == found
-    assert node.ctx.system is not None and node.ctx.system.exit_code is None
+    assert node.node.system is not None and node.node.system.exit_code is None
     assert int(rpc(url, "eth_getTransactionCount", SENDER, "latest"), 16) == len(receipts)
 
 

@@ -22,10 +22,7 @@ import pytest
 
 from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import DEV_ACCOUNTS, DEV_CHAIN_ID
-from alys_fast.rpc.actor import node_methods
 from alys_fast.rpc.dispatch import INTERNAL_ERROR, Dispatcher
-from alys_fast.rpc.eth import EthApi
-from alys_fast.storage.actor import StoreClient
 from tests.node.harness import ThreadNode, rpc, running_node
 
 SENDER = DEV_ACCOUNTS[0][0].lower()
@@ -57,11 +54,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadNode]:
 def dispatcher(node: ThreadNode) -> Dispatcher:
     """The node's method table over its actors, as its RPC actor builds it."""
 
-    async def build() -> Dispatcher:
-        head = await StoreClient(node.ctx).head_header()
-        return Dispatcher(node_methods(node.ctx, EthApi(node.ctx, head)), max_batch=10_000)
-
-    return node.call(build())
+    return Dispatcher(node.method_table(), max_batch=10_000)
 
 
 def battery() -> list[Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from alys_fast.engine.state import Account, StateDiff, StorageDiff, keccak256, storage_root
+from alys_fast.state import Account, StateDiff, StorageDiff, keccak256, storage_root
 from alys_fast.storage import BlockRecord, ChainStore
 from alys_fast.validation.receipts import Log, Receipt, bloom_of
 

@@ -16,7 +16,7 @@ from rocksdict import Options, Rdict
 from alys_fast.chain.genesis import genesis_alloc, genesis_diff
 from alys_fast.chain.spec import dev_spec
 from alys_fast.engine import BlockEnv, RevmEngine, StateDiff, StorageDiff
-from alys_fast.engine.state import Account, Loaded, Miss, keccak256, storage_root
+from alys_fast.state import Account, Loaded, Miss, keccak256, storage_root
 from alys_fast.storage import BlockRecord, ChainStore, StorageError, TxLocation
 from alys_fast.storage.actor import resolve
 from alys_fast.storage.store import BLOCK_FORMAT, COLUMN_FAMILIES, STATE_SCHEME, StatePruned

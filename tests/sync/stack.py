@@ -1,5 +1,6 @@
-"""A node's storage, engine, network and sync actors without the rest of the node (no chain
-actor, pool or RPC), for the sync tests and ``benches/bench_sync.py``.
+"""A node's storage, engine, network and sync actors and its two signature-recovery processes,
+without the rest of the node (no chain actor, pool or RPC), for the sync tests and
+``benches/bench_sync.py``.
 
 The chain side is :class:`WorkflowChain`, the narrowest honest :class:`ChainLink`: the real
 :class:`BlockImportWorkflow` over the real storage and engine actors, as the chain actor runs it
@@ -15,20 +16,28 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alys_fast.actors import ActorRef, ActorSystem, ChildSpec, Strategy, SupervisorSpec
-from alys_fast.chain.genesis import genesis_alloc, genesis_header
+from alys_fast.actors import (
+    ActorRef,
+    ActorSystem,
+    ChildSpec,
+    Directory,
+    Strategy,
+    SupervisorSpec,
+)
+from alys_fast.actors.worker import Worker
+from alys_fast.chain.genesis import genesis_alloc, genesis_header, store_genesis
 from alys_fast.chain.spec import DEV_AUTHORITY_KEY, ChainSpec
 from alys_fast.chain.workflows import BlockImportWorkflow, build_block, import_segment
 from alys_fast.engine import BlockEnv, BlockExecution, RevmEngine
-from alys_fast.engine.actor import EngineActor, EngineClient
+from alys_fast.engine.actor import EngineActor, EngineClient, EngineSettings
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.network.peers import PeerLimits
 from alys_fast.network.service import NetworkActor, NetworkClient, NetworkSettings, NetworkSetup
 from alys_fast.network.transport import NodeKey, Transport
 from alys_fast.network.wire import Status
-from alys_fast.node.context import NodeContext
-from alys_fast.node.offload import Worker
+from alys_fast.paths import RECOVERY
 from alys_fast.storage import BlockRecord
-from alys_fast.storage.actor import StorageActor, StoreClient, open_store
+from alys_fast.storage.actor import StorageActor, StorageSettings, StoreClient, open_store
 from alys_fast.sync.core import Failure
 from alys_fast.sync.service import (
     ImportReport,
@@ -38,7 +47,8 @@ from alys_fast.sync.service import (
     SyncSettings,
     SyncSetup,
 )
-from alys_fast.validation import Block, Header, Transaction, recover_transactions
+from alys_fast.validation import Block, Header, Transaction
+from alys_fast.validation.actor import RecoveryActor, RecoveryClient
 
 AUTHORITY = bytes.fromhex(DEV_AUTHORITY_KEY[2:])
 #: Quick to notice a dead peer and to dial again, so tests finish soon.
@@ -49,11 +59,12 @@ class WorkflowChain:
     """:class:`~alys_fast.sync.service.ChainLink` over the import workflow and the node's
     storage and engine actors; ``transitions`` records every ``set_syncing``."""
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.spec = ctx.spec
-        self.store = StoreClient(ctx)
-        self.engine = EngineClient(ctx)
+    def __init__(self, spec: ChainSpec, directory: Directory) -> None:
+        self.spec = spec
+        self.store = StoreClient(directory)
+        self.engine = EngineClient(directory)
         self.worker = Worker("sync-import")
+        self.recovery = RecoveryClient(directory, spec.chain_id)
         self.header: Header | None = None
         self.transitions: list[bool] = []
         self.on_head: Callable[[Header], None] | None = None
@@ -82,11 +93,8 @@ class WorkflowChain:
                                    offload=self.worker.run)
 
     async def _recover(self, block: Block) -> dict[bytes, Transaction]:
-        def recover() -> dict[bytes, Transaction]:
-            txs = recover_transactions(block.transactions, self.spec.chain_id)
-            return {tx.raw: tx for tx in txs if isinstance(tx, Transaction)}
-
-        return await asyncio.to_thread(recover)
+        txs = await self.recovery.recover(block.transactions)
+        return {tx.raw: tx for tx in txs if isinstance(tx, Transaction)}
 
     def close(self) -> None:
         self.worker.close()
@@ -96,7 +104,8 @@ class WorkflowChain:
 class SyncNode:
     """Storage, engine, network and sync actors of one node (the host both actors take)."""
 
-    ctx: NodeContext
+    storage: StorageSettings
+    directory: Directory
     network: NetworkSetup
     sync: SyncSetup
     chain: WorkflowChain
@@ -109,20 +118,20 @@ class SyncNode:
         transport: Callable[[NetworkSetup], Transport] | None = None,
         settings: SyncSettings | None = None,
     ) -> SyncNode:
-        ctx = NodeContext(spec=spec, data_dir=data_dir)
+        storage = StorageSettings(data_dir, store_genesis(spec))
+        directory = Directory()
         genesis = genesis_header(spec).hash
         status = Status(spec.chain_id, genesis, 0, genesis, 0, "full", "")
         network_settings = NetworkSettings(listen=listen, bootnodes=tuple(bootnodes),
                                            limits=FAST_PEERS, tick=0.05)
         extra = {} if transport is None else {"transport_factory": transport}
         network = NetworkSetup.create(network_settings, NodeKey.generate(), status, **extra)
-        chain = WorkflowChain(ctx)
-        sync = SyncSetup(settings or SyncSettings(), chain, StoreBlocks(StoreClient(ctx)))
-        return cls(ctx, network, sync, chain)
+        chain = WorkflowChain(spec, directory)
+        sync = SyncSetup(settings or SyncSettings(), chain, StoreBlocks(StoreClient(directory)))
+        return cls(storage, directory, network, sync, chain)
 
     def ref(self, path: str) -> ActorRef:
-        assert self.system is not None
-        return self.system.ref(path)
+        return self.directory.ref(path)
 
     @property
     def id(self) -> str:
@@ -137,24 +146,28 @@ class SyncNode:
         return SyncClient(self)
 
     async def start(self) -> SyncNode:
-        ctx = self.ctx
+        engine = EngineSettings(self.chain.spec.fork, self.chain.spec.chain_id)
         spec = SupervisorSpec("alys", Strategy.ONE_FOR_ALL, (
             SupervisorSpec("storage", Strategy.ONE_FOR_ONE, (
-                ChildSpec("storage", StorageActor, args=(ctx,)),)),
+                ChildSpec("storage", StorageActor, args=(self.storage,)),)),
             SupervisorSpec("chain", Strategy.ONE_FOR_ONE, (
-                ChildSpec("engine", EngineActor, args=(ctx,)),)),
+                ChildSpec("engine", EngineActor,
+                          args=(engine, self.directory, NodeStats())),)),
+            SupervisorSpec("rpc", Strategy.ONE_FOR_ONE, tuple(
+                ChildSpec(path.partition("/")[2], RecoveryActor,
+                          args=(self.chain.spec.chain_id,), process=True)
+                for path in RECOVERY)),
             SupervisorSpec("network", Strategy.REST_FOR_ONE, (
                 ChildSpec("network", NetworkActor, args=(self,)),
                 ChildSpec("sync", SyncActor, args=(self,)),
             )),
         ))
-        self.system = ActorSystem(spec)
-        ctx.system = self.system
+        self.system = ActorSystem(spec, directory=self.directory)
         await self.system.start()
         # What the chain actor will do on each new head: tell peers (their sync's target).
         network = NetworkClient(self)
         self.chain.on_head = lambda header: network.set_status(self.status_at(header))
-        network.set_status(self.status_at(await StoreClient(ctx).head_header()))
+        network.set_status(self.status_at(await StoreClient(self.directory).head_header()))
         return self
 
     def status_at(self, header: Header) -> Status:
@@ -193,7 +206,7 @@ def build_chain(data_dir: Path, spec: ChainSpec,
     signed by the dev authority. Returns the head."""
 
     async def build() -> Header:
-        store = open_store(NodeContext(spec=spec, data_dir=data_dir))
+        store = open_store(StorageSettings(data_dir, store_genesis(spec)))
         engine = _InlineEngine(RevmEngine.from_alloc(genesis_alloc(spec), fork=spec.fork,
                                                      chain_id=spec.chain_id))
         head = genesis_header(spec)

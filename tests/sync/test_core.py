@@ -111,6 +111,18 @@ def test_timeouts_charge_and_ask_another_peer():
     assert sync.counters.late == 2
 
 
+def test_a_peer_banned_by_one_timeout_loses_its_other_timed_out_requests_with_it():
+    limits = SyncLimits(range_blocks=10, per_peer=2, in_flight=2, request_timeout=1.0,
+                        ban_threshold=-10)  # one timeout bans
+    sync, clock = syncing_from(limits=limits)
+    sent = of(Send, sync.on_status("a", 20))
+    assert [s.peer for s in sent] == ["a", "a"]
+    clock.now = 1.0
+    actions = sync.tick()  # both time out at once: one charge, the ban, nothing left in flight
+    assert of(Charge, actions) == [Charge("a", Offence.TIMEOUT, True)]
+    assert sync.in_flight() == 0 and sync.ledger.banned("a")
+
+
 def test_unsolicited_and_mismatched_responses_are_charged():
     sync, _ = syncing_from(limits=SyncLimits(per_peer=1, in_flight=2))
     sends = of(Send, sync.on_status("a", 2000) + sync.on_status("b", 2000))

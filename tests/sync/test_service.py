@@ -36,7 +36,7 @@ def source_chain(tmp_path_factory) -> tuple[Path, list[bytes]]:
 
 
 def hashes(node: SyncNode, last: int) -> list[bytes]:
-    with ChainStore(node.ctx.data_dir / "chain") as store:
+    with ChainStore(node.storage.data_dir / "chain") as store:
         return store.block_hashes(0, last)
 
 

@@ -42,12 +42,12 @@ import msgspec
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from alys_fast.actors import Actor, ActorError, Refused
+from alys_fast.actors import Actor, ActorError, Directory, Refused
 from alys_fast.auxpow import AuxPowError, parse_auxpow, target_from_bits
-from alys_fast.auxpow.finality import AuxWork, NoWork
 from alys_fast.chain.actor import ChainClient
+from alys_fast.chain.finality import AuxWork, NoWork
 from alys_fast.chain.topics import FINALIZED, Finalized
-from alys_fast.node.context import NodeContext
+from alys_fast.metrics.stats import NodeStats
 from alys_fast.storage.actor import StoreClient
 from alys_fast.storage.store import BlockRecord
 from alys_fast.validation import decode_header
@@ -367,26 +367,45 @@ class ConsensusRpcServer:
         await writer.drain()
 
 
+@dataclass(frozen=True)
+class ConsensusRpcSettings:
+    """Where the consensus RPC listens: ``port`` None does not serve it, 0 binds an ephemeral
+    port (the bound one is in :attr:`ConsensusRpcEndpoint.bound`)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
+@dataclass
+class ConsensusRpcEndpoint:
+    """Filled by the actor once it serves, read by the node: the bound port (a restarted actor
+    binds it again)."""
+
+    bound: int | None = None
+
+
 class AuxPowActor(Actor):
-    """Serves the consensus RPC on ``ctx.consensus_rpc_port`` (None: not served); a restart
+    """Serves the consensus RPC where its settings say (no port: not served); a restart
     re-binds the same port and forgets the work handed out. Follows the chain's
     :data:`~alys_fast.chain.topics.FINALIZED` to forget work a landed proof used up."""
 
     subscribes = (FINALIZED,)
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
-        self.api = ConsensusApi(ChainClient(ctx), StoreClient(ctx))
+    def __init__(self, settings: ConsensusRpcSettings, endpoint: ConsensusRpcEndpoint,
+                 directory: Directory) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.api = ConsensusApi(ChainClient(directory), StoreClient(directory))
         self.server: ConsensusRpcServer | None = None
 
     async def started(self) -> None:
-        ctx = self.ctx
-        if ctx.consensus_rpc_port is None:
+        settings, endpoint = self.settings, self.endpoint
+        if settings.port is None:
             return
-        port = ctx.consensus_rpc_bound or ctx.consensus_rpc_port  # a restart keeps its port
-        self.server = ConsensusRpcServer(self.api.answer, ctx.consensus_rpc_host, port)
+        port = endpoint.bound or settings.port  # a restart keeps its port
+        self.server = ConsensusRpcServer(self.api.answer, settings.host, port)
         await self.server.start()
-        ctx.consensus_rpc_bound = self.server.port
+        endpoint.bound = self.server.port
         log.info("consensus RPC (AuxPoW mining) on %s", self.server.url)
 
     def receive(self, message: Finalized) -> None:
@@ -407,13 +426,14 @@ class AuxPowActor(Actor):
 
 
 class FinalityCollector(Collector):
-    """The chain's finality (``ctx.stats["auxpow"]``, kept by the chain actor) for /metrics."""
+    """The chain's finality (the node's ``stats["auxpow"]``, kept by the chain actor) for
+    /metrics."""
 
-    def __init__(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
+    def __init__(self, stats: NodeStats) -> None:
+        self.stats = stats
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        stats = self.ctx.stats.get("auxpow", {})
+        stats = self.stats.get("auxpow", {})
         for name, key, help_text in (
             ("alys_chain_finalized", "finalized", "Number of the last block finalized by AuxPoW"),
             ("alys_chain_blocks_since_finality", "blocks_since_finality",

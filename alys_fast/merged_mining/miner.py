@@ -10,7 +10,7 @@ marker, and the verifier's R5 asks for it. Its scriptSig carries an extra nonce,
 search past 2**32 header nonces moves on to a new merkle root.
 
 :func:`grind` searches header nonces with the compiled SHA256d; the ``alys-fast miner``
-command (``alys_fast.auxpow.cli``) runs it in several processes against a node's
+command (``alys_fast.merged_mining.cli``) runs it in several processes against a node's
 ``createauxblock``/``submitauxblock``.
 """
 

@@ -1,19 +1,18 @@
-"""What every actor of one node is built with: the spec, the config and how to reach the others.
+"""What one node is built from: the chain spec, the data dir, keys and every service's options,
+as the ``dev``/``run`` commands (and tests) give them.
 
-Actors never hold each other: they hold the :class:`NodeContext` and look a peer up by path
-(:mod:`alys_fast.paths`) at the moment they ask it (:meth:`NodeContext.ref`), so a restarted
-peer (a new cell generation, same path) is reached without anyone re-wiring. Notifications
-are not told to known paths: the chain publishes them on topics (:mod:`alys_fast.chain.topics`)
-that the actors interested subscribe to.
+The node (:class:`~alys_fast.node.node.Node`) turns these into each service's own settings
+(``StorageSettings``, ``EngineSettings``, ``PoolSettings``, ``ChainSettings``,
+``RpcSettings``, ``ConsensusRpcSettings``...), so no service sees more than it reads and none
+imports the node; what the services report back (the bound ports, the counters, the actor
+system) lives on the node.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -23,22 +22,17 @@ from alys_fast.chain.mining import DevMining
 from alys_fast.chain.spec import ChainSpec
 from alys_fast.chain.txpool import TxPoolLimits
 from alys_fast.engine.external import ExecutionSettings
-from alys_fast.network.service import NetworkSettings
-from alys_fast.rpc import Limits, RpcServer
-
-if TYPE_CHECKING:
-    from alys_fast.actors import ActorRef, ActorSystem
-    from alys_fast.network.service import NetworkSetup
-    from alys_fast.rpc.auth import Authenticator
-    from alys_fast.sync.service import SyncSetup
+from alys_fast.network.service import NetworkSettings, NetworkSetup
+from alys_fast.rpc import Limits
+from alys_fast.rpc.auth import Authenticator
 
 
-@dataclass
-class NodeContext:
-    """One node's shared, read-only setup plus the late-bound actor system.
+@dataclass(frozen=True)
+class NodeSettings:
+    """One node's options.
 
     ``authority_key`` is this node's block-signing secret (None: it never authors). ``rpc_port``
-    0 binds an ephemeral port; the bound one is in ``rpc_bound`` once the RPC actor is up.
+    0 binds an ephemeral port; the bound one is in ``Node.rpc.bound`` once the RPC actor is up.
     """
 
     spec: ChainSpec
@@ -53,7 +47,7 @@ class NodeContext:
     rpc_access: Authenticator | None = None
     rpc_tls: ssl.SSLContext | None = None  # None: plain HTTP and WebSocket
     # Alys's consensus RPC for merge miners (createauxblock...): None does not serve it; 0
-    # binds an ephemeral port, the bound one is in ``consensus_rpc_bound`` once it is up.
+    # binds an ephemeral port, the bound one is in ``Node.consensus_rpc.bound`` once it is up.
     consensus_rpc_host: str = "127.0.0.1"
     consensus_rpc_port: int | None = None
     stall_slots: int = STALL_SLOTS
@@ -62,7 +56,7 @@ class NodeContext:
     pool_limits: TxPoolLimits = field(default_factory=TxPoolLimits)
     pool_journal: JournalSettings = field(default_factory=JournalSettings)
     # A development chain's mining mode and clock (None: Aura slots on the wall clock). Kept
-    # here, not in the chain actor, so that an actor restart keeps them.
+    # by the node, not the chain actor, so that an actor restart keeps them.
     dev_mining: DevMining | None = None
     # A dev chain's unlocked accounts, as secrets: eth_accounts, eth_sendTransaction and the
     # signing methods use them (served only with dev_mining set, so never by `alys-fast run`).
@@ -70,20 +64,8 @@ class NodeContext:
     # An external execution client (geth over the Engine API); None: the embedded revm engine.
     execution: ExecutionSettings | None = None
     # Peers (the config's [network]); None: a node that talks to no one (``dev``, a lone
-    # authority). The node builds ``network`` and ``sync`` from it (the actors' setups).
+    # authority). ``network``: a network setup made beforehand (a test's fault transport);
+    # None: the node makes it from ``network_settings`` and the node key in the data dir.
     network_settings: NetworkSettings | None = None
     network: NetworkSetup | None = None
-    sync: SyncSetup | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    system: ActorSystem | None = None
-    # Filled by actors as they come up, read by the node and the tests.
-    rpc_bound: int | None = None
-    consensus_rpc_bound: int | None = None
-    rpc_ready: asyncio.Event | None = None
-    rpc_server: RpcServer | None = None  # so a node stop can let answers in flight finish
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def ref(self, path: str) -> ActorRef:
-        """The current ref of the actor at ``path``."""
-        assert self.system is not None, "the node's actor system is not built yet"
-        return self.system.ref(path)

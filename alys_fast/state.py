@@ -7,6 +7,9 @@ geth and anvil compute. The tries live in the compiled engine (``cext/evm``); wh
 Python is below: the accounts and slots a block changed (:class:`StateDiff`, what storage
 writes and history keeps) and the data the engine asks for (:data:`Miss`) and gets
 (:class:`Loaded`).
+
+A module of its own, below both: the engine produces these and the store persists them, and
+the engine's actor reads the store, so neither package can hold them for the other.
 """
 
 from __future__ import annotations

@@ -48,8 +48,15 @@ from alys_fast.auxpow import (
     verify_auxpow,
     verify_header,
 )
-from alys_fast.auxpow.miner import MM_HEADER, NONCES, AuxBlock, AuxBlockError, MiningJob, grind
 from alys_fast.errors import CliError
+from alys_fast.merged_mining.miner import (
+    MM_HEADER,
+    NONCES,
+    AuxBlock,
+    AuxBlockError,
+    MiningJob,
+    grind,
+)
 
 log = logging.getLogger(__name__)
 
