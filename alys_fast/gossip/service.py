@@ -15,12 +15,12 @@ Out, from topics (the chain and the pool never name the network):
 
 In, from the network: ``new_block``, ``approval`` and ``prevote`` to the chain actor
 (``PeerBlock``, ``PeerApproval``, ``PeerPrevote``: fork choice checks them) by
-:class:`ChainInbound`, which the network actor calls in its own turn: no gossip mailbox
-between a block and the chain, where it would queue behind the pool's notifications and
-peers' transaction batches; ``transactions`` recovered off
-the loop and submitted to the pool without gossip (the flood already carries them);
-``queued_pow`` decoded and queued through the chain's one ``QueuePow`` path. Undecodable ones
-charge the sender.
+:class:`ChainInbound`, which the network actor calls in its own turn: no gossip mailbox between
+a block and the chain, where it would queue behind the pool's notifications and peers'
+transaction batches; ``transactions`` recovered in the node's recovery processes (the RPC's and
+the chain's :class:`RecoveryClient`) and submitted to the pool without gossip (the flood already
+carries them); ``queued_pow`` decoded and queued through the chain's one ``QueuePow`` path.
+Undecodable ones charge the sender.
 
 Peers' transaction batches never hold up blocks and approvals: the actor only queues them
 (:data:`MAX_WAITING_BATCHES`; beyond, a batch is dropped and counted as a missed delivery,
@@ -77,7 +77,8 @@ from alys_fast.network.service import NetworkClient, Received
 from alys_fast.paths import CHAIN
 from alys_fast.sync.core import Failure
 from alys_fast.sync.service import ImportReport, SyncClient, SyncHost
-from alys_fast.validation import InvalidBlock, Transaction, recover_transactions
+from alys_fast.validation import InvalidBlock, Transaction
+from alys_fast.validation.actor import RecoveryClient
 from alys_fast.validation.blocks import decode_auxpow_header
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class GossipActor(Actor):
         self.network = NetworkClient(host)
         self.sync = SyncClient(host)
         self.pool = PoolClient(host)
+        self.recovery = RecoveryClient(host, chain_id)  # the node's recovery processes
         self.batcher = TxBatcher()
         self.flusher: asyncio.Task[None] | None = None
         # Peers' batches waiting for the pool, with when each was taken off the network.
@@ -201,7 +203,7 @@ class GossipActor(Actor):
                 batch, at = arrived.get_nowait()
                 raws += batch
                 latencies.observe("handoff", "transactions", time.perf_counter() - at)
-            txs = await asyncio.to_thread(recover_transactions, raws, self.chain_id)
+            txs = await self.recovery.recover(raws)
             valid = [tx for tx in txs if isinstance(tx, Transaction)]
             if valid:
                 try:
