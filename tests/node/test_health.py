@@ -106,6 +106,14 @@ def node(tmp_path: Path) -> Iterator[ThreadNode]:
         yield running
 
 
+async def stop_slots(node: ThreadNode) -> None:
+    """The chain authors no more: its slot timer is cancelled and never armed again (a slot
+    being handled now would arm it when it ends)."""
+    chain = node.node.system.node(CHAIN).instance
+    chain._schedule = chain._cancel
+    chain._cancel()
+
+
 def test_health_turns_503_with_the_reasons(node: ThreadNode) -> None:
     status, report = wait_for(lambda: (found := get(node.url + "health"))[0] == 200 and found,
                               10, what="a healthy node")  # a loaded machine may miss slots
@@ -113,10 +121,7 @@ def test_health_turns_503_with_the_reasons(node: ThreadNode) -> None:
     assert 0 <= report["head_age"] <= 0.6 and report["authority"] is True
 
     # The chain stops authoring (its slot timer is cancelled): the head stands still.
-    async def stop_slots() -> None:
-        node.node.system.node(CHAIN).instance._cancel()
-
-    node.call(stop_slots())
+    node.call(stop_slots(node))
     status, report = wait_for(lambda: (found := get(node.url + "health"))[0] == 503 and found,
                               10, what="/health noticing the still head")
     assert report["healthy"] is False
@@ -147,10 +152,7 @@ def test_metrics_for_operators(node: ThreadNode) -> None:
     with pytest.raises(RuntimeError):
         rpc(url, "eth_getBalance", "0x1234", "latest")
 
-    async def stop_slots() -> None:  # so that a transaction stays pending
-        node.node.system.node(CHAIN).instance._cancel()
-
-    node.call(stop_slots())
+    node.call(stop_slots(node))  # so that a transaction stays pending
     rpc(url, "eth_sendRawTransaction", transfer(DEV_ACCOUNTS[5][1], 0, DEV_ACCOUNTS[6][0]))
     # The pool is sampled once a second: wait for its oldest pending transaction to age.
     samples = wait_for(lambda: (found := scrape(url))["alys_txpool_oldest_pending_seconds"][0]
