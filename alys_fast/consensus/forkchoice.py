@@ -73,8 +73,9 @@ Rules, one per case:
 7. Import: a valid block at the open height whose verified approvals reach ``q`` is returned as
    ``ImportBlock`` with that aggregate (its certificate), once. The chain imports it through
    ``BlockImportWorkflow`` and calls :meth:`Consensus.on_imported`, which moves the head,
-   clears the open height and replays buffered proposals. A certified block from sync is
-   imported the same way (:meth:`Consensus.on_sync_block`).
+   clears the open height and replays buffered proposals. Blocks from sync are imported by
+   the chain alone, through the same workflow with the full threshold as their certificate
+   check, and each is then told here by :meth:`Consensus.on_imported` too.
 8. Syncing: while :attr:`syncing` a node neither authors nor approves; gossiped approvals and
    prevotes are dropped (counted), gossiped blocks are held (the last
    :data:`HELD_WHILE_SYNCING`) and taken as if just received when syncing ends — an author
@@ -109,7 +110,6 @@ from alys_fast.consensus.approvals import (
     sign_prevote,
     threshold,
 )
-from alys_fast.consensus.approvals import verify as verify_certificate
 from alys_fast.consensus.bls import PublicKey, SecretKey
 
 __all__ = [
@@ -428,19 +428,6 @@ class Consensus:
             return self._penalize(peer, f"prevote by authority {prevote.index} does not verify")
         self._prevotes.setdefault(height, {})[prevote.index] = (prevote.round, prevote.root)
         return self._advance() if height == self.head.height + 1 else []
-
-    def on_sync_block(self, proposal: Proposal, peer: str) -> list[Action]:
-        """A block from sync: imported if it extends the head and its certificate verifies."""
-        ref = proposal.ref
-        if ref.height != self.head.height + 1 or ref.parent_root != self.head.root:
-            self.stats["sync_blocks_skipped"] += 1
-            return []
-        if not verify_certificate(proposal.approvals, ref.root, self.authorities):
-            return self._penalize(peer, f"block {ref.height} from sync is not certified")
-        if self._importing is not None:
-            return []
-        self._importing = ref.root
-        return [ImportBlock(proposal)]
 
     def on_imported(self, ref: BlockRef) -> list[Action]:
         """The chain imported ``ref``: it is the head; replay what waited for it (rule 7)."""

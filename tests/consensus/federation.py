@@ -5,8 +5,9 @@ authorities that withhold everything or equivocate (two blocks per slot, approvi
 Each honest node carries out its actions as the chain actor will: ``Validate`` is answered at
 once (a block's ``valid`` flag stands for the chain's checks), ``ImportBlock`` appends to its
 chain and calls ``on_imported``, ``Author`` builds and signs a block, ``RequestSync`` sends the
-peer's certified blocks back as a later message, ``SaveLock`` keeps the lock as the node's data
-dir would (:meth:`Federation.restart` starts a node again from it).
+peer's certified blocks back as a later message (imported as the chain imports sync's blocks),
+``SaveLock`` keeps the lock as the node's data dir would (:meth:`Federation.restart` starts a
+node again from it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from alys_fast.consensus import (
     sign_approval,
     sign_prevote,
 )
-from alys_fast.consensus.approvals import AggregateApproval
+from alys_fast.consensus.approvals import AggregateApproval, verify
 
 KEYS = [SecretKey.from_bytes((i + 101).to_bytes(32, "big")) for i in range(4)]
 PUBLIC = [key.public_key() for key in KEYS]
@@ -105,7 +106,16 @@ class Federation:
             self._carry_out(i, node.on_prevote(payload, peer))
         else:
             for proposal in self.chains.get(message.sender, [])[payload[1] - 1 :]:
-                self._carry_out(i, node.on_sync_block(proposal, peer))
+                self._sync_import(i, proposal)
+
+    def _sync_import(self, i: int, proposal: Proposal) -> None:
+        """What the chain does with a block from sync: imports it when it extends the head and
+        carries a certificate (the import workflow's full threshold), then tells fork choice."""
+        head = self.nodes[i].head
+        ref = proposal.ref
+        if ref.height == head.height + 1 and ref.parent_root == head.root \
+                and verify(proposal.approvals, ref.root, PUBLIC[: self.n]):
+            self._carry_out(i, [ImportBlock(proposal)])
 
     def drain(self, order: list[int] | None = None) -> None:
         """Deliver everything in flight (new messages too), in ``order`` while it lasts."""

@@ -182,19 +182,15 @@ def test_future_block_buffers_and_requests_sync():
     one = _proposal(GENESIS, 1, signers=(2, 3))
     two = _proposal(one.ref, 2)
     assert node.on_block(two, "p") == [RequestSync("p", 2)]
-    assert node.on_sync_block(one, "p") == [ImportBlock(one)]
-    assert node.on_imported(one.ref) == [Validate(two)]  # replayed
+    assert node.on_imported(one.ref) == [Validate(two)]  # synced by the chain, then replayed
 
 
-def test_sync_needs_a_certificate_and_a_syncing_node_stays_quiet():
+def test_a_syncing_node_stays_quiet():
     node = _node(index=0)
     node.set_syncing(True)
     assert node.on_slot(4) == []
     block = _proposal(GENESIS, 1)
     assert node.on_block(block, "p") == [] and node.on_approval(_approval(2, block), "p") == []
-    assert node.on_sync_block(block, "p") == [Penalize("p", "block 1 from sync is not certified")]
-    certified = _proposal(GENESIS, 1, signers=(2, 3))
-    assert node.on_sync_block(certified, "p") == [ImportBlock(certified)]
 
 
 def test_a_block_gossiped_while_syncing_is_taken_when_sync_ends():
